@@ -1,0 +1,148 @@
+"""Batched inference: TTA views of a whole batch in one forward pass, and Grad-CAM for
+all 15 labels from one Jacobian of the small head, both inside traced tf.functions."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from core import gradcam
+from core.model import device_name, load_model, split_model, use_mixed_precision_if_gpu
+from core.model_card import ModelCard
+from core.tta import View, resolve_views
+
+
+@dataclass
+class Analysis:
+    """What the model says about one image."""
+
+    probabilities: dict[str, float]
+    spread: dict[str, float]
+    flagged: list[str]
+    cams: np.ndarray  # (15, h, w) low-resolution Grad-CAM maps in [0, 1], label order
+    width: int
+    height: int
+    tta_views: int
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def heatmap(self, label_index: int) -> np.ndarray:
+        """Grad-CAM for one label at the original image size, in [0, 1]."""
+        return gradcam.upsample(self.cams[label_index], self.width, self.height)
+
+
+def prepare(pixels: np.ndarray, size: int) -> np.ndarray:
+    """[0, 1] grey image at any size -> (size, size) float32, area-averaged."""
+    if pixels.ndim != 2:
+        raise ValueError("expected a 2-D grey image")
+    h, w = pixels.shape
+    interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
+    return cv2.resize(pixels.astype(np.float32), (size, size), interpolation=interp)
+
+
+class InferenceEngine:
+    """Loads a model folder once, traces its functions once, and analyses batches."""
+
+    def __init__(self, model_dir: str | Path, views: tuple[str, ...] | list[str] | None = None,
+                 warm_up: bool = True) -> None:
+        self.mixed_precision = use_mixed_precision_if_gpu()
+        self.model, self.card = load_model(model_dir)
+        self.labels = list(self.card.labels)
+        self.size = self.card.input_size
+        self.device = device_name()
+        self.views: list[View] = resolve_views(views)
+        self.backbone, self.head = split_model(self.model)
+        # identity first: its features feed Grad-CAM; extra identity is dropped from the mean
+        names = [v.name for v in self.views]
+        self._all_views = self.views if names[0] == "identity" else resolve_views(["identity"]) + self.views
+        self._mean_slice = slice(0, len(self.views)) if names[0] == "identity" else slice(1, len(self._all_views))
+        self._transforms = tf.constant(np.stack([v.transform(self.size) for v in self._all_views]))
+        self._gammas = tf.constant([v.gamma for v in self._all_views], dtype=tf.float32)
+        self._analyse_fn = tf.function(self._analyse_graph, reduce_retracing=True)
+        self._forward_fn = tf.function(self._forward_graph, reduce_retracing=True)
+        self._views_fn = tf.function(self._views_graph, reduce_retracing=True)
+        if warm_up:
+            self.analyse([np.zeros((self.size, self.size), np.float32)])
+
+    @property
+    def card_info(self) -> ModelCard:
+        return self.card
+
+    # ------------------------------------------------------------------ graphs
+    def _to_model_input(self, grey: tf.Tensor) -> tf.Tensor:
+        """(N, S, S, 1) in [0, 1] -> (N, S, S, 3) in [0, 255], the EfficientNet convention."""
+        return tf.repeat(grey * 255.0, 3, axis=-1)
+
+    def _make_views(self, grey: tf.Tensor) -> tf.Tensor:
+        """(B, S, S, 1) -> (B*V, S, S, 1): every view of every image, image-major."""
+        b = tf.shape(grey)[0]
+        v = tf.shape(self._transforms)[0]
+        tiled = tf.repeat(grey, v, axis=0)
+        transforms = tf.tile(self._transforms, [b, 1])
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tiled, transforms=transforms, output_shape=tf.shape(grey)[1:3],
+            interpolation="BILINEAR", fill_mode="NEAREST", fill_value=0.0,
+        )
+        gammas = tf.reshape(tf.tile(self._gammas, [b]), [-1, 1, 1, 1])
+        return tf.pow(tf.clip_by_value(warped, 0.0, 1.0), gammas)
+
+    def _head_logits(self, features: tf.Tensor) -> tf.Tensor:
+        x = features
+        for layer in self.head:
+            x = layer(x, training=False)
+        return tf.cast(x, tf.float32)
+
+    def _analyse_graph(self, grey: tf.Tensor):
+        b = tf.shape(grey)[0]
+        v = tf.shape(self._transforms)[0]
+        views = self._to_model_input(self._make_views(grey))
+        features = self.backbone(views, training=False)
+        with tf.GradientTape() as tape:
+            ident = tf.gather(features, tf.range(b) * v)
+            tape.watch(ident)
+            ident_logits = self._head_logits(ident)
+        jac = tape.batch_jacobian(ident_logits, ident)  # (B, L, h, w, K)
+        logits = self._head_logits(features)
+        probs = tf.reshape(tf.sigmoid(logits), [b, v, -1])[:, self._mean_slice]
+        alphas = tf.reduce_mean(tf.cast(jac, tf.float32), axis=[2, 3])  # (B, L, K)
+        cams = tf.nn.relu(tf.einsum("bhwk,blk->blhw", tf.cast(ident, tf.float32), alphas))
+        peak = tf.reduce_max(cams, axis=[2, 3], keepdims=True)
+        cams = tf.math.divide_no_nan(cams, peak)
+        return tf.reduce_mean(probs, axis=1), tf.math.reduce_std(probs, axis=1), cams
+
+    def _forward_graph(self, grey: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.model(self._to_model_input(grey), training=False), tf.float32)
+
+    def _views_graph(self, grey: tf.Tensor) -> tf.Tensor:
+        return self._make_views(grey)
+
+    # ------------------------------------------------------------------ API
+    def _batch(self, images: list[np.ndarray]) -> tf.Tensor:
+        return tf.constant(np.stack([prepare(img, self.size) for img in images])[..., None])
+
+    def forward(self, images: list[np.ndarray]) -> np.ndarray:
+        """Plain forward pass, no TTA: (N, 15) probabilities."""
+        return self._forward_fn(self._batch(images)).numpy()
+
+    def augmented_views(self, image: np.ndarray) -> np.ndarray:
+        """The (V, S, S) model-size views of one image, in view order (for checks)."""
+        return self._views_fn(self._batch([image])).numpy()[..., 0]
+
+    def analyse(self, images: list[np.ndarray], thresholds: dict[str, float] | None = None) -> list[Analysis]:
+        """TTA mean and spread, flags at the thresholds, and Grad-CAM for every label."""
+        thresholds = thresholds or self.card.thresholds
+        mean, spread, cams = self._analyse_fn(self._batch(images))
+        mean, spread, cams = mean.numpy(), spread.numpy(), cams.numpy()
+        out = []
+        for i, img in enumerate(images):
+            probs = {lab: float(mean[i, j]) for j, lab in enumerate(self.labels)}
+            flagged = [lab for lab in self.labels if probs[lab] >= thresholds[lab]]
+            out.append(Analysis(
+                probabilities=probs,
+                spread={lab: float(spread[i, j]) for j, lab in enumerate(self.labels)},
+                flagged=flagged, cams=cams[i], width=int(img.shape[1]), height=int(img.shape[0]),
+                tta_views=len(self.views), thresholds=dict(thresholds),
+            ))
+        return out

@@ -1,0 +1,71 @@
+"""Build and load the EfficientNetB0 classifier; no weights are ever downloaded."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from core.errors import ModelCardMismatch  # noqa: E402
+from core.labels import LABELS  # noqa: E402
+from core.model_card import ModelCard  # noqa: E402
+
+
+def gpu_available() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def device_name() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU ({details.get('device_name', gpus[0].name)})"
+    return "CPU"
+
+
+def use_mixed_precision_if_gpu() -> bool:
+    """Mixed precision only pays on a GPU; on the CPU float32 is faster and exact."""
+    if gpu_available():
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return True
+    return False
+
+
+def build_model(input_size: int = 224, n_labels: int = len(LABELS), dropout: float = 0.3) -> keras.Model:
+    """EfficientNetB0 (random init) + GAP + dropout + logits + float32 sigmoid.
+
+    The backbone stays a nested model whose output is the last convolutional block
+    (``top_activation``): Grad-CAM reads that output and differentiates the small head.
+    """
+    backbone = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(input_size, input_size, 3)
+    )
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    features = backbone(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
+    logits = keras.layers.Dense(n_labels, name="logits", dtype="float32")(dropped)
+    probs = keras.layers.Activation("sigmoid", name="probabilities", dtype="float32")(logits)
+    return keras.Model(inputs, probs, name="cxr_efficientnetb0")
+
+
+def split_model(model: keras.Model) -> tuple[keras.Model, list[keras.layers.Layer]]:
+    """(feature extractor, head layers up to the logits) for Grad-CAM."""
+    backbone = model.get_layer("efficientnetb0")
+    head = [model.get_layer("pool"), model.get_layer("logits")]
+    return backbone, head
+
+
+def load_model(folder: str | Path) -> tuple[keras.Model, ModelCard]:
+    """Load a model folder; a card/weights disagreement is a ModelCardMismatch."""
+    folder = Path(folder)
+    card = ModelCard.load(folder)
+    model = build_model(card.input_size, len(card.labels))
+    try:
+        model.load_weights(folder / card.weights_file)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ModelCardMismatch(f"{folder}: weights do not fit the architecture in the card ({exc}).") from exc
+    return model, card

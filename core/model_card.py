@@ -1,0 +1,98 @@
+"""The model card: labels, input, thresholds, training data and evaluation, shipped in
+the same folder as the weights so a score is never read without its context."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelCardMismatch
+from core.labels import LABELS
+
+CARD_FILE = "model_card.json"
+
+
+@dataclass
+class ModelCard:
+    name: str
+    labels: list[str]
+    input_size: int
+    weights_file: str
+    weights_sha256: str
+    thresholds: dict[str, float]
+    threshold_method: str
+    architecture: str = "EfficientNetB0 (keras.applications, weights=None) + GAP + dropout + 15-way sigmoid"
+    preprocessing: dict[str, Any] = field(default_factory=lambda: {
+        "grey": "decoded to one channel in [0, 1] (DICOM: modality LUT, VOI LUT/window, MONOCHROME1 inverted)",
+        "resize": "whole image to input_size x input_size, cv2.INTER_AREA, aspect not preserved",
+        "scale": "x255, replicated to 3 channels; EfficientNet's own rescaling/normalisation layers follow",
+    })
+    cam_layer: str = "efficientnetb0/top_activation"
+    training: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    intended_use: str = ("Screening aid for radiologist review of frontal chest radiographs. "
+                         "Not a diagnosis; every output needs review by a radiologist.")
+    created_at: str = ""
+
+    @property
+    def version(self) -> str:
+        """Content hash of weights + labels + input size: changes whenever the model does."""
+        text = json.dumps([self.weights_sha256, self.labels, self.input_size], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def threshold_version(self) -> str:
+        text = json.dumps(self.thresholds, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["version"] = self.version
+        return json.dumps(data, indent=2, sort_keys=False)
+
+    def save(self, folder: Path) -> Path:
+        path = Path(folder) / CARD_FILE
+        path.write_text(self.to_json() + "\n")
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelCard:
+        path = Path(folder) / CARD_FILE
+        if not path.is_file():
+            raise ModelCardMismatch(f"{folder}: no {CARD_FILE}; a model folder needs its card.")
+        data = json.loads(path.read_text())
+        stated_version = data.pop("version", None)
+        try:
+            card = cls(**data)
+        except TypeError as exc:
+            raise ModelCardMismatch(f"{path}: malformed card ({exc}).") from exc
+        card.validate(Path(folder))
+        if stated_version and stated_version != card.version:
+            raise ModelCardMismatch(f"{path}: stated version {stated_version} does not match its content ({card.version}).")
+        return card
+
+    def validate(self, folder: Path) -> None:
+        """Card and weights must agree: refuse rather than score with the wrong labels."""
+        if list(self.labels) != list(LABELS):
+            raise ModelCardMismatch(f"card labels {self.labels} are not the 15 NIH labels in order")
+        missing = set(self.labels) - set(self.thresholds)
+        if missing:
+            raise ModelCardMismatch(f"card has no threshold for {sorted(missing)}")
+        weights = folder / self.weights_file
+        if not weights.is_file():
+            raise ModelCardMismatch(f"weights file {weights} named by the card is missing")
+        actual = file_sha256(weights)
+        if actual != self.weights_sha256:
+            raise ModelCardMismatch(
+                f"weights {weights.name} have sha256 {actual[:12]}…, the card says {self.weights_sha256[:12]}…"
+            )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,73 @@
+"""Files under the data folder. Every path is derived from a content hash or a
+database id, never from anything a user supplied, and is checked to stay inside."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "dicom": ".dcm"}
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def safe_join(root: Path, relative: str | Path) -> Path:
+    """Resolve ``relative`` under ``root`` and refuse anything that escapes it."""
+    root = root.resolve()
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise ValueError(f"path {relative!s} escapes the data folder")
+    return target
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def original_relpath(sha: str, file_format: str) -> str:
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ValueError("not a sha256 hex digest")
+    return f"originals/{sha[:2]}/{sha}{EXTENSIONS[file_format]}"
+
+
+def preview_relpath(sha: str) -> str:
+    return f"previews/{sha[:2]}/{sha}.png"
+
+
+def heatmap_relpath(study_id: int, model_version: str, label: str) -> str:
+    safe_label = "".join(c for c in label if c.isalnum() or c == "_")
+    safe_version = "".join(c for c in model_version if c.isalnum())
+    return f"heatmaps/{int(study_id)}/{safe_version}/{safe_label}.png"
+
+
+def store_bytes(data_dir: Path, relpath: str, data: bytes) -> Path:
+    path = safe_join(data_dir, relpath)
+    if not path.exists():
+        atomic_write(path, data)
+    return path
+
+
+def png_bytes(pixels_u8: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels_u8).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()

@@ -1,0 +1,255 @@
+"""The queue worker: claims studies, runs the model, stores results in one transaction.
+
+``python -m core.worker [--once]`` runs one worker (a GPU machine runs it on its own);
+the app starts one in a background thread on the embedded default. SIGTERM and SIGINT
+finish the current batch and stop cleanly.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from core import storage
+from core.config import Settings, load_settings
+from core.decode import Limits, decode_bytes
+from core.errors import RejectedInput
+from core.pixel_transforms import to_uint8
+from core.triage import suspicion
+from db import queue
+from db.schema import Heatmap, Prediction, StudyStatus, ThresholdSet, WorkerHeartbeat, utcnow
+from db.session import run_write
+
+CAMS_FILE = "cams.npz"
+log = logging.getLogger("cxr.worker")
+
+
+class LeaseLost(Exception):
+    """Our lease expired and another worker owns the study: our result must not land."""
+
+
+@dataclass
+class BatchReport:
+    claimed: int = 0
+    done: int = 0
+    failed: int = 0
+    lost: int = 0
+
+
+def active_thresholds(engine: Engine, card) -> tuple[dict[str, float], str]:
+    """The admin-saved threshold set for this model if any, else the card's own."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(ThresholdSet.thresholds, ThresholdSet.version)
+            .where(ThresholdSet.model_version == card.version, ThresholdSet.active.is_(True))
+            .order_by(ThresholdSet.id.desc()).limit(1)
+        ).first()
+    if row:
+        return {k: float(v) for k, v in row[0].items()}, row[1]
+    return dict(card.thresholds), card.threshold_version
+
+
+class Worker:
+    """One worker; several may run against one database (threads or processes)."""
+
+    def __init__(self, settings: Settings, engine: Engine, analyzer, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.analyzer = analyzer
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stop_event = threading.Event()
+        self.processed = 0
+
+    # ------------------------------------------------------------------ loop
+    def run_forever(self, idle_sleep: float = 1.0) -> None:
+        self._heartbeat("idle", None)
+        while not self.stop_event.is_set():
+            report = self.run_once()
+            if report.claimed == 0:
+                self._heartbeat("idle", None)
+                self.stop_event.wait(idle_sleep)
+        self._heartbeat("stopped", None)
+
+    def run_once(self) -> BatchReport:
+        """Claim one batch and process it; returns what happened."""
+        claimed = queue.claim_batch(self.engine, self.worker_id, self.settings.batch_size,
+                                    self.settings.lease_seconds, self.settings.max_attempts)
+        report = BatchReport(claimed=len(claimed))
+        if not claimed:
+            return report
+        self._heartbeat("processing", claimed[0].id)
+        images, ready = [], []
+        for study in claimed:
+            try:
+                path = storage.safe_join(self.settings.data_dir, study.stored_path)
+                decoded = decode_bytes(path.read_bytes(), Limits(self.settings.max_pixels, self.settings.min_side))
+            except (RejectedInput, OSError) as exc:
+                queue.mark_error(self.engine, study.id, self.worker_id, f"Cannot read stored file: {exc}",
+                                 self.settings.max_attempts, permanent=isinstance(exc, RejectedInput))
+                report.failed += 1
+                continue
+            images.append(decoded.pixels)
+            ready.append(study)
+        if not ready:
+            return report
+        thresholds, threshold_version = active_thresholds(self.engine, self.analyzer.card)
+        try:
+            analyses = self.analyzer.analyse(images, thresholds)
+        except Exception as exc:  # a model failure must not leave studies stuck in processing
+            for study in ready:
+                queue.mark_error(self.engine, study.id, self.worker_id, f"Model error: {exc}", self.settings.max_attempts)
+            report.failed += len(ready)
+            return report
+        for study, analysis in zip(ready, analyses):
+            if self._store(study.id, analysis, thresholds, threshold_version):
+                report.done += 1
+            else:
+                report.lost += 1
+        self.processed += report.done
+        return report
+
+    # ------------------------------------------------------------------ results
+    def _store(self, study_id: int, analysis, thresholds: dict[str, float], threshold_version: str) -> bool:
+        """Heatmap files first (idempotent), then every row and the status in one transaction."""
+        card = self.analyzer.card
+        files = self._write_heatmaps(study_id, analysis, card.version)
+
+        def work(session) -> bool:
+            if not queue.mark_done(session, study_id, self.worker_id, model_version=card.version,
+                                   triage_score=suspicion(analysis.probabilities, thresholds)):
+                raise LeaseLost(study_id)
+            for label, p in analysis.probabilities.items():
+                session.add(Prediction(
+                    study_id=study_id, label=label, probability=p, spread=analysis.spread[label],
+                    threshold=thresholds[label], flagged=label in analysis.flagged, model_name=card.name,
+                    model_version=card.version, threshold_version=threshold_version, tta_views=analysis.tta_views,
+                ))
+            for label, rel in files.items():
+                session.add(Heatmap(study_id=study_id, label=label, model_version=card.version, path=rel))
+            return True
+
+        try:
+            return run_write(self.engine, work)
+        except LeaseLost:
+            log.warning("study %s: lease lost to another worker; result discarded", study_id)
+            return False
+
+    def _write_heatmaps(self, study_id: int, analysis, model_version: str) -> dict[str, str]:
+        """All 15 low-res maps in one npz (for on-request labels) + full-size PNGs of flags."""
+        labels = list(analysis.probabilities)
+        base = storage.heatmap_relpath(study_id, model_version, "x").rsplit("/", 1)[0]
+        cams_rel = f"{base}/{CAMS_FILE}"
+        path = storage.safe_join(self.settings.data_dir, cams_rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, cams=analysis.cams.astype(np.float16), labels=np.array(labels))
+        storage.atomic_write(path, buf.getvalue())
+        files = {}
+        for label in analysis.flagged:
+            rel = storage.heatmap_relpath(study_id, model_version, label)
+            png = storage.png_bytes(to_uint8(analysis.heatmap(labels.index(label))))
+            storage.atomic_write(storage.safe_join(self.settings.data_dir, rel), png)
+            files[label] = rel
+        return files
+
+    def _heartbeat(self, state: str, study_id: int | None) -> None:
+        device = getattr(self.analyzer, "device", None)
+
+        def work(session) -> None:
+            hb = session.get(WorkerHeartbeat, self.worker_id)
+            if hb is None:
+                hb = WorkerHeartbeat(worker_id=self.worker_id, state=state)
+                session.add(hb)
+            hb.state, hb.current_study, hb.device = state, study_id, device
+            hb.processed, hb.updated_at = self.processed, utcnow()
+
+        try:
+            run_write(self.engine, work)
+        except Exception:
+            pass  # a heartbeat is informative only
+
+
+def load_cams(data_dir: Path, study_id: int, model_version: str) -> tuple[np.ndarray, list[str]] | None:
+    """The 15 stored low-resolution Grad-CAM maps of a study, if the worker wrote them."""
+    base = storage.heatmap_relpath(study_id, model_version, "x").rsplit("/", 1)[0]
+    path = storage.safe_join(data_dir, f"{base}/{CAMS_FILE}")
+    if not path.is_file():
+        return None
+    with np.load(path) as npz:
+        return npz["cams"].astype(np.float32), [str(x) for x in npz["labels"]]
+
+
+def start_background_worker(settings: Settings, engine: Engine) -> Worker:
+    """Start one worker thread in this process (the app does this on the default setup)."""
+    from core.inference import InferenceEngine
+
+    analyzer = InferenceEngine(settings.model_dir, views=settings.tta_views or None)
+    worker = Worker(settings, engine, analyzer)
+    thread = threading.Thread(target=worker.run_forever, name="cxr-worker", daemon=True)
+    thread.start()
+    return worker
+
+
+def queue_counts(engine: Engine) -> dict[str, int]:
+    from sqlalchemy import func
+
+    from db.schema import Study
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(Study.status, func.count()).group_by(Study.status)).all()
+    counts = {s: 0 for s in StudyStatus.ALL}
+    counts.update({s: int(n) for s, n in rows})
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.worker")
+    parser.add_argument("--once", action="store_true", help="process until the queue is empty, then exit")
+    parser.add_argument("--worker-id", default=None)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    from core.inference import InferenceEngine
+    from db.bootstrap import open_database
+
+    engine = open_database(settings)
+    analyzer = InferenceEngine(settings.model_dir, views=settings.tta_views or None)
+    worker = Worker(settings, engine, analyzer, args.worker_id)
+    print(f"worker {worker.worker_id}: model {analyzer.card.name} {analyzer.card.version} on {analyzer.device}, "
+          f"{len(analyzer.views)} TTA views", flush=True)
+
+    def stop(signum, _frame) -> None:
+        print(f"signal {signum}: finishing the current batch", flush=True)
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.once:
+        while not worker.stop_event.is_set():
+            report = worker.run_once()
+            if report.claimed == 0:
+                if queue_counts(engine)[StudyStatus.PROCESSING] == 0:
+                    break
+                time.sleep(1.0)  # others' leases may still expire
+        worker._heartbeat("stopped", None)
+    else:
+        worker.run_forever()
+    counts = queue_counts(engine)
+    print(f"worker {worker.worker_id} stopped after {worker.processed} studies; queue {counts}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

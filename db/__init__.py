@@ -1,0 +1,1 @@
+"""Storage: schema, sessions, migrations and queries (SQLAlchemy 2, no Streamlit)."""

@@ -1,0 +1,199 @@
+"""Database schema. Changes go through an Alembic migration in ``db/migrations``."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class StudyStatus:
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+    ALL = (QUEUED, PROCESSING, DONE, FAILED)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default="reviewer")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    sso_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    original_name: Mapped[str] = mapped_column(String(512))
+    stored_path: Mapped[str] = mapped_column(String(256))  # relative to the data folder
+    file_format: Mapped[str] = mapped_column(String(16))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    view_position: Mapped[str | None] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    pixel_spacing: Mapped[list[Any] | None] = mapped_column(JSON)
+    photometric: Mapped[str | None] = mapped_column(String(32))
+    bits_stored: Mapped[int | None] = mapped_column(Integer)
+    patient_age: Mapped[int | None] = mapped_column(Integer)
+    patient_sex: Mapped[str | None] = mapped_column(String(8))
+    patient_key: Mapped[str | None] = mapped_column(String(64))  # pseudonymous grouping key
+    status: Mapped[str] = mapped_column(String(16), default=StudyStatus.QUEUED)
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    triage_score: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+
+    predictions: Mapped[list[Prediction]] = relationship(back_populates="study", cascade="all, delete-orphan")
+
+    __table_args__ = (
+        Index("ix_studies_queue", "status", "priority", "id"),
+        Index("ix_studies_triage", "status", "triage_score"),
+        Index("ix_studies_created", "created_at"),
+        Index("ix_studies_name", "original_name"),
+    )
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(40))
+    probability: Mapped[float] = mapped_column(Float)
+    spread: Mapped[float] = mapped_column(Float, default=0.0)
+    threshold: Mapped[float] = mapped_column(Float)
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    model_name: Mapped[str] = mapped_column(String(80))
+    model_version: Mapped[str] = mapped_column(String(64))
+    threshold_version: Mapped[str] = mapped_column(String(64))
+    tta_views: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    study: Mapped[Study] = relationship(back_populates="predictions")
+    __table_args__ = (
+        UniqueConstraint("study_id", "label", "model_version", name="uq_prediction"),
+        Index("ix_predictions_label", "label", "flagged"),
+    )
+
+
+class Heatmap(Base):
+    __tablename__ = "heatmaps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(40))
+    model_version: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(256))  # relative to the data folder
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("study_id", "label", "model_version", name="uq_heatmap"),)
+
+
+class Verdict(Base):
+    """One reviewer's call on one label of one study; each reviewer keeps their own row."""
+
+    __tablename__ = "verdicts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(40))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    flagged: Mapped[bool] = mapped_column(Boolean)  # what the model said when reviewed
+    verdict: Mapped[str] = mapped_column(String(16))  # correct | incorrect | missed
+    present: Mapped[bool] = mapped_column(Boolean)  # the reviewer's truth for this label
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("study_id", "label", "reviewer_id", name="uq_verdict"),
+        Index("ix_verdicts_reviewer", "reviewer_id"),
+    )
+
+
+class StudyNote(Base):
+    __tablename__ = "study_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("study_id", "reviewer_id", name="uq_note"),)
+
+
+class ReferenceLabel(Base):
+    """Imported ground truth (NIH format), matched to studies by original file name."""
+
+    __tablename__ = "reference_labels"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_index: Mapped[str] = mapped_column(String(256), unique=True)
+    finding_labels: Mapped[str] = mapped_column(Text)
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    view_position: Mapped[str | None] = mapped_column(String(16))
+    patient_age: Mapped[int | None] = mapped_column(Integer)
+    patient_sex: Mapped[str | None] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(256))
+    imported_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ThresholdSet(Base):
+    __tablename__ = "threshold_sets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON)
+    method: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    __tablename__ = "worker_heartbeats"
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32))
+    current_study: Mapped[int | None] = mapped_column(Integer)
+    device: Mapped[str | None] = mapped_column(String(64))
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only (database triggers refuse UPDATE and DELETE on SQLite and PostgreSQL)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(40))
+    study_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    __table_args__ = (Index("ix_audit_at", "at"), Index("ix_audit_action", "action"))

@@ -1,0 +1,142 @@
+"""Decoding of real radiographs and of DICOMs written from them with pydicom."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import pixel_transforms as px
+from core.decode import decode_bytes, dicom_modality_values, dicom_voi_to_unit, read_dicom
+from core.errors import NotARadiograph
+from tests.conftest import real_image_files, shared
+from tests.dicom_factory import JPEG2000Lossless, JPEGLSLossless, make_dicom
+
+
+@pytest.mark.parametrize("path", real_image_files(), ids=lambda p: p.name)
+def test_every_real_file_decodes(path):
+    img = decode_bytes(path.read_bytes())
+    assert img.pixels.dtype == np.float32 and img.pixels.ndim == 2
+    assert 0.0 <= img.pixels.min() and img.pixels.max() <= 1.0
+    assert img.pixels.std() > 0.05, "a radiograph is not a flat image"
+    assert img.metadata["format"] in ("png", "jpeg", "dicom")
+
+
+def test_every_small_nih_file_decodes():
+    folder = shared("nih", "small64")
+    files = sorted(folder.glob("*.png"))
+    assert len(files) > 800
+    for f in files:
+        img = decode_bytes(f.read_bytes())
+        assert img.pixels.shape in ((64, 64), (128, 128))
+
+
+def test_monochrome1_copy_decodes_to_the_inverse():
+    m2 = decode_bytes(shared("dicom", "cr_chest.dcm").read_bytes())
+    m1 = decode_bytes(shared("dicom", "cr_chest_monochrome1.dcm").read_bytes())
+    assert m1.metadata["photometric"] == "MONOCHROME1"
+    np.testing.assert_allclose(m1.pixels, 1.0 - m2.pixels, atol=1e-6)
+
+
+def test_dicom_metadata_has_no_identifiers():
+    meta = decode_bytes(shared("dicom", "cr_chest.dcm").read_bytes()).metadata
+    assert meta["modality"] == "CR" and meta["width"] == 1024
+    assert not {"patient_name", "patient_id", "PatientName", "PatientID"} & set(meta)
+
+
+@pytest.fixture(scope="module")
+def nih_png():
+    return np.asarray(Image.open(shared("nih", "full", "00000001_000.png")).convert("L"))
+
+
+def _range_unit(values):
+    v = values.astype(np.float64)
+    return (v - v.min()) / (v.max() - v.min())
+
+
+def test_12bit_with_rescale_decodes_to_expected(nih_png):
+    stored = nih_png.astype(np.uint16) * 16
+    data = make_dicom(stored, bits_stored=12, slope=0.5, intercept=-100.0)
+    out = decode_bytes(data).pixels
+    np.testing.assert_allclose(out, _range_unit(stored * 0.5 - 100.0), atol=1e-5)
+
+
+def test_16bit_with_rescale_and_voi_window(nih_png):
+    stored = nih_png.astype(np.uint16) * 257
+    center, width = 20000.0, 30000.0
+    data = make_dicom(stored, bits_stored=16, slope=2.0, intercept=-1024.0, window=(center, width))
+    out = decode_bytes(data).pixels
+    expected = px.window_linear(stored * 2.0 - 1024.0, center, width)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert out.min() == 0.0 and out.max() == 1.0  # the window really clips
+
+
+def test_monochrome1_written_with_pydicom_is_inverted(nih_png):
+    stored = nih_png.astype(np.uint16) * 16
+    m1 = decode_bytes(make_dicom(stored, photometric="MONOCHROME1")).pixels
+    np.testing.assert_allclose(m1, 1.0 - _range_unit(stored), atol=1e-5)
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless], ids=["jpeg2000", "jpeg-ls"])
+def test_lossless_compressed_dicom_equals_uncompressed(nih_png, syntax):
+    stored = nih_png.astype(np.uint16) * 16
+    plain = decode_bytes(make_dicom(stored, bits_stored=12)).pixels
+    compressed = make_dicom(stored, bits_stored=12, syntax=syntax)
+    assert read_dicom(compressed).file_meta.TransferSyntaxUID == syntax
+    np.testing.assert_allclose(decode_bytes(compressed).pixels, plain, atol=1e-6)
+
+
+def test_model_input_ignores_display_window_choice(nih_png):
+    from core.display import load_dicom_display, render_window
+
+    data = make_dicom(nih_png.astype(np.uint16) * 16, bits_stored=12, window=(2000.0, 3000.0))
+    before = decode_bytes(data).pixels.copy()
+    display = load_dicom_display(data)
+    narrow = render_window(display, 1000.0, 200.0)
+    assert narrow.dtype == np.uint8 and not np.array_equal(narrow, np.round(before * 255))
+    np.testing.assert_array_equal(decode_bytes(data).pixels, before)
+
+
+LOSSLESS_PAIRS = [
+    ("MR_small_RLE.dcm", "MR_small.dcm"),
+    ("MR_small_jp2klossless.dcm", "MR_small.dcm"),
+    ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm"),
+    ("SC_rgb_jpeg_gdcm.dcm", "SC_rgb_rle.dcm"),  # two lossless encodings of one RGB image
+]
+
+
+@pytest.mark.parametrize("compressed,reference", LOSSLESS_PAIRS)
+def test_pydicom_bundled_compressed_files_decode(compressed, reference):
+    from pydicom.data import get_testdata_file
+
+    def pipeline(name):
+        ds = read_dicom(open(get_testdata_file(name), "rb").read())
+        return dicom_voi_to_unit(dicom_modality_values(ds), ds)
+
+    np.testing.assert_allclose(pipeline(compressed), pipeline(reference), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["JPEG2000.dcm", "SC_rgb_dcmtk_+eb+cy+n1.dcm",
+                                  "JPEGLSNearLossless_16.dcm", "693_J2KI.dcm"])
+def test_pydicom_bundled_lossy_files_decode(name):
+    from pydicom.data import get_testdata_file
+
+    ds = read_dicom(open(get_testdata_file(name), "rb").read())
+    unit = dicom_voi_to_unit(dicom_modality_values(ds), ds)
+    assert unit.ndim == 2 and unit.std() > 0
+
+
+def test_non_radiograph_modalities_are_refused():
+    from pydicom.data import get_testdata_file
+
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        with pytest.raises(NotARadiograph, match="not a plain radiograph"):
+            decode_bytes(open(get_testdata_file(name), "rb").read())
+
+
+def test_undecodable_compressed_pixels_are_a_clean_rejection():
+    """pydicom's JPEG-lossy.dcm has a malformed scan header none of the plugins decode."""
+    from pydicom.data import get_testdata_file
+
+    from core.errors import UnreadableImage
+
+    ds = read_dicom(open(get_testdata_file("JPEG-lossy.dcm"), "rb").read())
+    with pytest.raises(UnreadableImage, match="cannot be decoded"):
+        dicom_modality_values(ds)
