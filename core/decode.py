@@ -123,7 +123,10 @@ def _decode_raster(data: bytes, kind: str, limits: Limits) -> DecodedImage:
     except RejectedInput:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"Image is too large to decode safely ({exc}).") from exc
+        raise ImageTooLarge(
+            f"Image header claims more pixels than can be decoded safely, above the limit of "
+            f"{limits.max_pixels:,} pixels (a decompression bomb?)."
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnreadableImage(f"The {kind.upper()} file is truncated or corrupt ({exc}).") from exc
     mode = img.mode

@@ -2,6 +2,7 @@
 all 15 labels from one Jacobian of the small head, both inside traced tf.functions."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,23 @@ def prepare(pixels: np.ndarray, size: int) -> np.ndarray:
     h, w = pixels.shape
     interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
     return cv2.resize(pixels.astype(np.float32), (size, size), interpolation=interp)
+
+
+def head_cams(features: tf.Tensor, head: Callable[[tf.Tensor], tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Logits (B, L) and Grad-CAM maps (B, L, h, w) for every label from one batch Jacobian.
+
+    ``features`` are the last convolutional block's activations; ``head`` maps them to
+    logits. One Jacobian gives d logit_l / d A for all L labels at once instead of L
+    gradient passes; the maps follow :func:`core.gradcam.grad_cam_numpy` exactly.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        logits = head(features)
+    jac = tf.cast(tape.batch_jacobian(logits, features), tf.float32)  # (B, L, h, w, K)
+    alphas = tf.reduce_mean(jac, axis=[2, 3])  # (B, L, K)
+    cams = tf.nn.relu(tf.einsum("bhwk,blk->blhw", tf.cast(features, tf.float32), alphas))
+    peak = tf.reduce_max(cams, axis=[2, 3], keepdims=True)
+    return logits, tf.math.divide_no_nan(cams, peak)
 
 
 class InferenceEngine:
@@ -99,17 +117,9 @@ class InferenceEngine:
         v = tf.shape(self._transforms)[0]
         views = self._to_model_input(self._make_views(grey))
         features = self.backbone(views, training=False)
-        with tf.GradientTape() as tape:
-            ident = tf.gather(features, tf.range(b) * v)
-            tape.watch(ident)
-            ident_logits = self._head_logits(ident)
-        jac = tape.batch_jacobian(ident_logits, ident)  # (B, L, h, w, K)
+        _, cams = head_cams(tf.gather(features, tf.range(b) * v), self._head_logits)
         logits = self._head_logits(features)
         probs = tf.reshape(tf.sigmoid(logits), [b, v, -1])[:, self._mean_slice]
-        alphas = tf.reduce_mean(tf.cast(jac, tf.float32), axis=[2, 3])  # (B, L, K)
-        cams = tf.nn.relu(tf.einsum("bhwk,blk->blhw", tf.cast(ident, tf.float32), alphas))
-        peak = tf.reduce_max(cams, axis=[2, 3], keepdims=True)
-        cams = tf.math.divide_no_nan(cams, peak)
         return tf.reduce_mean(probs, axis=1), tf.math.reduce_std(probs, axis=1), cams
 
     def _forward_graph(self, grey: tf.Tensor) -> tf.Tensor:

@@ -1,0 +1,143 @@
+"""Ingest: accepted, duplicate and rejected uploads, and the bad-input corpus."""
+import io
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from core.ingest import ingest_upload
+from db.schema import AuditEvent, Study
+from tests.conftest import shared
+from tests.dicom_factory import make_dicom
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims a huge size (decompression bomb) with a tiny body."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+
+
+def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _state(engine):
+    with engine.connect() as conn:
+        studies = conn.execute(select(func.count()).select_from(Study)).scalar_one()
+        events = conn.execute(select(AuditEvent.action, AuditEvent.detail)).all()
+    return studies, events
+
+
+def test_accept_then_duplicate_returns_existing(settings, db_engine):
+    data = shared("nih", "full", "00000001_000.png").read_bytes()
+    first = ingest_upload(db_engine, settings, "00000001_000.png", data, actor="alice")
+    again = ingest_upload(db_engine, settings, "renamed.png", data, actor="bob")
+    assert first[0].status == "accepted" and again[0].status == "duplicate"
+    assert again[0].study_id == first[0].study_id
+    with db_engine.connect() as conn:
+        study = conn.execute(select(Study.stored_path, Study.original_name, Study.status, Study.sha256)).one()
+    assert study.status == "queued" and study.original_name == "00000001_000.png"
+    stored = settings.data_dir / study.stored_path
+    assert stored.read_bytes() == data and stored.name.startswith(study.sha256)  # content-addressed
+    assert "00000001_000" not in study.stored_path
+
+
+def test_zip_of_real_images_and_unsafe_names_never_become_paths(settings, db_engine):
+    a = shared("other", "h0001.png").read_bytes()
+    b = shared("dicom", "cr_chest.dcm").read_bytes()
+    archive = _zip({"folder/h0001.png": a, "deep/er/../x.dcm": b})
+    results = ingest_upload(db_engine, settings, "batch.zip", archive, actor="alice")
+    assert [r.status for r in results] == ["rejected"]
+    assert "leaves the archive" in results[0].message
+    archive = _zip({"folder/h0001.png": a, "study.dcm": b})
+    results = ingest_upload(db_engine, settings, "batch.zip", archive, actor="alice")
+    assert sorted(r.status for r in results) == ["accepted", "accepted"]
+    for path in settings.data_dir.rglob("*"):
+        assert "folder" not in path.parts and "study" not in path.name
+
+
+def _truncated(path, fraction=0.5):
+    data = path.read_bytes()
+    return data[: int(len(data) * fraction)]
+
+
+def _bad_corpus():
+    """(name, bytes, expected message fragment) for every kind of bad input."""
+    rng = np.random.default_rng(7)
+    png = shared("nih", "full", "00000001_000.png")
+    jpg = shared("other", "16747_3_1.jpg")
+    dcm = shared("dicom", "cr_chest.dcm")
+    nih = np.asarray(Image.open(png).convert("L"))
+    big = io.BytesIO()
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.png", b"\0" * (150 * 1024 * 1024))
+    tiny = io.BytesIO()
+    Image.fromarray(nih[:16, :16]).save(tiny, format="PNG")
+    return [
+        ("truncated.png", _truncated(png), "truncated or corrupt"),
+        ("truncated.jpg", _truncated(jpg), "truncated or corrupt"),
+        ("truncated.dcm", _truncated(dcm), "DICOM"),
+        ("random.bin", rng.bytes(5000), "Not a PNG, JPEG or DICOM"),
+        ("empty.png", b"", "empty"),
+        ("huge.png", _png_header_claiming(100000, 100000), "above the limit"),
+        ("ct.dcm", make_dicom(nih.astype(np.uint16), modality="CT"), "not a plain radiograph"),
+        ("nopixels.dcm", make_dicom(nih.astype(np.uint16), pixels=False), "no Pixel Data"),
+        ("escape.zip", _zip({"../../etc/evil.png": png.read_bytes()}), "leaves the archive"),
+        ("bomb.zip", bomb.getvalue(), "zip bomb"),
+        ("tiny.png", tiny.getvalue(), "at least"),
+        ("hand.dcm", make_dicom(nih.astype(np.uint16), BodyPartExamined="HAND"), "not a chest"),
+    ]
+
+
+def test_bad_inputs_rejected_with_message_and_nothing_else_changes(settings, db_engine):
+    good = shared("nih", "full", "00000002_000.png").read_bytes()
+    ok = ingest_upload(db_engine, settings, "good.png", good, actor="alice")[0]
+    before_studies, before_events = _state(db_engine)
+    files_before = sorted(p for p in settings.data_dir.rglob("*") if p.is_file() and "sqlite" not in p.name)
+    corpus = _bad_corpus()
+    for name, data, fragment in corpus:
+        results = ingest_upload(db_engine, settings, name, data, actor="alice")
+        assert len(results) == 1, name
+        assert results[0].status == "rejected", name
+        assert fragment.lower() in results[0].message.lower(), (name, results[0].message)
+    after_studies, after_events = _state(db_engine)
+    assert after_studies == before_studies
+    new = after_events[len(before_events):]
+    assert [e.action for e in new] == ["upload_rejected"] * len(corpus)
+    assert [e.detail["name"] for e in new] == [c[0] for c in corpus]
+    files_after = sorted(p for p in settings.data_dir.rglob("*") if p.is_file() and "sqlite" not in p.name)
+    assert files_after == files_before
+    with db_engine.connect() as conn:
+        assert conn.execute(select(Study.status).where(Study.id == ok.study_id)).scalar_one() == "queued"
+
+
+def test_oversized_upload_refused_before_decoding(settings, db_engine):
+    from dataclasses import replace
+
+    small = replace(settings, max_upload_bytes=1000)
+    res = ingest_upload(db_engine, small, "x.png", shared("other", "h0001.png").read_bytes())
+    assert res[0].status == "rejected" and "above the limit" in res[0].message
+
+
+def test_ingest_cli_reports_each_input(settings, tmp_path, capsys):
+    from core.ingest import main
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    code = main([str(shared("other", "tb0005.png")), str(bad)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "accepted\ttb0005.png" in out and "rejected\tbad.png" in out
+    assert "1 accepted, 0 duplicate, 1 rejected" in out
