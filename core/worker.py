@@ -192,15 +192,25 @@ def load_cams(data_dir: Path, study_id: int, model_version: str) -> tuple[np.nda
         return npz["cams"].astype(np.float32), [str(x) for x in npz["labels"]]
 
 
-def start_background_worker(settings: Settings, engine: Engine) -> Worker:
-    """Start one worker thread in this process (the app does this on the default setup)."""
-    from core.inference import InferenceEngine
+def start_background_worker(settings: Settings, engine: Engine) -> threading.Thread:
+    """Start one worker thread in this process (the app does this on the default setup).
 
-    analyzer = InferenceEngine(settings.model_dir, views=settings.tta_views or None)
-    worker = Worker(settings, engine, analyzer)
-    thread = threading.Thread(target=worker.run_forever, name="cxr-worker", daemon=True)
+    The model loads inside the thread, so the first page is not held up by TensorFlow.
+    """
+
+    def run() -> None:
+        from core.inference import InferenceEngine
+
+        try:
+            analyzer = InferenceEngine(settings.model_dir, views=settings.tta_views or None)
+        except Exception:
+            log.exception("embedded worker: the model could not be loaded")
+            return
+        Worker(settings, engine, analyzer).run_forever()
+
+    thread = threading.Thread(target=run, name="cxr-worker", daemon=True)
     thread.start()
-    return worker
+    return thread
 
 
 def queue_counts(engine: Engine) -> dict[str, int]:

@@ -1,0 +1,167 @@
+"""Review: the image with window/level and Grad-CAM overlays, the 15 scores, verdicts."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from core import storage
+from core.display import WINDOW_PRESETS, load_dicom_display, render_window
+from core.gradcam import overlay, upsample
+from core.labels import LABELS
+from dashboard.auth import require_user
+from dashboard.state import DISCLAIMER, settings_and_engine
+from db.reviews import load_study, next_study, submit_review
+
+FLAGGED_CHOICES = {"correct": "present: flag correct", "incorrect": "absent: false positive"}
+UNFLAGGED_CHOICES = {"correct": "absent: correct", "missed": "present: missed by the model"}
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _dicom_display(path: str):
+    with open(path, "rb") as fh:
+        return load_dicom_display(fh.read())
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _preview(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L"))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _heatmap(data_dir: str, study_id: int, version: str, label: str, png_path: str | None,
+             width: int, height: int) -> np.ndarray | None:
+    """A stored full-size PNG for flagged labels; any other label from the stored maps."""
+    from core.worker import load_cams
+
+    if png_path:
+        return np.asarray(Image.open(png_path), dtype=np.float32) / 255.0
+    stored = load_cams(storage.Path(data_dir), study_id, version)
+    if stored is None:
+        return None
+    cams, labels = stored
+    return upsample(cams[labels.index(label)], width, height)
+
+
+def _study_id(settings, engine, user) -> int | None:
+    raw = st.query_params.get("study")
+    if raw is not None:
+        try:
+            st.session_state["study_id"] = int(raw)
+        except ValueError:
+            st.error("The study link is not valid.")
+    if "study_id" not in st.session_state:
+        st.session_state["study_id"] = next_study(engine, -1, settings.overdue_hours, user.id)
+    return st.session_state.get("study_id")
+
+
+def render() -> None:
+    user = require_user()
+    settings, engine = settings_and_engine()
+    sid = _study_id(settings, engine, user)
+    if sid is None:
+        st.title("Review")
+        st.info("Nothing to review: the worklist is empty.")
+        return
+    view = load_study(engine, sid, user.id)
+    if view is None:
+        st.error(f"Study {sid} does not exist.")
+        return
+    study = view.study
+    st.title(f"Review: study {sid}")
+    st.caption(f"{study['original_name']} · {study['file_format'].upper()} · {study['width']}x{study['height']}"
+               f" · view {study['view_position'] or 'unknown'} · uploaded {study['created_at']:%Y-%m-%d %H:%M}")
+    st.warning(DISCLAIMER, icon="⚠️")
+    if study["status"] != "done":
+        msg = f"Status: {study['status']}."
+        st.info(msg + (f" Error: {study['error']}" if study["error"] else " Results appear when the worker has analysed it."))
+        return
+    if view.other_reviews:
+        st.caption(f"{view.other_reviews} other reviewer(s) have reviewed this study; their verdicts are kept separately.")
+    left, right = st.columns([3, 2])
+    with left:
+        _image_panel(settings, study, view)
+    with right:
+        _scores_panel(view.predictions)
+        _verdict_form(settings, engine, user, sid, view)
+
+
+def _image_panel(settings, study: dict, view) -> None:
+    path = storage.safe_join(settings.data_dir, study["stored_path"])
+    if study["file_format"] == "dicom":
+        display = _dicom_display(str(path))
+        preset = st.segmented_control("Window preset", list(WINDOW_PRESETS), default="Default", key="wl_preset")
+        center, width = WINDOW_PRESETS.get(preset or "Default") or (display.default_center, display.default_width)
+        lo, hi = display.value_range
+        c1, c2 = st.columns(2)
+        center = c1.slider("Window centre", float(lo), float(hi), float(np.clip(center, lo, hi)), key=f"wc_{preset}")
+        width = c2.slider("Window width", 1.0, float(max(2.0, hi - lo)), float(np.clip(width, 1, max(2.0, hi - lo))),
+                          key=f"ww_{preset}")
+        grey = render_window(display, center, width)
+    else:
+        grey = _preview(str(storage.safe_join(settings.data_dir, storage.preview_relpath(study["sha256"]))))
+    preds = view.predictions
+    flagged = [lab for lab in preds["label"] if preds.set_index("label").loc[lab, "flagged"]] if not preds.empty else []
+    options = ["(none)"] + flagged + [lab for lab in LABELS if lab not in flagged]
+    c1, c2 = st.columns([2, 1])
+    choice = c1.selectbox("Grad-CAM overlay", options, index=1 if flagged else 0, key="cam_label",
+                          format_func=lambda x: x if x in flagged or x == "(none)" else f"{x} (on request)")
+    opacity = c2.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="cam_opacity")
+    image = grey
+    if choice != "(none)":
+        png = view.heatmaps.get(choice)
+        heat = _heatmap(str(settings.data_dir), int(study["id"]), study["model_version"], choice,
+                        str(storage.safe_join(settings.data_dir, png)) if png else None, study["width"], study["height"])
+        if heat is None:
+            st.caption("No heatmap stored for this study.")
+        else:
+            image = overlay(grey, heat, opacity)
+    st.image(image, caption=f"Grad-CAM: {choice}" if choice != "(none)" else "Radiograph", width="content")
+
+
+def _scores_panel(preds: pd.DataFrame) -> None:
+    st.subheader("Model output")
+    if preds.empty:
+        st.write("No predictions stored.")
+        return
+    table = preds[["label", "probability", "threshold", "spread", "flagged"]].copy()
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f"),
+        "threshold": st.column_config.NumberColumn(format="%.3f"),
+        "spread": st.column_config.NumberColumn("TTA spread (sd)", format="%.3f"),
+    })
+
+
+def _verdict_form(settings, engine, user, sid: int, view) -> None:
+    preds = view.predictions.set_index("label") if not view.predictions.empty else None
+    if preds is None:
+        return
+    st.subheader("Your verdict")
+    choices: dict[str, str | None] = {}
+    with st.form(f"verdict_{sid}"):
+        for label in view.predictions["label"]:
+            flagged = bool(preds.loc[label, "flagged"])
+            options = FLAGGED_CHOICES if flagged else UNFLAGGED_CHOICES
+            current = view.my_verdicts.get(label)
+            index = list(options).index(current) if current in options else (None if flagged else 0)
+            choices[label] = st.radio(f"{'🚩 ' if flagged else ''}{label}", list(options), index=index,
+                                      format_func=options.get, horizontal=True, key=f"v_{sid}_{label}")
+        note = st.text_area("Note", value=view.note, key=f"note_{sid}", max_chars=5000)
+        submitted = st.form_submit_button("Submit verdict and open next", type="primary")
+    if not submitted:
+        return
+    undecided = [lab for lab, v in choices.items() if v is None]
+    if undecided:
+        st.error("Mark every flagged finding as correct or incorrect: " + ", ".join(undecided))
+        return
+    changed = submit_review(engine, sid, user.id, choices, note, actor=user.username)
+    st.session_state["last_submitted"] = (sid, changed)
+    nxt = next_study(engine, sid, settings.overdue_hours, user.id)
+    st.query_params.clear()
+    if nxt is None:
+        st.session_state.pop("study_id", None)
+        st.success("Verdict saved. No more studies waiting for you.")
+        return
+    st.session_state["study_id"] = nxt
+    st.rerun()

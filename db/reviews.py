@@ -1,0 +1,209 @@
+"""Worklist and review queries, and verdict submission in one transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import Engine, and_, exists, select
+
+from core.labels import LABELS
+from core.triage import waiting_boost
+from db import audit
+from db.schema import Heatmap, Prediction, Study, StudyNote, StudyStatus, User, Verdict, utcnow
+from db.session import run_write
+
+VERDICTS_FLAGGED = ("correct", "incorrect")  # the model's flag was right / wrong
+VERDICTS_UNFLAGGED = ("correct", "missed")  # absent as the model said / present, model missed it
+
+
+@dataclass
+class WorklistFilter:
+    statuses: tuple[str, ...] = (StudyStatus.DONE,)
+    finding: str | None = None
+    reviewed: bool | None = None  # None: both
+    reviewer_id: int | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    name_contains: str = ""
+
+
+def worklist(engine: Engine, flt: WorklistFilter, overdue_hours: float, limit: int = 200) -> pd.DataFrame:
+    """Studies in triage order: suspicion plus a waiting-time boost, highest first.
+
+    Filters are bound parameters (never string-built SQL); the name search escapes
+    LIKE wildcards so a '%' typed by a user matches a literal '%'.
+    """
+    reviewed = exists().where(Verdict.study_id == Study.id)
+    query = select(Study.id, Study.original_name, Study.status, Study.triage_score, Study.created_at,
+                   Study.view_position, Study.file_format, Study.error, reviewed.label("reviewed"))
+    conds = [Study.status.in_(flt.statuses)] if flt.statuses else []
+    if flt.finding:
+        conds.append(exists().where(Prediction.study_id == Study.id, Prediction.label == flt.finding,
+                                    Prediction.flagged.is_(True)))
+    if flt.reviewed is not None:
+        conds.append(reviewed if flt.reviewed else ~reviewed)
+    if flt.reviewer_id is not None:
+        conds.append(exists().where(Verdict.study_id == Study.id, Verdict.reviewer_id == flt.reviewer_id))
+    if flt.date_from:
+        conds.append(Study.created_at >= flt.date_from)
+    if flt.date_to:
+        conds.append(Study.created_at <= flt.date_to)
+    if flt.name_contains:
+        escaped = flt.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conds.append(Study.original_name.like(f"%{escaped}%", escape="\\"))
+    with engine.connect() as conn:
+        df = pd.DataFrame(conn.execute(query.where(and_(*conds))).mappings().all(),
+                          columns=["id", "original_name", "status", "triage_score", "created_at", "view_position",
+                                   "file_format", "error", "reviewed"])
+    if df.empty:
+        df["priority"] = []
+        df["flagged"] = []
+        return df
+    hours = (pd.Timestamp(utcnow()) - pd.to_datetime(df["created_at"])).dt.total_seconds() / 3600
+    boost = hours.map(lambda h: waiting_boost(h, overdue_hours))
+    # reviewed studies sink: they no longer need a radiologist's first look
+    df["priority"] = (df["triage_score"].fillna(0) + boost).where(~df["reviewed"].astype(bool), -1.0)
+    df = df.sort_values(["priority", "id"], ascending=[False, True]).head(limit).reset_index(drop=True)
+    df["flagged"] = df["id"].map(_flagged_labels(engine, df["id"].tolist()))
+    return df
+
+
+def _flagged_labels(engine: Engine, ids: list[int]) -> dict[int, str]:
+    out: dict[int, list[str]] = {i: [] for i in ids}
+    with engine.connect() as conn:
+        rows = conn.execute(select(Prediction.study_id, Prediction.label)
+                            .where(Prediction.study_id.in_(ids), Prediction.flagged.is_(True)))
+        for sid, label in rows:
+            out[sid].append(label)
+    return {k: ", ".join(sorted(v)) for k, v in out.items()}
+
+
+def next_study(engine: Engine, after_id: int, overdue_hours: float, reviewer_id: int) -> int | None:
+    """The next study in worklist order that this reviewer has not reviewed yet."""
+    df = worklist(engine, WorklistFilter(reviewed=None), overdue_hours, limit=500)
+    mine = _reviewed_by(engine, reviewer_id, df["id"].tolist()) if not df.empty else set()
+    for sid in df["id"]:
+        if sid != after_id and sid not in mine:
+            return int(sid)
+    return None
+
+
+def _reviewed_by(engine: Engine, reviewer_id: int, ids: list[int]) -> set[int]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(Verdict.study_id).where(Verdict.reviewer_id == reviewer_id,
+                                                                Verdict.study_id.in_(ids))).scalars())
+
+
+@dataclass
+class StudyView:
+    study: dict
+    predictions: pd.DataFrame  # label, probability, spread, threshold, flagged
+    heatmaps: dict[str, str]
+    my_verdicts: dict[str, str]
+    other_reviews: int
+    note: str
+
+
+def load_study(engine: Engine, study_id: int, reviewer_id: int) -> StudyView | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(Study).where(Study.id == study_id)).first()
+        if row is None:
+            return None
+        study = {c: getattr(row[0], c) for c in Study.__table__.columns.keys()}
+        version = study["model_version"]
+        preds = pd.DataFrame(conn.execute(
+            select(Prediction.label, Prediction.probability, Prediction.spread, Prediction.threshold,
+                   Prediction.flagged, Prediction.model_name, Prediction.threshold_version)
+            .where(Prediction.study_id == study_id, Prediction.model_version == version)).mappings().all())
+        heat = dict(conn.execute(select(Heatmap.label, Heatmap.path)
+                                 .where(Heatmap.study_id == study_id, Heatmap.model_version == version)).all())
+        mine = dict(conn.execute(select(Verdict.label, Verdict.verdict)
+                                 .where(Verdict.study_id == study_id, Verdict.reviewer_id == reviewer_id)).all())
+        others = conn.execute(select(Verdict.reviewer_id).distinct()
+                              .where(Verdict.study_id == study_id, Verdict.reviewer_id != reviewer_id)).all()
+        note = conn.execute(select(StudyNote.text).where(StudyNote.study_id == study_id,
+                                                          StudyNote.reviewer_id == reviewer_id)).scalar_one_or_none()
+    if not preds.empty:
+        preds["order"] = preds["label"].map(LABELS.index)
+        preds = preds.sort_values(["flagged", "probability"], ascending=[False, False]).reset_index(drop=True)
+    return StudyView(study, preds, heat, mine, len(others), note or "")
+
+
+def truth_from_verdict(flagged: bool, verdict: str) -> bool:
+    """Whether the reviewer says the finding is present."""
+    if flagged:
+        if verdict not in VERDICTS_FLAGGED:
+            raise ValueError(f"a flagged finding is marked correct or incorrect, not {verdict!r}")
+        return verdict == "correct"
+    if verdict not in VERDICTS_UNFLAGGED:
+        raise ValueError(f"an unflagged finding is marked correct or missed, not {verdict!r}")
+    return verdict == "missed"
+
+
+def submit_review(engine: Engine, study_id: int, reviewer_id: int, verdicts: dict[str, str],
+                  note: str | None = None, actor: str | None = None) -> int:
+    """Record a verdict for every one of the 15 labels in one transaction.
+
+    Each reviewer has their own rows; a changed verdict updates the reviewer's row and
+    the previous value goes to the audit log. Returns the number of changed labels.
+    """
+    missing = set(LABELS) - set(verdicts)
+    if missing:
+        raise ValueError(f"a verdict is needed for every label; missing {sorted(missing)}")
+
+    def work(session) -> int:
+        study = session.get(Study, study_id)
+        if study is None or study.status != StudyStatus.DONE:
+            raise ValueError("only analysed studies can be reviewed")
+        flags = dict(session.execute(select(Prediction.label, Prediction.flagged).where(
+            Prediction.study_id == study_id, Prediction.model_version == study.model_version)).all())
+        existing = {v.label: v for v in session.execute(select(Verdict).where(
+            Verdict.study_id == study_id, Verdict.reviewer_id == reviewer_id)).scalars()}
+        now, changed, previous = utcnow(), 0, {}
+        for label in LABELS:
+            verdict = verdicts[label]
+            present = truth_from_verdict(bool(flags.get(label, False)), verdict)
+            row = existing.get(label)
+            if row is None:
+                session.add(Verdict(study_id=study_id, label=label, reviewer_id=reviewer_id,
+                                    flagged=bool(flags.get(label, False)), verdict=verdict, present=present,
+                                    model_version=study.model_version, created_at=now, updated_at=now))
+            elif row.verdict != verdict:
+                previous[label] = row.verdict
+                row.verdict, row.present, row.updated_at = verdict, present, now
+                changed += 1
+        if previous:
+            audit.record(session, "verdict_changed", actor, study_id, previous=previous,
+                         new={k: verdicts[k] for k in previous})
+        audit.record(session, "review_submitted", actor, study_id, verdicts=dict(verdicts))
+        if note is not None:
+            _save_note(session, study_id, reviewer_id, note)
+        return changed
+
+    return run_write(engine, work)
+
+
+def _save_note(session, study_id: int, reviewer_id: int, text: str) -> None:
+    row = session.execute(select(StudyNote).where(StudyNote.study_id == study_id,
+                                                  StudyNote.reviewer_id == reviewer_id)).scalar_one_or_none()
+    if row is None:
+        if text.strip():
+            session.add(StudyNote(study_id=study_id, reviewer_id=reviewer_id, text=text[:5000]))
+    else:
+        row.text, row.updated_at = text[:5000], utcnow()
+
+
+def reviewers(engine: Engine) -> dict[int, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(User.id, User.username).order_by(User.username)).all())
+
+
+def longest_waiting(engine: Engine, limit: int = 5) -> pd.DataFrame:
+    reviewed = exists().where(Verdict.study_id == Study.id)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Study.id, Study.original_name, Study.status, Study.created_at)
+                            .where(~reviewed, Study.status.in_([StudyStatus.QUEUED, StudyStatus.PROCESSING,
+                                                                StudyStatus.DONE]))
+                            .order_by(Study.created_at, Study.id).limit(limit)).mappings().all()
+    return pd.DataFrame(rows, columns=["id", "original_name", "status", "created_at"])

@@ -1,0 +1,183 @@
+"""Local accounts: argon2 password hashes, roles, rate-limited sign-in.
+
+``python -m db.users create NAME --role admin`` (password from a prompt or stdin),
+``python -m db.users disable NAME``, ``python -m db.users list``.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import Engine, func, select
+
+from db import audit
+from db.schema import AuditEvent, User, utcnow
+from db.session import run_write
+
+ROLES = ("reviewer", "admin")
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=15)
+MIN_PASSWORD = 10
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a page needs to know about the signed-in person."""
+
+    id: int
+    username: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class SignInError(Exception):
+    """Shown to the user as is; never says whether the name or the password was wrong."""
+
+
+def create_user(engine: Engine, username: str, password: str, role: str = "reviewer",
+                actor: str | None = None) -> Identity:
+    username = username.strip()
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    if not username or len(username) > 80:
+        raise ValueError("a user name of 1 to 80 characters is needed")
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
+
+    def work(session) -> Identity:
+        if session.execute(select(User.id).where(User.username == username)).first():
+            raise ValueError(f"user {username!r} already exists")
+        user = User(username=username, password_hash=_hasher.hash(password), role=role)
+        session.add(user)
+        session.flush()
+        audit.record(session, "user_created", actor or username, None, username=username, role=role)
+        return Identity(user.id, user.username, user.role)
+
+    return run_write(engine, work)
+
+
+def create_first_admin(engine: Engine, username: str, password: str) -> Identity:
+    """Only while no user exists: the first-run form cannot be reused to add admins."""
+
+    def work(session) -> None:
+        if session.execute(select(func.count()).select_from(User)).scalar_one():
+            raise PermissionError("an administrator already exists; ask them for an account")
+
+    run_write(engine, work)
+    return create_user(engine, username, password, "admin", actor="first-run")
+
+
+def user_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(User)).scalar_one()
+
+
+def _recent_failures(session, username: str) -> int:
+    since = utcnow() - FAILURE_WINDOW
+    rows = session.execute(
+        select(AuditEvent.detail).where(AuditEvent.action == "sign_in_failed", AuditEvent.at >= since)
+    ).scalars()
+    return sum(1 for d in rows if d and d.get("username") == username)
+
+
+def authenticate(engine: Engine, username: str, password: str) -> Identity:
+    """Check a password; after MAX_FAILURES failures in 15 minutes the account waits."""
+    username = (username or "").strip()
+
+    def work(session) -> Identity | str:
+        if _recent_failures(session, username) >= MAX_FAILURES:
+            audit.record(session, "sign_in_failed", username, None, username=username, reason="rate_limited")
+            return "Too many failed attempts: try again in 15 minutes."
+        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        ok = False
+        if user is not None and user.password_hash:
+            try:
+                ok = _hasher.verify(user.password_hash, password or "")
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                ok = False
+        else:
+            _hasher.hash("timing-equaliser")  # same work whether or not the user exists
+        if not ok or not user.active:
+            audit.record(session, "sign_in_failed", username, None, username=username,
+                         reason="disabled" if ok else "bad_credentials")
+            return "Wrong user name or password, or the account is disabled."
+        if _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = _hasher.hash(password)
+        audit.record(session, "sign_in", username, None, username=username)
+        return Identity(user.id, user.username, user.role)
+
+    result = run_write(engine, work)
+    if isinstance(result, str):
+        raise SignInError(result)
+    return result
+
+
+def current_identity(engine: Engine, user_id: int) -> Identity | None:
+    """Re-read on every page run, so a disabled user's session ends at once."""
+    with engine.connect() as conn:
+        row = conn.execute(select(User.id, User.username, User.role, User.active).where(User.id == user_id)).first()
+    if row is None or not row.active:
+        return None
+    return Identity(row.id, row.username, row.role)
+
+
+def set_active(engine: Engine, username: str, active: bool, actor: str) -> None:
+    def work(session) -> None:
+        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        if user is None:
+            raise ValueError(f"no user {username!r}")
+        user.active = active
+        audit.record(session, "user_enabled" if active else "user_disabled", actor, None, username=username)
+
+    run_write(engine, work)
+
+
+def list_users(engine: Engine) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(User.id, User.username, User.role, User.active, User.created_at).order_by(User.id))
+        return [dict(r._mapping) for r in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.config import load_settings
+    from db.bootstrap import open_database
+
+    parser = argparse.ArgumentParser(prog="python -m db.users")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    create = sub.add_parser("create")
+    create.add_argument("username")
+    create.add_argument("--role", choices=ROLES, default="reviewer")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    for name in ("disable", "enable"):
+        sub.add_parser(name).add_argument("username")
+    sub.add_parser("list")
+    args = parser.parse_args(argv)
+    engine = open_database(load_settings())
+    try:
+        if args.cmd == "create":
+            password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+            user = create_user(engine, args.username, password, args.role, actor="cli")
+            print(f"created {user.role} {user.username}")
+        elif args.cmd in ("disable", "enable"):
+            set_active(engine, args.username, args.cmd == "enable", actor="cli")
+            print(f"{args.cmd}d {args.username}")
+        else:
+            for u in list_users(engine):
+                print(f"{u['username']}\t{u['role']}\t{'active' if u['active'] else 'disabled'}")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from dashboard.admin_page import render
+
+render()

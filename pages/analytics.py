@@ -1,0 +1,3 @@
+from dashboard.analytics_page import render
+
+render()

@@ -1,0 +1,3 @@
+from dashboard.home_page import render
+
+render()

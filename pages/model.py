@@ -1,0 +1,3 @@
+from dashboard.model_page import render
+
+render()

@@ -1,0 +1,3 @@
+from dashboard.review_page import render
+
+render()

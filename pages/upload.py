@@ -1,0 +1,3 @@
+from dashboard.upload_page import render
+
+render()

@@ -1,0 +1,3 @@
+from dashboard.worklist_page import render
+
+render()

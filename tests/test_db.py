@@ -1,0 +1,155 @@
+"""Database layer: migrations, audit trail, users, queue semantics, verdicts."""
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from core.labels import LABELS
+from db import audit, queue
+from db.reviews import submit_review, truth_from_verdict
+from db.schema import AuditEvent, Prediction, Study, User, Verdict, utcnow
+from db.session import run_write
+from db.users import SignInError, authenticate, create_first_admin, create_user, set_active
+
+
+def _study(session, n: int, status="queued") -> int:
+    s = Study(sha256=f"{n:064x}", original_name=f"s{n}.png", stored_path=f"originals/x/{n}.png",
+              file_format="png", width=64, height=64, status=status)
+    session.add(s)
+    session.flush()
+    return s.id
+
+
+def test_sqlite_pragmas_and_schema_at_head(db_engine):
+    with db_engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10000
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+
+
+def test_audit_log_is_append_only(db_engine):
+    run_write(db_engine, lambda s: audit.record(s, "test", "alice", None, what="x"))
+    with pytest.raises(DBAPIError, match="append-only"):
+        run_write(db_engine, lambda s: s.execute(update(AuditEvent).values(actor="mallory")))
+    with pytest.raises(DBAPIError, match="append-only"):
+        run_write(db_engine, lambda s: s.execute(AuditEvent.__table__.delete()))
+    with pytest.raises(ValueError):
+        run_write(db_engine, lambda s: audit.record(s, "test", "alice", None, password="secret"))
+
+
+def test_passwords_hashed_rate_limited_and_disabled_users_refused(db_engine):
+    user = create_user(db_engine, "alice", "correct horse battery", "admin")
+    with db_engine.connect() as conn:
+        stored = conn.execute(select(User.password_hash)).scalar_one()
+    assert stored.startswith("$argon2") and "correct horse" not in stored
+    assert authenticate(db_engine, "alice", "correct horse battery").id == user.id
+    for _ in range(5):
+        with pytest.raises(SignInError, match="Wrong"):
+            authenticate(db_engine, "alice", "wrong")
+    with pytest.raises(SignInError, match="Too many"):
+        authenticate(db_engine, "alice", "correct horse battery")
+    create_user(db_engine, "bob", "another long password")
+    set_active(db_engine, "bob", False, actor="alice")
+    with pytest.raises(SignInError):
+        authenticate(db_engine, "bob", "another long password")
+    with pytest.raises(PermissionError):
+        create_first_admin(db_engine, "eve", "sneaky password 123")
+    with pytest.raises(ValueError, match="at least"):
+        create_user(db_engine, "dave", "short")
+
+
+def test_claim_is_exclusive_fifo_and_leases_expire(db_engine):
+    ids = run_write(db_engine, lambda s: [_study(s, i) for i in range(5)])
+    a = queue.claim_batch(db_engine, "A", 3, 60, 3)
+    b = queue.claim_batch(db_engine, "B", 3, 60, 3)
+    assert [c.id for c in a] == ids[:3] and [c.id for c in b] == ids[3:]
+    assert queue.claim_batch(db_engine, "C", 3, 60, 3) == []
+    run_write(db_engine, lambda s: s.execute(update(Study).where(Study.id == ids[0])
+                                             .values(lease_expires_at=utcnow() - timedelta(seconds=1))))
+    c = queue.claim_batch(db_engine, "C", 3, 60, 3)
+    assert [x.id for x in c] == [ids[0]] and c[0].attempts == 2
+    # A's late result is refused: C owns the lease now
+    assert run_write(db_engine, lambda s: queue.mark_done(s, ids[0], "A")) is False
+    assert run_write(db_engine, lambda s: queue.mark_done(s, ids[0], "C")) is True
+
+
+def test_bounded_attempts_then_failed_with_error(db_engine):
+    sid = run_write(db_engine, lambda s: _study(s, 99))
+    for attempt in range(3):
+        claimed = queue.claim_batch(db_engine, f"W{attempt}", 1, 60, 3)
+        assert [c.id for c in claimed] == [sid]
+        run_write(db_engine, lambda s: s.execute(update(Study).values(lease_expires_at=utcnow() - timedelta(seconds=1))))
+    assert queue.claim_batch(db_engine, "W9", 1, 60, 3) == []
+    with db_engine.connect() as conn:
+        status, error = conn.execute(select(Study.status, Study.error)).one()
+    assert status == "failed" and "3 attempts" in error
+
+
+def test_mark_error_requeues_until_attempts_run_out(db_engine):
+    sid = run_write(db_engine, lambda s: _study(s, 7))
+    queue.claim_batch(db_engine, "W", 1, 60, 2)
+    assert queue.mark_error(db_engine, sid, "W", "model error", 2) == "queued"
+    queue.claim_batch(db_engine, "W", 1, 60, 2)
+    assert queue.mark_error(db_engine, sid, "W", "model error", 2) == "failed"
+
+
+@pytest.mark.parametrize("flagged,verdict,present", [
+    (True, "correct", True), (True, "incorrect", False), (False, "correct", False), (False, "missed", True)])
+def test_verdict_to_truth(flagged, verdict, present):
+    assert truth_from_verdict(flagged, verdict) is present
+
+
+def test_verdict_to_truth_refuses_nonsense():
+    with pytest.raises(ValueError):
+        truth_from_verdict(True, "missed")
+    with pytest.raises(ValueError):
+        truth_from_verdict(False, "incorrect")
+
+
+def _done_study_with_predictions(engine, flagged: set[str]) -> int:
+    def work(s):
+        sid = _study(s, 1234, status="done")
+        s.execute(update(Study).where(Study.id == sid).values(model_version="v1"))
+        for lab in LABELS:
+            s.add(Prediction(study_id=sid, label=lab, probability=0.9 if lab in flagged else 0.1, spread=0.0,
+                             threshold=0.5, flagged=lab in flagged, model_name="m", model_version="v1",
+                             threshold_version="t1"))
+        return sid
+
+    return run_write(engine, work)
+
+
+def test_submit_review_two_reviewers_and_changes_audited(db_engine):
+    alice = create_user(db_engine, "alice", "correct horse battery", "admin")
+    bob = create_user(db_engine, "bob", "another long password")
+    sid = _done_study_with_predictions(db_engine, {"Effusion"})
+    verdicts = {lab: "correct" for lab in LABELS}
+    submit_review(db_engine, sid, alice.id, verdicts, "first read", actor="alice")
+    other = dict(verdicts, Effusion="incorrect")
+    submit_review(db_engine, sid, bob.id, other, actor="bob")
+    with pytest.raises(ValueError, match="every label"):
+        submit_review(db_engine, sid, bob.id, {"Effusion": "correct"})
+    changed = submit_review(db_engine, sid, alice.id, dict(verdicts, Pneumothorax="missed"), actor="alice")
+    assert changed == 1
+    with db_engine.connect() as conn:
+        rows = conn.execute(select(Verdict.reviewer_id, Verdict.label, Verdict.present)).all()
+        events = conn.execute(select(AuditEvent.action, AuditEvent.actor, AuditEvent.detail)
+                              .where(AuditEvent.action == "verdict_changed")).all()
+    assert len(rows) == 30  # each reviewer keeps their own 15
+    assert {(r.reviewer_id, r.present) for r in rows if r.label == "Effusion"} == {(alice.id, True), (bob.id, False)}
+    assert events[0].detail == {"previous": {"Pneumothorax": "correct"}, "new": {"Pneumothorax": "missed"}}
+
+
+def test_failed_submission_writes_nothing(db_engine):
+    alice = create_user(db_engine, "alice", "correct horse battery")
+    sid = _done_study_with_predictions(db_engine, {"Effusion"})
+    bad = {lab: "correct" for lab in LABELS}
+    bad["Effusion"] = "missed"  # invalid for a flagged finding: raised mid-transaction
+    with pytest.raises(ValueError):
+        submit_review(db_engine, sid, alice.id, bad, "note")
+    with db_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Verdict)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(AuditEvent)
+                            .where(AuditEvent.action == "review_submitted")).scalar_one() == 0

@@ -1,0 +1,185 @@
+"""End to end: the real app (streamlit run Home.py) driven in Debian's Chromium.
+
+Signs in, uploads a real NIH PNG and the real CR DICOM, waits for the embedded worker,
+opens the first study from the worklist, shows a heatmap, submits a verdict and checks
+the verdict rows in the database; a truncated PNG upload shows its message. Screenshots
+of each page go to tests/artifacts/ (or $CXR_SCREENSHOTS).
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from tests.conftest import DEFAULT_MODEL, ROOT, SHARED
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(not SHARED.exists(), reason="real data not available: ../shared/data is absent"),
+    pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained"),
+]
+CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+SHOTS = Path(os.environ.get("CXR_SCREENSHOTS", ROOT / "tests" / "artifacts"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("e2e") / "data"
+    env = dict(os.environ, CXR_DATA_DIR=str(data), CXR_MODEL=str(DEFAULT_MODEL), CXR_EMBEDDED_WORKER="1")
+    env.pop("CXR_DATABASE_URL", None)
+    subprocess.run([sys.executable, "-m", "db.users", "create", "alice", "--role", "admin", "--password-stdin"],
+                   input="correct horse battery\n", text=True, cwd=ROOT, env=env, check=True, capture_output=True)
+    port = _free_port()
+    log = open(data / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start:\n" + (data / "streamlit.log").read_text()[-3000:])
+    yield {"url": url, "db": f"sqlite:///{data / 'cxr.sqlite3'}", "data": data}
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
+        yield b
+        b.close()
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _sign_in(page, url: str, password: str = "correct horse battery") -> None:
+    page.goto(url)
+    page.get_by_label("User name").fill("alice")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def _go(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.wait_for_timeout(500)
+
+
+def _wait_done(db_url: str, n: int, timeout: float = 180) -> list:
+    from db.schema import Study
+
+    engine = create_engine(db_url)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            with engine.connect() as conn:
+                rows = conn.execute(select(Study.id, Study.status, Study.original_name)).all()
+            if len(rows) >= n and all(r.status in ("done", "failed") for r in rows):
+                return rows
+            time.sleep(1)
+    finally:
+        engine.dispose()
+    pytest.fail(f"studies not processed in time: {rows}")
+
+
+def test_wrong_password_shows_no_study(app_server, browser):
+    page = browser.new_page()
+    _sign_in(page, app_server["url"], password="not the password")
+    page.get_by_text("Wrong user name or password").wait_for(timeout=20000)
+    assert page.get_by_test_id("stSidebarNav").count() == 0
+    _shot(page, "00_wrong_password")
+    page.close()
+
+
+def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
+    from db.schema import Verdict
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30000)
+    _sign_in(page, app_server["url"])
+    page.get_by_text("Queued").first.wait_for()
+    _shot(page, "01_home")
+
+    _go(page, "Upload")
+    png = SHARED / "nih" / "full" / "00000001_000.png"
+    dcm = SHARED / "dicom" / "cr_chest.dcm"
+    page.locator("input[type=file]").set_input_files([str(png), str(dcm)])
+    page.get_by_text("cr_chest.dcm").first.wait_for()
+    page.get_by_role("button", name="Upload and queue").click()
+    page.get_by_text("accepted as study").first.wait_for()
+    assert page.get_by_text("accepted as study").count() == 2
+    rows = _wait_done(app_server["db"], 2)
+    assert {r.status for r in rows} == {"done"}
+    _shot(page, "02_upload")
+
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(png.read_bytes()[:20000])
+    page.locator("input[type=file]").set_input_files([str(truncated)])
+    page.get_by_text("truncated.png").first.wait_for()
+    page.get_by_role("button", name="Upload and queue").click()
+    page.get_by_text("truncated or corrupt").first.wait_for()
+    _shot(page, "03_bad_upload")
+
+    _go(page, "Worklist")
+    grid = page.get_by_test_id("stDataFrame").first
+    grid.wait_for()
+    _shot(page, "04_worklist")
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # row marker of the first row
+    page.get_by_text("Your verdict").wait_for()
+    first_id = int(page.get_by_role("heading", name="Review: study").inner_text().split()[-1])
+
+    page.get_by_text("Grad-CAM overlay").first.wait_for()
+    select = page.get_by_test_id("stSelectbox").filter(has_text="Grad-CAM overlay")
+    select.click()
+    page.get_by_role("option").nth(1).click()  # the first flagged finding, or the first on request
+    page.wait_for_timeout(1500)
+    assert "Grad-CAM:" in page.get_by_test_id("stImage").first.inner_text()
+    _shot(page, "05_review_heatmap")
+
+    for group in page.get_by_role("radiogroup").all():
+        if group.locator("input:checked").count() == 0:
+            group.locator("label").first.click()
+    page.get_by_role("button", name="Submit verdict and open next").click()
+    page.wait_for_timeout(3000)
+    _shot(page, "06_after_verdict")
+
+    engine = create_engine(app_server["db"])
+    with engine.connect() as conn:
+        verdicts = conn.execute(select(Verdict.label, Verdict.verdict, Verdict.reviewer_id)
+                                .where(Verdict.study_id == first_id)).all()
+    engine.dispose()
+    assert len(verdicts) == 15 and len({v.reviewer_id for v in verdicts}) == 1
+
+    for title, name in (("Analytics", "07_analytics"), ("Model", "08_model"), ("Admin", "09_admin")):
+        _go(page, title)
+        page.wait_for_timeout(2000)
+        _shot(page, name)
+    page.close()

@@ -1,0 +1,160 @@
+"""Streamlit AppTest for every page, on a database filled by the real engine and model."""
+import os
+
+import pytest
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from core.labels import LABELS
+from db.schema import AuditEvent, Verdict
+from tests.conftest import DEFAULT_MODEL, SHARED, ROOT
+from tests.populated import populate, real_study_files
+
+pytestmark = [
+    pytest.mark.skipif(not SHARED.exists(), reason="real data not available: ../shared/data is absent"),
+    pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained"),
+]
+PAGES = ["pages/home.py", "pages/upload.py", "pages/worklist.py", "pages/review.py", "pages/analytics.py",
+         "pages/model.py", "pages/admin.py"]
+
+
+@pytest.fixture(scope="module")
+def app_db(tmp_path_factory, inference_engine):
+    old = dict(os.environ)
+    os.environ["CXR_EMBEDDED_WORKER"] = "0"
+    os.environ["CXR_MODEL"] = str(DEFAULT_MODEL)
+    ctx = populate(tmp_path_factory.mktemp("app") / "data", inference_engine, real_study_files())
+    yield ctx
+    ctx["engine"].dispose()
+    os.environ.clear()
+    os.environ.update(old)
+
+
+def _app(path: str, user=None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / path), default_timeout=60)
+    if user is not None:
+        at.session_state["user_id"] = user.id
+    return at
+
+
+def _text(at: AppTest) -> str:
+    parts = [e.value for e in at.markdown] + [e.value for e in at.caption] + [e.body for e in at.title]
+    parts += [e.value for e in at.error] + [e.value for e in at.warning] + [e.value for e in at.info]
+    parts += [e.value for e in at.success]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_session_never_shows_a_study(app_db, page):
+    at = _app(page).run()
+    assert "Please sign in" in _text(at)
+    assert not at.dataframe and "00000001_000" not in _text(at)
+
+
+def test_home_entry_shows_only_sign_in_and_wrong_password_fails(app_db):
+    at = _app("Home.py").run()
+    assert at.text_input(key="sign_in_user") is not None
+    at.text_input(key="sign_in_user").input("alice")
+    at.text_input(key="sign_in_password").input("wrong password!")
+    at.button[0].click().run()
+    assert "Wrong user name or password" in _text(at)
+    assert "user_id" not in at.session_state and not at.dataframe
+    at.text_input(key="sign_in_password").input("correct horse battery")
+    at.button[0].click().run()
+    assert at.session_state["user_id"] == app_db["admin"].id
+    with app_db["engine"].connect() as conn:
+        actions = list(conn.execute(select(AuditEvent.action).order_by(AuditEvent.id)).scalars())
+    assert "sign_in_failed" in actions and actions[-1] == "sign_in"
+
+
+def test_home_page_counts_and_model(app_db):
+    at = _app("pages/home.py", app_db["admin"]).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Done"] == str(len(app_db["ids"]))
+    assert metrics["Queued"] == "0"
+    assert metrics["Version"] and metrics["Device"] == "CPU"
+    assert "not a diagnosis" in _text(at)
+
+
+def test_worklist_orders_by_suspicion(app_db):
+    at = _app("pages/worklist.py", app_db["bob"] if "bob" in app_db else app_db["reviewer"]).run()
+    assert not at.exception
+    df = at.dataframe[0].value
+    assert len(df) == len(app_db["ids"])
+    assert list(df["priority"]) == sorted(df["priority"], reverse=True)
+    at.text_input(key="wl_name").input("cr_chest").run()
+    assert list(at.dataframe[0].value["original_name"]) == ["cr_chest.dcm"]
+
+
+def test_review_page_shows_scores_and_records_15_verdicts(app_db):
+    sid = app_db["ids"]["cr_chest.dcm"]
+    user = app_db["reviewer"]
+    at = _app("pages/review.py", user)
+    at.session_state["study_id"] = sid
+    at.run()
+    assert not at.exception
+    assert "not a diagnosis" in _text(at)
+    scores = at.dataframe[0].value
+    assert set(scores["label"]) == set(LABELS)
+    assert at.slider(key="cam_opacity").value == 0.45
+    assert any(s.label == "Window centre" for s in at.slider)  # DICOM gets window/level
+    flagged = list(scores.loc[scores["flagged"], "label"])
+    for label in flagged:
+        at.radio(key=f"v_{sid}_{label}").set_value("incorrect")
+    unflagged = [lab for lab in LABELS if lab not in flagged]
+    at.radio(key=f"v_{sid}_{unflagged[0]}").set_value("missed")
+    at.text_area(key=f"note_{sid}").input("checked at AppTest")
+    at.button[-1].click().run()
+    assert not at.exception
+    with app_db["engine"].connect() as conn:
+        rows = conn.execute(select(Verdict.label, Verdict.verdict, Verdict.present)
+                            .where(Verdict.study_id == sid, Verdict.reviewer_id == user.id)).all()
+    assert len(rows) == 15
+    by = {r.label: r for r in rows}
+    assert all(by[lab].verdict == "incorrect" and not by[lab].present for lab in flagged)
+    assert by[unflagged[0]].verdict == "missed" and by[unflagged[0]].present
+    assert at.session_state["study_id"] != sid  # moved on to the next study
+
+
+def test_flagged_findings_need_a_decision(app_db):
+    sid = app_db["ids"]["00000013_004.png"]
+    at = _app("pages/review.py", app_db["admin"])
+    at.session_state["study_id"] = sid
+    at.run()
+    scores = at.dataframe[0].value
+    if not scores["flagged"].any():
+        pytest.skip("the model flagged nothing on this image")
+    at.button[-1].click().run()
+    assert "Mark every flagged finding" in _text(at)
+
+
+def test_model_page_shows_card(app_db):
+    at = _app("pages/model.py", app_db["reviewer"]).run()
+    assert not at.exception
+    assert "Held-out evaluation" in " ".join(h.value for h in at.subheader)
+    assert len(at.dataframe[0].value) == 15
+
+
+def test_admin_page_refused_for_reviewer_and_shown_to_admin(app_db):
+    at = _app("pages/admin.py", app_db["reviewer"]).run()
+    assert "for administrators" in _text(at) and not at.dataframe
+    at = _app("pages/admin.py", app_db["admin"]).run()
+    assert not at.exception and at.dataframe
+
+
+def test_upload_page_renders_queue_progress(app_db):
+    at = _app("pages/upload.py", app_db["reviewer"]).run()
+    assert not at.exception
+    assert "Queue" in " ".join(h.value for h in at.subheader)
+
+
+def test_disabled_user_session_ends(app_db):
+    from db.users import create_user, set_active
+
+    carol = create_user(app_db["engine"], "carol", "yet another password")
+    at = _app("pages/worklist.py", carol).run()
+    assert at.dataframe
+    set_active(app_db["engine"], "carol", False, actor="alice")
+    at.run()
+    assert "Please sign in" in _text(at) and "user_id" not in at.session_state
