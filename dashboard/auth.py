@@ -20,6 +20,15 @@ def signed_in_user() -> Identity | None:
     from dashboard.state import settings_and_engine
 
     user_id = st.session_state.get(SESSION_KEY)
+    if user_id is None and sso_configured() and getattr(st.user, "is_logged_in", False):
+        from db.users import sso_identity
+
+        _, engine = settings_and_engine()
+        identity = sso_identity(engine, str(st.user.get("sub") or st.user.get("email") or ""),
+                                str(st.user.get("email") or st.user.get("name") or ""))
+        if identity is not None:
+            st.session_state[SESSION_KEY] = identity.id
+        return identity
     if user_id is None:
         return None
     _, engine = settings_and_engine()
@@ -47,6 +56,9 @@ def sign_in_page() -> None:
     _, engine = settings_and_engine()
     st.title("Chest X-ray review")
     st.caption(DISCLAIMER)
+    if sso_configured():
+        st.button("Sign in with single sign-on", on_click=st.login, type="primary")
+        st.caption("or with a local account:")
     if user_count(engine) == 0:
         _first_run_form(engine)
         return
@@ -82,3 +94,5 @@ def _first_run_form(engine) -> None:
 
 def sign_out() -> None:
     st.session_state.pop(SESSION_KEY, None)
+    if sso_configured() and getattr(st.user, "is_logged_in", False):
+        st.logout()

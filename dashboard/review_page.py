@@ -25,8 +25,18 @@ def _dicom_display(path: str):
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _preview(path: str) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"))
+def _preview(preview_path: str, original_path: str) -> np.ndarray:
+    """The stored 8-bit preview; rebuilt from the original if it has gone missing."""
+    from pathlib import Path
+
+    from core.decode import decode_bytes
+    from core.pixel_transforms import to_uint8
+
+    if Path(preview_path).is_file():
+        return np.asarray(Image.open(preview_path).convert("L"))
+    grey = to_uint8(decode_bytes(Path(original_path).read_bytes()).pixels)
+    storage.atomic_write(Path(preview_path), storage.png_bytes(grey))
+    return grey
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -100,7 +110,7 @@ def _image_panel(settings, study: dict, view) -> None:
                           key=f"ww_{preset}")
         grey = render_window(display, center, width)
     else:
-        grey = _preview(str(storage.safe_join(settings.data_dir, storage.preview_relpath(study["sha256"]))))
+        grey = _preview(str(storage.safe_join(settings.data_dir, storage.preview_relpath(study["sha256"]))), str(path))
     preds = view.predictions
     flagged = [lab for lab in preds["label"] if preds.set_index("label").loc[lab, "flagged"]] if not preds.empty else []
     options = ["(none)"] + flagged + [lab for lab in LABELS if lab not in flagged]

@@ -107,10 +107,10 @@ class StudyView:
 
 def load_study(engine: Engine, study_id: int, reviewer_id: int) -> StudyView | None:
     with engine.connect() as conn:
-        row = conn.execute(select(Study).where(Study.id == study_id)).first()
+        row = conn.execute(select(Study.__table__).where(Study.id == study_id)).mappings().first()
         if row is None:
             return None
-        study = {c: getattr(row[0], c) for c in Study.__table__.columns.keys()}
+        study = dict(row)
         version = study["model_version"]
         preds = pd.DataFrame(conn.execute(
             select(Prediction.label, Prediction.probability, Prediction.spread, Prediction.threshold,

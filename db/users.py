@@ -130,6 +130,36 @@ def current_identity(engine: Engine, user_id: int) -> Identity | None:
     return Identity(row.id, row.username, row.role)
 
 
+def sso_identity(engine: Engine, subject: str, display_name: str) -> Identity | None:
+    """Map a single-sign-on subject to a local account, creating a reviewer the first time.
+
+    Roles stay local: an admin promotes SSO users. A disabled account is refused.
+    """
+    if not subject:
+        return None
+
+    def work(session) -> Identity | None:
+        user = session.execute(select(User).where(User.sso_subject == subject)).scalar_one_or_none()
+        if user is None:
+            base = (display_name or subject)[:60]
+            name = base
+            n = 1
+            while session.execute(select(User.id).where(User.username == name)).first():
+                n += 1
+                name = f"{base}-{n}"
+            user = User(username=name, password_hash=None, role="reviewer", sso_subject=subject)
+            session.add(user)
+            session.flush()
+            audit.record(session, "user_created", "sso", None, username=name, role="reviewer", method="sso")
+        if not user.active:
+            audit.record(session, "sign_in_failed", user.username, None, username=user.username, reason="disabled")
+            return None
+        audit.record(session, "sign_in", user.username, None, username=user.username, method="sso")
+        return Identity(user.id, user.username, user.role)
+
+    return run_write(engine, work)
+
+
 def set_active(engine: Engine, username: str, active: bool, actor: str) -> None:
     def work(session) -> None:
         user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()

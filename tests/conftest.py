@@ -33,13 +33,40 @@ def real_image_files() -> list[Path]:
     return [p for p in out if p.is_file()]
 
 
-@pytest.fixture
-def settings(tmp_path, monkeypatch):
+POSTGRES_URL = os.environ.get("CXR_TEST_POSTGRES_URL")
+
+
+def reset_postgres(url: str) -> None:
+    """An empty public schema, so each test starts from migrations like a new site."""
+    from sqlalchemy import create_engine, text
+
+    from db import migrate
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    migrate._done.discard(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request, tmp_path, monkeypatch):
+    """Settings for a fresh data folder; every engine and verdict test runs on SQLite and,
+    where CXR_TEST_POSTGRES_URL names a server (CI starts one), on PostgreSQL."""
     from core.config import load_settings
+    from db.session import get_engine
 
     monkeypatch.setenv("CXR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("CXR_DATABASE_URL", raising=False)
     monkeypatch.setenv("CXR_MODEL", str(DEFAULT_MODEL))
+    if request.param == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("no PostgreSQL server: set CXR_TEST_POSTGRES_URL (.ci/run starts one)")
+        get_engine.cache_clear()
+        reset_postgres(POSTGRES_URL)
+        monkeypatch.setenv("CXR_DATABASE_URL", POSTGRES_URL)
+    else:
+        monkeypatch.delenv("CXR_DATABASE_URL", raising=False)
     return load_settings()
 
 
@@ -50,6 +77,10 @@ def db_engine(settings):
     engine = open_database(settings)
     yield engine
     engine.dispose()
+    if engine.dialect.name == "postgresql":
+        from db.session import get_engine
+
+        get_engine.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,82 @@
+"""Render time of Worklist and Review with 10,000 studies in the database (AppTest).
+
+Baseline in the same run: the straightforward worklist, ORM objects with one query per
+study for its predictions (N+1), sorted in Python.
+Run: python -m bench.pages [--n 10000]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import ROOT, require_shared, table
+
+
+def time_page(path: str, user_id: int, repeat: int, state: dict | None = None) -> list[float]:
+    from streamlit.testing.v1 import AppTest
+
+    times = []
+    for _ in range(repeat):
+        at = AppTest.from_file(str(ROOT / path), default_timeout=60)
+        at.session_state["user_id"] = user_id
+        for k, v in (state or {}).items():
+            at.session_state[k] = v
+        t = time.perf_counter()
+        at.run()
+        times.append((time.perf_counter() - t) * 1000)
+        assert not at.exception, at.exception
+    return times
+
+
+def naive_worklist(engine) -> list:
+    from sqlalchemy.orm import Session
+
+    from db.schema import Prediction, Study
+
+    with Session(engine) as s:
+        studies = s.query(Study).filter(Study.status == "done").all()
+        scored = []
+        for st in studies:
+            preds = s.query(Prediction).filter(Prediction.study_id == st.id).all()
+            scored.append((sum(p.probability - p.threshold for p in preds if p.flagged), st.id))
+        return sorted(scored, reverse=True)[:200]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    shared = require_shared()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(CXR_DATA_DIR=tmp, CXR_EMBEDDED_WORKER="0")
+        os.environ.pop("CXR_DATABASE_URL", None)
+        from core.config import load_settings
+        from db.bootstrap import open_database
+        from bench.seed import seed
+
+        settings = load_settings()
+        engine = open_database(settings)
+        t = time.perf_counter()
+        seed(engine, Path(tmp), shared / "nih/full/00000001_000.png", args.n, reviewed_fraction=0.2)
+        print(f"seeded {args.n} studies x 15 predictions in {time.perf_counter() - t:.1f}s")
+        rows = []
+        for name, path, state in (("Worklist", "pages/worklist.py", None),
+                                  ("Review", "pages/review.py", {"study_id": args.n // 2})):
+            times = time_page(path, 1, args.repeat, state)
+            rows.append({"page": name, "median_ms": statistics.median(times[1:] or times),
+                         "first_run_ms": times[0], "max_ms": max(times)})
+        t = time.perf_counter()
+        naive_worklist(engine)
+        rows.append({"page": "baseline: naive worklist query (ORM, N+1)", "median_ms": (time.perf_counter() - t) * 1000,
+                     "first_run_ms": float("nan"), "max_ms": float("nan")})
+        table(rows, f"AppTest render time with {args.n} studies (target < 1000 ms each)")
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Fill a database with many synthetic-score studies quickly (for page/analytics benchmarks).
+
+Scores and verdicts are generated, the images are not: every study points to one real
+radiograph copied into the data folder, so Review renders a real image.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import insert
+
+from core import storage
+from core.labels import LABELS
+from core.pixel_transforms import to_uint8
+from db.schema import Prediction, Study, User, Verdict, utcnow
+
+
+def seed(engine, data_dir: Path, image: Path, n: int, reviewed_fraction: float = 0.0, seed: int = 0,
+         chunk: int = 5000) -> None:
+    from core.decode import decode_bytes
+
+    rng = np.random.default_rng(seed)
+    data = image.read_bytes()
+    sha = storage.sha256_hex(data)
+    decoded = decode_bytes(data)
+    rel = storage.original_relpath(sha, decoded.metadata["format"])
+    storage.store_bytes(data_dir, rel, data)
+    storage.store_bytes(data_dir, storage.preview_relpath(sha), storage.png_bytes(to_uint8(decoded.pixels)))
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(insert(User), [{"id": 1, "username": "bench", "password_hash": None, "role": "admin",
+                                     "active": True, "created_at": now}])
+    thresholds = rng.uniform(0.2, 0.6, len(LABELS))
+    for start in range(0, n, chunk):
+        ids = range(start + 1, min(n, start + chunk) + 1)
+        truth = rng.random((len(ids), len(LABELS))) < 0.15
+        probs = np.clip(rng.normal(0.35 + 0.25 * truth, 0.18), 0.001, 0.999)
+        studies, preds, verdicts = [], [], []
+        for k, sid in enumerate(ids):
+            created = now - timedelta(minutes=int(rng.integers(0, 60 * 24 * 60)))
+            flagged = probs[k] >= thresholds
+            studies.append({"id": sid, "sha256": f"{sid:064x}", "original_name": f"study_{sid:06d}.png",
+                            "stored_path": rel, "file_format": "png", "width": decoded.width,
+                            "height": decoded.height, "status": "done", "priority": 0.0,
+                            "triage_score": float((probs[k] - thresholds)[flagged].sum()), "attempts": 1,
+                            "created_at": created, "updated_at": created, "processed_at": created,
+                            "model_version": "bench", "view_position": ["PA", "AP"][sid % 2],
+                            "patient_sex": ["M", "F"][sid % 3 % 2], "patient_age": int(rng.integers(18, 90)),
+                            "patient_key": f"p{sid // 3}"})
+            reviewed = rng.random() < reviewed_fraction
+            for j, label in enumerate(LABELS):
+                preds.append({"study_id": sid, "label": label, "probability": float(probs[k, j]), "spread": 0.01,
+                              "threshold": float(thresholds[j]), "flagged": bool(flagged[j]), "model_name": "bench",
+                              "model_version": "bench", "threshold_version": "bench", "tta_views": 8,
+                              "created_at": created})
+                if reviewed:
+                    present = bool(truth[k, j])
+                    verdict = ("correct" if present else "incorrect") if flagged[j] else ("missed" if present else "correct")
+                    verdicts.append({"study_id": sid, "label": label, "reviewer_id": 1, "flagged": bool(flagged[j]),
+                                     "verdict": verdict, "present": present, "model_version": "bench",
+                                     "created_at": created, "updated_at": created})
+        with engine.begin() as conn:
+            conn.execute(insert(Study), studies)
+            conn.execute(insert(Prediction), preds)
+            if verdicts:
+                conn.execute(insert(Verdict), verdicts)
