@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--focal-gamma", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from this model folder's weights (continue training; same split)")
     args = parser.parse_args(argv)
     return train(args)
 
@@ -190,6 +192,15 @@ def train(args: argparse.Namespace) -> int:
     ds = ds.batch(args.batch_size).prefetch(2)
 
     model = build_model(args.input_size, len(LABELS))
+    init_note = "random (no ImageNet weights: none can be downloaded here)"
+    if args.init_from:
+        from core.model import load_model
+
+        start, start_card = load_model(args.init_from)
+        model.set_weights(start.get_weights())
+        init_note = (f"continued from {start_card.name} {start_card.version} "
+                     f"({start_card.training.get('initialisation', '')}; "
+                     f"{start_card.training.get('epochs_run', '?')} epochs before)")
     model.compile(
         optimizer=keras.optimizers.Adam(args.lr),
         loss=keras.losses.BinaryFocalCrossentropy(gamma=args.focal_gamma),
@@ -240,7 +251,7 @@ def train(args: argparse.Namespace) -> int:
         "split": split_how,
         "input_size": args.input_size,
         "source_resolution": sorted({f"{w}x{h}" for w, h in _sizes(table["path"])}),
-        "initialisation": "random (no ImageNet weights: none can be downloaded here)",
+        "initialisation": init_note,
         "loss": f"binary focal cross-entropy, gamma {args.focal_gamma}",
         "sampling": "oversampling: each image drawn with probability proportional to 1/frequency of its rarest label",
         "augmentation": "rotation +-7 deg, scale 0.9-1.1, shift +-4%, gamma 0.8-1.2; no flips",

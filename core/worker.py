@@ -72,7 +72,23 @@ class Worker:
         self.processed = 0
 
     # ------------------------------------------------------------------ loop
+    def announce_model(self) -> None:
+        """Audit a model change: the first worker to run a new model version records it."""
+        card = self.analyzer.card
+        from db import audit
+        from db.schema import AuditEvent
+
+        def work(session) -> None:
+            last = session.execute(select(AuditEvent.detail).where(AuditEvent.action == "model_changed")
+                                   .order_by(AuditEvent.id.desc()).limit(1)).scalar_one_or_none()
+            if not last or last.get("version") != card.version or last.get("thresholds") != card.threshold_version:
+                audit.record(session, "model_changed", self.worker_id, None, name=card.name, version=card.version,
+                             thresholds=card.threshold_version, previous=(last or {}).get("version"))
+
+        run_write(self.engine, work)
+
     def run_forever(self, idle_sleep: float = 1.0) -> None:
+        self.announce_model()
         self._heartbeat("idle", None)
         while not self.stop_event.is_set():
             report = self.run_once()
@@ -247,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if args.once:
+        worker.announce_model()
         while not worker.stop_event.is_set():
             report = worker.run_once()
             if report.claimed == 0:

@@ -20,7 +20,7 @@ from core.cohort import (
 )
 from core.labels import LABELS
 from dashboard.auth import require_user
-from dashboard.state import DISCLAIMER, model_card, settings_and_engine
+from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
 from db import audit
 from db.analytics import CohortFilter, load_cohort, model_versions
 from db.reviews import reviewers
@@ -31,11 +31,12 @@ from db.session import run_write
 def _data_stamp(engine) -> tuple:
     """Changes whenever anything the page reads changes: the cache key."""
     with engine.connect() as conn:
-        return (
+        rows = (
             conn.execute(select(func.count(), func.max(Verdict.updated_at)).select_from(Verdict)).one(),
             conn.execute(select(func.count(), func.max(Study.processed_at)).where(Study.status == "done")).one(),
             conn.execute(select(func.count(), func.max(ReferenceLabel.id)).select_from(ReferenceLabel)).one(),
         )
+    return tuple(str(v) for row in rows for v in row)
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing cohort metrics…")
@@ -213,7 +214,9 @@ def _operating_points(engine, settings, user, report) -> None:
     if not user.is_admin:
         st.caption("Only an administrator can save a threshold set.")
         return
-    card = model_card(str(settings.model_dir))
+    card = model_card_or_error(settings)
+    if card is None:
+        return
     if st.button("Save as a new threshold version for new predictions", key="op_save"):
         full = dict(card.thresholds)
         full.update(proposal)

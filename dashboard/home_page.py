@@ -8,7 +8,7 @@ import streamlit as st
 from sqlalchemy import select
 
 from dashboard.auth import require_user
-from dashboard.state import DISCLAIMER, model_card, settings_and_engine
+from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
 from db.reviews import longest_waiting
 from db.schema import WorkerHeartbeat, utcnow
 
@@ -19,7 +19,9 @@ def render() -> None:
     st.title("Chest X-ray review")
     st.warning(DISCLAIMER, icon="⚠️")
     _queue_panel(engine)
-    card = model_card(str(settings.model_dir))
+    card = model_card_or_error(settings)
+    if card is None:
+        return
     st.subheader("Model")
     cols = st.columns(4)
     cols[0].metric("Model", card.name)

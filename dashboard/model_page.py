@@ -5,13 +5,15 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import require_user
-from dashboard.state import DISCLAIMER, model_card, settings_and_engine
+from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
 
 
 def render() -> None:
     require_user()
     settings, _ = settings_and_engine()
-    card = model_card(str(settings.model_dir))
+    card = model_card_or_error(settings)
+    if card is None:
+        return
     st.title(f"Model: {card.name}")
     st.caption(f"version {card.version} · thresholds {card.threshold_version} · input {card.input_size}px")
     st.warning(DISCLAIMER + " " + card.intended_use, icon="⚠️")

@@ -49,3 +49,14 @@ def model_card(model_dir: str):
     from core.model_card import ModelCard
 
     return ModelCard.load(model_dir)
+
+
+def model_card_or_error(settings: Settings):
+    """The card, or None after showing why the configured model folder is unusable."""
+    from core.errors import ModelCardMismatch
+
+    try:
+        return model_card(str(settings.model_dir))
+    except ModelCardMismatch as exc:
+        st.error(f"The configured model ({settings.model_dir}) cannot be used: {exc}")
+        return None

@@ -155,3 +155,36 @@ def test_failed_submission_writes_nothing(db_engine):
         assert conn.execute(select(func.count()).select_from(Verdict)).scalar_one() == 0
         assert conn.execute(select(func.count()).select_from(AuditEvent)
                             .where(AuditEvent.action == "review_submitted")).scalar_one() == 0
+
+
+def test_online_backup_while_writing_and_restore(settings, db_engine, tmp_path):
+    import threading
+
+    from db.backup import backup, restore
+
+    if db_engine.dialect.name != "sqlite":
+        pytest.skip("online backup is the SQLite default's; PostgreSQL uses pg_dump")
+    run_write(db_engine, lambda s: [_study(s, i) for i in range(200)])
+    stop = threading.Event()
+
+    def writer():
+        i = 1000
+        while not stop.is_set():
+            run_write(db_engine, lambda s, i=i: audit.record(s, "tick", "w", None, i=i))
+            i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        copy = backup(settings.database_url, tmp_path / "b.sqlite3")
+    finally:
+        stop.set()
+        t.join()
+    run_write(db_engine, lambda s: s.execute(Study.__table__.delete()))
+    with db_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Study)).scalar_one() == 0
+    db_engine.dispose()
+    restore(settings.database_url, copy)
+    with db_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Study)).scalar_one() == 200
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"

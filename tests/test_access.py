@@ -1,0 +1,101 @@
+"""Access control and injection: reviewers cannot reach admin actions, nobody without a
+session sees data, and text filters are bound parameters."""
+import os
+
+import pytest
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from db.schema import Study, User
+from tests.conftest import ROOT, shared
+
+INJECTIONS = ["' OR 1=1 --", "%", "_", "\"; DROP TABLE studies; --", "x' UNION SELECT password_hash FROM users --",
+              "%' OR '1'='1", "\\", "study_0000%"]
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    from bench.seed import seed
+    from core.config import load_settings
+    from db.bootstrap import open_database
+    from db.users import create_user
+
+    old = dict(os.environ)
+    data = tmp_path_factory.mktemp("access") / "data"
+    os.environ.update(CXR_DATA_DIR=str(data), CXR_EMBEDDED_WORKER="0")
+    os.environ.pop("CXR_DATABASE_URL", None)
+    settings = load_settings()
+    engine = open_database(settings)
+    seed(engine, data, shared("nih", "full", "00000001_000.png"), 50, reviewed_fraction=0.2)
+    admin = create_user(engine, "admin2", "correct horse battery", "admin")
+    reviewer = create_user(engine, "rev", "another long password")
+    yield {"engine": engine, "admin": admin, "reviewer": reviewer}
+    engine.dispose()
+    os.environ.clear()
+    os.environ.update(old)
+
+
+def _run(page, user=None, **state):
+    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
+    if user:
+        at.session_state["user_id"] = user.id
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def test_reviewer_navigation_has_no_admin_page(seeded):
+    at = _run("Home.py", seeded["reviewer"])
+    assert not at.exception
+    at_admin = _run("Home.py", seeded["admin"])
+    assert not at_admin.exception
+
+
+@pytest.mark.parametrize("page", ["pages/admin.py"])
+def test_admin_page_refused_for_reviewer(seeded, page):
+    at = _run(page, seeded["reviewer"])
+    assert any("for administrators" in e.value for e in at.error)
+    assert not at.dataframe and not at.button
+
+
+def test_reviewer_sees_no_export_or_threshold_controls(seeded):
+    at = _run("pages/analytics.py", seeded["reviewer"])
+    assert not at.exception
+    assert "op_save" not in {b.key for b in at.button}
+    assert not at.get("download_button")
+
+
+def test_admin_has_the_controls(seeded):
+    at = _run("pages/analytics.py", seeded["admin"])
+    assert not at.exception
+    assert "op_save" in {b.key for b in at.button}
+    assert len(at.get("download_button")) == 2
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+def test_worklist_name_filter_is_a_bound_parameter(seeded, text):
+    from db.reviews import WorklistFilter, worklist
+
+    df = worklist(seeded["engine"], WorklistFilter(name_contains=text), 24.0)
+    assert len(df) == 0, (text, df["original_name"].tolist())  # '%' and '_' match only themselves
+    with seeded["engine"].connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Study)).scalar_one() == 50
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 3
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+def test_injection_in_page_text_filters(seeded, text):
+    at = _run("pages/worklist.py", seeded["reviewer"])
+    at.text_input(key="wl_name").input(text).run()
+    assert not at.exception
+    assert not at.dataframe or len(at.dataframe[0].value) == 0
+    at = _run("pages/admin.py", seeded["admin"])
+    at.text_input(key="audit_action").input(text).run()
+    assert not at.exception
+    assert all("password" not in str(df.value.to_dict()) for df in at.dataframe[1:])
+
+
+def test_literal_wildcards_match_literally(seeded):
+    from db.reviews import WorklistFilter, worklist
+
+    assert len(worklist(seeded["engine"], WorklistFilter(name_contains="study_00001"), 24.0)) == 10

@@ -1,0 +1,89 @@
+"""Analytics page on real data: the per-finding AUC shown equals what core.evaluate prints."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from core.labels import LABELS
+from db.schema import AuditEvent, ThresholdSet
+from tests.conftest import DEFAULT_MODEL, NIH_LABELS, ROOT, SHARED
+
+pytestmark = [
+    pytest.mark.skipif(not (SHARED / "nih" / "small64").exists(), reason="real data not available: ../shared/data/nih"),
+    pytest.mark.skipif(not (DEFAULT_MODEL / "test_images.txt").exists(), reason="default model not trained"),
+]
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory, inference_engine):
+    from core.reference_labels import import_labels
+    from tests.populated import populate
+
+    old = dict(os.environ)
+    os.environ.update(CXR_EMBEDDED_WORKER="0", CXR_MODEL=str(DEFAULT_MODEL))
+    names = (DEFAULT_MODEL / "test_images.txt").read_text().split()
+    files = [SHARED / "nih" / "small64" / n for n in names]
+    ctx = populate(tmp_path_factory.mktemp("analytics") / "data", inference_engine, files)
+    ctx["import"] = import_labels(ctx["engine"], NIH_LABELS, actor="alice")
+    yield ctx
+    ctx["engine"].dispose()
+    os.environ.clear()
+    os.environ.update(old)
+
+
+def test_reference_import_matches_every_study(analysed):
+    assert analysed["import"]["matched_studies"] == len(analysed["ids"])
+
+
+def test_page_auc_equals_core_evaluate(analysed):
+    proc = subprocess.run([sys.executable, "-m", "core.evaluate", "--images", str(SHARED / "nih" / "small64"),
+                           "--labels", str(NIH_LABELS), "--only", str(DEFAULT_MODEL / "test_images.txt"), "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = json.loads(proc.stdout)["per_label"]
+    at = AppTest.from_file(str(ROOT / "pages/analytics.py"), default_timeout=120)
+    at.session_state["user_id"] = analysed["admin"].id
+    at.run()
+    at.radio(key="an_source").set_value("reference").run()
+    assert not at.exception
+    table = at.dataframe(key="metrics_table").value
+    shown = dict(zip(table["finding"], table["AUC (95% CI)"]))
+    compared = 0
+    for label in LABELS:
+        if expected[label]["auc"] is None:
+            assert shown.get(label, "n/a") == "n/a"
+            continue
+        assert shown[label].startswith(f"{expected[label]['auc']:.3f}"), (label, shown[label], expected[label])
+        compared += 1
+    assert compared >= 10
+    plots = [c for c in at.get("plotly_chart")]
+    assert plots, "the ROC curve is drawn"
+
+
+def test_admin_saves_threshold_set_and_it_is_audited(analysed):
+    at = AppTest.from_file(str(ROOT / "pages/analytics.py"), default_timeout=120)
+    at.session_state["user_id"] = analysed["admin"].id
+    at.run()
+    at.radio(key="an_source").set_value("reference").run()
+    at.button(key="op_save").click().run()
+    assert not at.exception
+    engine = analysed["engine"]
+    with engine.connect() as conn:
+        sets = conn.execute(select(ThresholdSet.version, ThresholdSet.active, ThresholdSet.thresholds)).all()
+        events = conn.execute(select(func.count()).where(AuditEvent.action == "thresholds_changed")).scalar_one()
+    assert len(sets) == 1 and sets[0].active and set(sets[0].thresholds) == set(LABELS)
+    assert events == 1
+
+
+def test_reviewer_cannot_save_thresholds_or_export(analysed):
+    at = AppTest.from_file(str(ROOT / "pages/analytics.py"), default_timeout=120)
+    at.session_state["user_id"] = analysed["reviewer"].id
+    at.run()
+    at.radio(key="an_source").set_value("reference").run()
+    keys = {b.key for b in at.button}
+    assert "op_save" not in keys
+    assert not at.get("download_button")

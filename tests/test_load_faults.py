@@ -1,0 +1,276 @@
+"""Load and faults: 8 concurrent reviewer sessions submit verdicts for 125 studies each
+while two worker processes (SIGKILLed at random moments and restarted) process 1,000
+queued studies; and 200+ malformed files, each rejected with a message.
+
+The reviewer sessions call the same functions the Review page calls (db.reviews), from
+8 threads, each with its own signed-in identity.
+"""
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+from sqlalchemy import func, select
+
+from core.labels import LABELS
+from db.schema import AuditEvent, Prediction, Study, Verdict
+from tests.conftest import DEFAULT_MODEL, ROOT, SHARED, shared
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained")
+
+
+def thousand_real_images() -> list[tuple[str, bytes]]:
+    """The 843 small NIH images, plus re-encodings of some of them (same pixels, new
+    bytes, tagged in a PNG text chunk) to reach 1,000 distinct uploads."""
+    files = sorted(shared("nih", "small64").glob("*.png"))
+    out = [(f.name, f.read_bytes()) for f in files]
+    i = 0
+    while len(out) < 1000:
+        f = files[i % len(files)]
+        info = PngImagePlugin.PngInfo()
+        info.add_text("copy", str(i))
+        buf = io.BytesIO()
+        Image.open(f).save(buf, format="PNG", pnginfo=info)
+        out.append((f"copy{i}_{f.name}", buf.getvalue()))
+        i += 1
+    return out
+
+
+def _spawn_worker(settings, wid: str) -> subprocess.Popen:
+    env = dict(os.environ, CXR_DATA_DIR=str(settings.data_dir), CXR_TTA_VIEWS="identity", CXR_LEASE_SECONDS="4",
+               CXR_BATCH_SIZE="8", CXR_MODEL=str(DEFAULT_MODEL))
+    if settings.database_url.startswith("postgresql"):
+        env["CXR_DATABASE_URL"] = settings.database_url
+    return subprocess.Popen([sys.executable, "-m", "core.worker", "--worker-id", wid], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_reviewers_under_load_with_workers_killed(settings, db_engine):
+    from core.ingest import ingest_upload
+    from db.reviews import submit_review
+    from db.users import create_user
+
+    ids = []
+    for name, data in thousand_real_images():
+        res = ingest_upload(db_engine, settings, name, data)[0]
+        assert res.status == "accepted", (name, res.message)
+        ids.append(res.study_id)
+    users = [create_user(db_engine, f"reviewer{i}", f"long password number {i}") for i in range(8)]
+    workers = {f"w{i}": _spawn_worker(settings, f"w{i}") for i in range(2)}
+    latencies, errors, submitted = [], [], []
+    stop = threading.Event()
+
+    def reviewer(user, mine: list[int]) -> None:
+        rng = random.Random(user.id)
+        pending = list(mine)
+        try:
+            while pending and not stop.is_set():
+                with db_engine.connect() as conn:
+                    done = set(conn.execute(select(Study.id).where(Study.id.in_(pending), Study.status == "done")).scalars())
+                    flags = dict(conn.execute(select(Prediction.study_id, func.count()).where(
+                        Prediction.study_id.in_(done or [-1]), Prediction.flagged.is_(True)).group_by(Prediction.study_id)).all())
+                if not done:
+                    time.sleep(0.2)
+                    continue
+                for sid in sorted(done):
+                    with db_engine.connect() as conn:
+                        flagged = set(conn.execute(select(Prediction.label).where(
+                            Prediction.study_id == sid, Prediction.flagged.is_(True))).scalars())
+                    verdicts = {lab: rng.choice(["correct", "incorrect"] if lab in flagged else ["correct", "missed"])
+                                for lab in LABELS}
+                    t = time.perf_counter()
+                    submit_review(db_engine, sid, user.id, verdicts, actor=user.username)
+                    latencies.append(time.perf_counter() - t)
+                    submitted.append((sid, user.id, verdicts))
+                    pending.remove(sid)
+                del flags
+        except Exception as exc:  # noqa: BLE001 - any error fails the test
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=reviewer, args=(u, ids[i::8])) for i, u in enumerate(users)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    rng = random.Random(42)
+    kills = 0
+    deadline = time.time() + 900
+    while any(t.is_alive() for t in threads) and time.time() < deadline:
+        time.sleep(rng.uniform(2.0, 6.0))
+        if kills < 4:
+            wid = rng.choice(sorted(workers))
+            workers[wid].send_signal(signal.SIGKILL)
+            workers[wid].wait()
+            kills += 1
+            workers[f"{wid}r{kills}"] = _spawn_worker(settings, f"{wid}r{kills}")
+            del workers[wid]
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    elapsed = time.perf_counter() - start
+    for w in workers.values():
+        w.send_signal(signal.SIGTERM)
+        w.wait(timeout=60)
+    assert errors == []
+    assert kills == 4
+    with db_engine.connect() as conn:
+        statuses = dict(conn.execute(select(Study.status, func.count()).group_by(Study.status)).all())
+        n_pred = dict(conn.execute(select(Prediction.study_id, func.count()).group_by(Prediction.study_id)).all())
+        rows = conn.execute(select(Verdict.study_id, Verdict.reviewer_id, Verdict.label, Verdict.verdict)).all()
+        events = conn.execute(select(func.count()).where(AuditEvent.action == "review_submitted")).scalar_one()
+    assert statuses == {"done": 1000}
+    assert len(n_pred) == 1000 and set(n_pred.values()) == {15}  # no study lost or done twice
+    assert len(submitted) == 1000 and events == 1000
+    stored = {(r.study_id, r.reviewer_id, r.label): r.verdict for r in rows}
+    expected = {(sid, uid, lab): v for sid, uid, vs in submitted for lab, v in vs.items()}
+    assert stored == expected  # every verdict exactly once, as submitted
+    print(f"\n[{db_engine.dialect.name}] {len(submitted) * 15} verdicts in {len(submitted)} submissions over "
+          f"{elapsed:.1f}s: {len(submitted) / elapsed:.1f} submissions/s, "
+          f"{len(submitted) * 15 / elapsed:.0f} verdicts/s; worst submission latency {max(latencies) * 1000:.0f} ms, "
+          f"median {np.median(latencies) * 1000:.0f} ms; {kills} workers SIGKILLed")
+
+
+def malformed_corpus(n_random: int = 20) -> list[tuple[str, bytes]]:
+    """Truncated, bit-flipped and header-corrupted copies of the real files, and random bytes."""
+    rng = np.random.default_rng(11)
+    sources = {"png": shared("nih", "full", "00000001_000.png").read_bytes(),
+               "jpg": shared("other", "16747_3_1.jpg").read_bytes(),
+               "dcm": shared("dicom", "cr_chest.dcm").read_bytes(),
+               "small_png": shared("other", "h0001.png").read_bytes()}
+    out = []
+    for kind, data in sources.items():
+        for frac in (0.0005, 0.01, 0.05, 0.2, 0.4, 0.6, 0.8, 0.9, 0.97, 0.995):
+            out.append((f"trunc_{frac}_{kind}", data[: max(1, int(len(data) * frac))]))
+        header = {"png": 64, "small_png": 64, "jpg": 600, "dcm": 1200}[kind]
+        for i in range(25):
+            b = bytearray(data)
+            pos = int(rng.integers(0, header)) if kind in ("jpg", "dcm") else int(rng.integers(8, len(b)))
+            b[pos] ^= 1 << int(rng.integers(0, 8))
+            out.append((f"flip{i}_{kind}", bytes(b)))
+        for i in range(8):
+            b = bytearray(data)
+            start = int(rng.integers(0, header))
+            b[start:start + 16] = rng.bytes(16)
+            out.append((f"hdr{i}_{kind}", bytes(b)))
+    out += [(f"random{i}", rng.bytes(int(rng.integers(1, 200_000)))) for i in range(n_random)]
+    return out
+
+
+def test_malformed_files_each_rejected_and_nothing_else_changes(settings, db_engine):
+    from core.ingest import ingest_upload
+
+    good = ingest_upload(db_engine, settings, "good.png", shared("other", "tb0005.png").read_bytes())[0]
+    corpus = malformed_corpus()
+    assert len(corpus) >= 200
+    with db_engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(Study)).scalar_one()
+    outcomes = {}
+    for name, data in corpus:
+        res = ingest_upload(db_engine, settings, name, data, actor="fuzz")
+        outcomes[name] = res
+    accepted = {n: r for n, r in outcomes.items() if any(x.status != "rejected" for x in r)}
+    # a bit flip inside image data can leave a decodable image; everything else must be refused
+    assert all(n.startswith("flip") for n in accepted), sorted(accepted)
+    rejected = [r for rs in outcomes.values() for r in rs if r.status == "rejected"]
+    assert len(rejected) >= 200 - len(accepted)
+    assert all(len(r.message) > 10 and "Traceback" not in r.message for r in rejected)
+    with db_engine.connect() as conn:
+        after = conn.execute(select(func.count()).select_from(Study)).scalar_one()
+        n_rej = conn.execute(select(func.count()).where(AuditEvent.action == "upload_rejected")).scalar_one()
+        status = conn.execute(select(Study.status).where(Study.id == good.study_id)).scalar_one()
+    assert after == before + len(accepted)
+    assert n_rej == len(rejected) and status == "queued"
+    print(f"\n{len(corpus)} malformed inputs: {len(rejected)} rejected with a message, "
+          f"{len(accepted)} bit-flipped copies still decodable ({sorted(accepted)[:5]})")
+
+
+def test_app_keeps_serving_after_malformed_uploads(tmp_path):
+    """The Upload and Home pages still run after a batch of bad files in the same process."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.config import load_settings
+    from core.ingest import ingest_upload
+    from db.bootstrap import open_database
+    from db.users import create_user
+
+    os.environ.update(CXR_DATA_DIR=str(tmp_path / "d"), CXR_EMBEDDED_WORKER="0")
+    os.environ.pop("CXR_DATABASE_URL", None)
+    try:
+        settings = load_settings()
+        engine = open_database(settings)
+        user = create_user(engine, "alice", "correct horse battery", "admin")
+        for name, data in malformed_corpus(5)[::5]:
+            ingest_upload(engine, settings, name, data)
+        for page in ("pages/home.py", "pages/upload.py", "pages/worklist.py"):
+            at = AppTest.from_file(str(ROOT / page), default_timeout=60)
+            at.session_state["user_id"] = user.id
+            at.run()
+            assert not at.exception, page
+    finally:
+        os.environ.pop("CXR_DATA_DIR", None)
+        os.environ.pop("CXR_EMBEDDED_WORKER", None)
+
+
+CHILD = r"""
+import os, sys
+from core.config import load_settings
+from db.bootstrap import open_database
+from db.reviews import submit_review
+from core.labels import LABELS
+settings = load_settings()
+engine = open_database(settings)
+uid, first, last = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+print("ready", flush=True)
+for sid in range(first, last + 1):
+    submit_review(engine, sid, uid, {lab: "correct" for lab in LABELS}, "note " * 50, actor="crash")
+"""
+
+
+def test_crash_during_verdict_submission_is_all_or_nothing(settings, db_engine):
+    from sqlalchemy import insert
+
+    from db.schema import utcnow
+    from db.users import create_user
+
+    user = create_user(db_engine, "crashy", "a long enough password")
+    n = 400
+    now = utcnow()
+    with db_engine.begin() as conn:
+        conn.execute(insert(Study), [{"id": i, "sha256": f"{i:064x}", "original_name": f"s{i}.png",
+                                      "stored_path": f"originals/00/{i}.png", "file_format": "png", "width": 64,
+                                      "height": 64, "status": "done", "model_version": "v", "priority": 0.0,
+                                      "attempts": 1, "created_at": now, "updated_at": now} for i in range(1, n + 1)])
+        conn.execute(insert(Prediction), [{"study_id": i, "label": lab, "probability": 0.2, "spread": 0.0,
+                                           "threshold": 0.5, "flagged": False, "model_name": "m", "model_version": "v",
+                                           "threshold_version": "t", "tta_views": 1, "created_at": now}
+                                          for i in range(1, n + 1) for lab in LABELS])
+    env = dict(os.environ, CXR_DATA_DIR=str(settings.data_dir))
+    if settings.database_url.startswith("postgresql"):
+        env["CXR_DATABASE_URL"] = settings.database_url
+    rng = random.Random(5)
+    first = 1
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(user.id), str(first), str(n)], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with db_engine.connect() as conn:
+            counts = dict(conn.execute(select(Verdict.study_id, func.count()).group_by(Verdict.study_id)).all())
+        first = max(counts, default=0) + 1
+        if first > n:
+            break
+    with db_engine.connect() as conn:
+        counts = dict(conn.execute(select(Verdict.study_id, func.count()).group_by(Verdict.study_id)).all())
+        audited = set(conn.execute(select(AuditEvent.study_id).where(AuditEvent.action == "review_submitted")).scalars())
+    assert counts, "no submission finished before the first kill"
+    assert set(counts.values()) == {15}  # never a partial submission
+    assert audited == set(counts)  # the audit event commits with the verdicts, or not at all
