@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.labels import FINDINGS, LABELS, label_vector
+from core.labels import LABELS, label_vector
 
 
 def patient_split(table: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int) -> pd.Series:
@@ -142,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="start from this model folder's weights (continue training; same split)")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="only recompute the held-out evaluation of the model folder --out")
     args = parser.parse_args(argv)
+    if args.evaluate_only:
+        return evaluate_only(args.out, args.images, args.labels)
     return train(args)
 
 
@@ -150,8 +154,7 @@ def train(args: argparse.Namespace) -> int:
     import keras
     import tensorflow as tf
 
-    from core.evaluate import evaluation_report, matched_table, predict_folder
-    from core.inference import InferenceEngine
+    from core.evaluate import matched_table
     from core.model import build_model, device_name, use_mixed_precision_if_gpu
     from core.model_card import ModelCard, file_sha256
 
@@ -264,17 +267,45 @@ def train(args: argparse.Namespace) -> int:
     test = table.loc[parts["test"]]
     (args.out / "test_images.txt").write_text("\n".join(test["Image Index"]) + "\n")
 
-    engine = InferenceEngine(args.out)
-    p_test = predict_folder(engine, list(test["path"]))
-    report = evaluation_report(y_all[parts["test"]], p_test, test["Patient ID"].astype(str).to_numpy())
-    report["split"] = "held-out test patients (never seen in training or threshold choice)"
-    report["tta_views"] = len(engine.views)
-    report["reproduce"] = (f"python -m core.evaluate --images <{args.images.name} folder> --labels <label CSV> "
-                           f"--only {args.out}/test_images.txt --json")
-    card.evaluation = report
-    card.save(args.out)
+    report = evaluate_held_out(args.out, args.images, table.loc[parts["test"]], y_all[parts["test"]])
     print(json.dumps({"mean_auc_findings": report["mean_auc_findings"],
                       "mean_auc_15_labels": report["mean_auc_15_labels"]}), flush=True)
+    return 0
+
+
+def evaluate_held_out(out: Path, images: Path, test: pd.DataFrame, y_test: np.ndarray) -> dict:
+    """Score the held-out patients with the engine (TTA) and write the report into the card.
+
+    Uses core.evaluate's own functions, so ``python -m core.evaluate --only
+    test_images.txt`` reproduces the card's numbers.
+    """
+    from core.evaluate import evaluation_report, predict_folder
+    from core.inference import InferenceEngine
+    from core.model_card import ModelCard
+
+    engine = InferenceEngine(out)
+    p_test = predict_folder(engine, list(test["path"]))
+    report = evaluation_report(y_test, p_test, test["Patient ID"].astype(str).to_numpy())
+    report["split"] = "held-out test patients (never seen in training or threshold choice)"
+    report["tta_views"] = len(engine.views)
+    report["reproduce"] = (f"python -m core.evaluate --images <{images.name} folder> --labels <label CSV> "
+                           f"--only {out.name}/test_images.txt --json  (run from the models/ folder's parent)")
+    card = ModelCard.load(out)
+    card.evaluation = report
+    card.save(out)
+    return report
+
+
+def evaluate_only(out: Path, images: Path, labels: Path) -> int:
+    """Recompute the held-out evaluation of a finished model folder."""
+    from core.evaluate import matched_table
+
+    names = set((out / "test_images.txt").read_text().split())
+    table = matched_table(images, labels)
+    test = table[table["Image Index"].isin(names)].reset_index(drop=True)
+    y = np.stack([label_vector(t) for t in test["Finding Labels"]])
+    report = evaluate_held_out(out, images, test, y)
+    print(json.dumps({"mean_auc_findings": report["mean_auc_findings"], "n_images": report["n_images"]}))
     return 0
 
 

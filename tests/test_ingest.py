@@ -5,7 +5,6 @@ import zipfile
 import zlib
 
 import numpy as np
-import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -79,7 +78,6 @@ def _bad_corpus():
     jpg = shared("other", "16747_3_1.jpg")
     dcm = shared("dicom", "cr_chest.dcm")
     nih = np.asarray(Image.open(png).convert("L"))
-    big = io.BytesIO()
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("a.png", b"\0" * (150 * 1024 * 1024))

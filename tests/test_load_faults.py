@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from sqlalchemy import func, select
 
 from core.labels import LABELS
 from db.schema import AuditEvent, Prediction, Study, Verdict
-from tests.conftest import DEFAULT_MODEL, ROOT, SHARED, shared
+from tests.conftest import DEFAULT_MODEL, ROOT, shared
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained")
 

@@ -8,7 +8,6 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from core.decode import decode_bytes
 from core.errors import ModelCardMismatch

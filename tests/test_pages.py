@@ -2,7 +2,7 @@
 import os
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from core.labels import LABELS
