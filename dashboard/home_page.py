@@ -44,8 +44,9 @@ def _queue_panel(engine) -> None:
     cols = st.columns(4)
     for col, status in zip(cols, ("queued", "processing", "done", "failed")):
         col.metric(status.capitalize(), counts[status])
+    hb = WorkerHeartbeat.__table__
     with engine.connect() as conn:
-        rows = conn.execute(select(WorkerHeartbeat).order_by(WorkerHeartbeat.updated_at.desc())).scalars().all()
+        rows = conn.execute(select(hb).order_by(hb.c.updated_at.desc())).all()
     live = [w for w in rows if w.updated_at > utcnow() - timedelta(minutes=2) and w.state != "stopped"]
     if not live:
         st.info("No worker is running: studies stay queued until one starts (python -m core.worker).")

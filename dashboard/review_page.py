@@ -155,7 +155,7 @@ def _verdict_form(settings, engine, user, sid: int, view) -> None:
             options = FLAGGED_CHOICES if flagged else UNFLAGGED_CHOICES
             current = view.my_verdicts.get(label)
             index = list(options).index(current) if current in options else (None if flagged else 0)
-            choices[label] = st.radio(f"{'🚩 ' if flagged else ''}{label}", list(options), index=index,
+            choices[label] = st.radio(f"{label} (flagged)" if flagged else label, list(options), index=index,
                                       format_func=options.get, horizontal=True, key=f"v_{sid}_{label}")
         note = st.text_area("Note", value=view.note, key=f"note_{sid}", max_chars=5000)
         submitted = st.form_submit_button("Submit verdict and open next", type="primary")

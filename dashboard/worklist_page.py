@@ -23,6 +23,9 @@ def render() -> None:
     st.write(f"{len(df)} studies shown (at most 200)")
     if df.empty:
         return
+    if st.button("Read the top study", type="primary", key="open_top"):
+        st.session_state["study_id"] = int(df.iloc[0]["id"])
+        st.switch_page("pages/review.py")
     view = df[["id", "original_name", "status", "flagged", "priority", "reviewed", "view_position", "created_at"]]
     event = st.dataframe(view, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                          key="worklist_table",

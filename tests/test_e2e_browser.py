@@ -83,7 +83,7 @@ def _shot(page, name: str) -> None:
 def _sign_in(page, url: str, password: str = "correct horse battery") -> None:
     page.goto(url)
     page.get_by_label("User name").fill("alice")
-    page.get_by_label("Password").fill(password)
+    page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
 
 
@@ -151,22 +151,21 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     grid = page.get_by_test_id("stDataFrame").first
     grid.wait_for()
     _shot(page, "04_worklist")
-    box = grid.bounding_box()
-    page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # row marker of the first row
+    page.get_by_role("button", name="Read the top study").click()
     page.get_by_text("Your verdict").wait_for()
     first_id = int(page.get_by_role("heading", name="Review: study").inner_text().split()[-1])
 
     page.get_by_text("Grad-CAM overlay").first.wait_for()
-    select = page.get_by_test_id("stSelectbox").filter(has_text="Grad-CAM overlay")
-    select.click()
+    overlay_box = page.get_by_test_id("stSelectbox").filter(has_text="Grad-CAM overlay")
+    overlay_box.click()
     page.get_by_role("option").nth(1).click()  # the first flagged finding, or the first on request
     page.wait_for_timeout(1500)
     assert "Grad-CAM:" in page.get_by_test_id("stImage").first.inner_text()
     _shot(page, "05_review_heatmap")
 
-    for group in page.get_by_role("radiogroup").all():
-        if group.locator("input:checked").count() == 0:
-            group.locator("label").first.click()
+    flagged_options = page.get_by_text("present: flag correct", exact=True).all()
+    for option in flagged_options:  # unflagged findings default to "absent: correct"
+        option.click()
     page.get_by_role("button", name="Submit verdict and open next").click()
     page.wait_for_timeout(3000)
     _shot(page, "06_after_verdict")

@@ -148,7 +148,7 @@ def malformed_corpus(n_random: int = 20) -> list[tuple[str, bytes]]:
         for frac in (0.0005, 0.01, 0.05, 0.2, 0.4, 0.6, 0.8, 0.9, 0.97, 0.995):
             out.append((f"trunc_{frac}_{kind}", data[: max(1, int(len(data) * frac))]))
         header = {"png": 64, "small_png": 64, "jpg": 600, "dcm": 1200}[kind]
-        for i in range(25):
+        for i in range(28):
             b = bytearray(data)
             pos = int(rng.integers(0, header)) if kind in ("jpg", "dcm") else int(rng.integers(8, len(b)))
             b[pos] ^= 1 << int(rng.integers(0, 8))
