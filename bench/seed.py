@@ -14,7 +14,7 @@ from sqlalchemy import insert
 from core import storage
 from core.labels import LABELS
 from core.pixel_transforms import to_uint8
-from db.schema import Prediction, Study, User, Verdict, utcnow
+from db.schema import Prediction, Study, StudyScores, User, Verdict, VerdictSet, utcnow
 
 
 def seed(engine, data_dir: Path, image: Path, n: int, reviewed_fraction: float = 0.0, seed: int = 0,
@@ -37,7 +37,7 @@ def seed(engine, data_dir: Path, image: Path, n: int, reviewed_fraction: float =
         ids = range(start + 1, min(n, start + chunk) + 1)
         truth = rng.random((len(ids), len(LABELS))) < 0.15
         probs = np.clip(rng.normal(0.35 + 0.25 * truth, 0.18), 0.001, 0.999)
-        studies, preds, verdicts = [], [], []
+        studies, preds, verdicts, scores, sets = [], [], [], [], []
         for k, sid in enumerate(ids):
             created = now - timedelta(minutes=int(rng.integers(0, 60 * 24 * 60)))
             flagged = probs[k] >= thresholds
@@ -49,7 +49,12 @@ def seed(engine, data_dir: Path, image: Path, n: int, reviewed_fraction: float =
                             "model_version": "bench", "view_position": ["PA", "AP"][sid % 2],
                             "patient_sex": ["M", "F"][sid % 3 % 2], "patient_age": int(rng.integers(18, 90)),
                             "patient_key": f"p{sid // 3}"})
+            scores.append({"study_id": sid, "model_version": "bench", "probabilities": probs[k].astype("<f4").tobytes(),
+                           "thresholds": thresholds.astype("<f4").tobytes()})
             reviewed = rng.random() < reviewed_fraction
+            if reviewed:
+                sets.append({"study_id": sid, "reviewer_id": 1, "updated_at": created,
+                             "present_mask": int(sum(1 << j for j in range(len(LABELS)) if truth[k, j]))})
             for j, label in enumerate(LABELS):
                 preds.append({"study_id": sid, "label": label, "probability": float(probs[k, j]), "spread": 0.01,
                               "threshold": float(thresholds[j]), "flagged": bool(flagged[j]), "model_name": "bench",
@@ -64,5 +69,7 @@ def seed(engine, data_dir: Path, image: Path, n: int, reviewed_fraction: float =
         with engine.begin() as conn:
             conn.execute(insert(Study), studies)
             conn.execute(insert(Prediction), preds)
+            conn.execute(insert(StudyScores), scores)
             if verdicts:
                 conn.execute(insert(Verdict), verdicts)
+                conn.execute(insert(VerdictSet), sets)

@@ -1,10 +1,11 @@
-"""Cohort ground truth and per-finding metrics (pure: arrays and data frames in, tables out).
+"""Cohort ground truth and per-finding metrics over arrays (no database, no Streamlit).
 
-Truth for a study and label comes either from reviewers' verdicts or from imported
-reference labels. Reviewers can disagree; the rule that decides is explicit:
+A cohort is n studies x 15 labels: probabilities, the thresholds each prediction was
+made with, and truth (1 present, 0 absent, NaN unknown). Truth comes from reviewers'
+verdicts or from imported reference labels. Reviewers can disagree; the rule is explicit:
 
-- ``majority``: the majority of reviewers; a tie is settled by an adjudicator's
-  verdict when one exists, otherwise the label stays unknown (excluded, not guessed).
+- ``majority``: the majority of reviewers; a tie is settled by an adjudicator's verdict
+  when one exists, otherwise the label stays unknown (excluded, not guessed).
 - ``adjudicator``: an adjudicator's (admin's) verdict wins; otherwise the majority.
 - ``reviewer``: only the chosen reviewer's verdicts count.
 """
@@ -16,116 +17,127 @@ import numpy as np
 import pandas as pd
 
 from core.labels import LABELS
-from core.metrics import auc_ci, bootstrap_weights, confusion_at
+from core.metrics import Confusion, auc_ci, group_index, group_weights
 
 RULES = ("majority", "adjudicator", "reviewer")
 
 
-def truth_from_verdicts(verdicts: pd.DataFrame, rule: str = "majority", reviewer_id: int | None = None,
-                        adjudicators: set[int] | None = None) -> pd.DataFrame:
-    """Columns study_id, label, present (bool) from verdict rows (study_id, label, reviewer_id, present)."""
+@dataclass
+class Cohort:
+    study_ids: np.ndarray  # (n,)
+    probs: np.ndarray  # (n, 15)
+    thresholds: np.ndarray  # (n, 15)
+    truth: np.ndarray  # (n, 15): 1.0, 0.0 or NaN
+    groups: np.ndarray  # (n,) patient key, or a per-study key where unknown
+    meta: pd.DataFrame  # one row per study, same order: original_name, created_at, view_position, ...
+
+    def label(self, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(y, scores, thresholds, study positions) of the studies with known truth."""
+        j = LABELS.index(label)
+        known = ~np.isnan(self.truth[:, j])
+        return self.truth[known, j] > 0.5, self.probs[known, j], self.thresholds[known, j], np.flatnonzero(known)
+
+
+def truth_from_votes(study_pos: np.ndarray, present: np.ndarray, n: int, rule: str = "majority",
+                     reviewer_ids: np.ndarray | None = None, chosen: int | None = None,
+                     adjudicator: np.ndarray | None = None) -> np.ndarray:
+    """Combine reviewers' verdicts into (n, 15) truth.
+
+    study_pos: (m,) position of the study of each reviewer's verdict set; present: (m, 15)
+    bool; adjudicator: (m,) bool, whether that reviewer adjudicates.
+    """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}")
-    cols = ["study_id", "label", "present"]
-    if verdicts.empty:
-        return pd.DataFrame(columns=cols)
-    adjudicators = adjudicators or set()
+    truth = np.full((n, len(LABELS)), np.nan)
+    if len(study_pos) == 0:
+        return truth
+    present = np.asarray(present, dtype=bool)
     if rule == "reviewer":
-        if reviewer_id is None:
+        if chosen is None or reviewer_ids is None:
             raise ValueError("the 'reviewer' rule needs a reviewer")
-        mine = verdicts[verdicts["reviewer_id"] == reviewer_id]
-        return mine[cols].reset_index(drop=True)
-    v = verdicts.assign(present=verdicts["present"].astype(bool).astype(float))
-    votes = v.groupby(["study_id", "label"])["present"].agg(pos="sum", n="count")
-    neg = votes["n"] - votes["pos"]
-    # 1.0 present, 0.0 absent, NaN undecided (a tie)
-    decided = pd.Series(np.where(votes["pos"] > neg, 1.0, np.where(votes["pos"] < neg, 0.0, np.nan)),
-                        index=votes.index)
-    adj = v[v["reviewer_id"].isin(adjudicators)].groupby(["study_id", "label"])["present"].last()
-    adj = adj.reindex(decided.index)
+        mine = np.asarray(reviewer_ids) == chosen
+        truth[study_pos[mine]] = present[mine]
+        return truth
+    count = np.bincount(study_pos, minlength=n).astype(np.float64)
+    pos = np.stack([np.bincount(study_pos, weights=present[:, j], minlength=n) for j in range(len(LABELS))], axis=1)
+    neg = count[:, None] - pos
+    majority = np.where(pos > neg, 1.0, np.where(pos < neg, 0.0, np.nan))
+    majority[count == 0] = np.nan
+    adj = np.full((n, len(LABELS)), np.nan)
+    if adjudicator is not None and np.any(adjudicator):
+        a = np.asarray(adjudicator, dtype=bool)
+        adj[study_pos[a]] = present[a]
     if rule == "adjudicator":
-        decided = adj.where(adj.notna(), decided)
-    else:  # majority: an adjudicator only breaks ties
-        decided = decided.where(decided.notna(), adj)
-    out = decided.dropna().rename("present").reset_index()
-    out["present"] = out["present"] > 0.5
-    return out[cols].reset_index(drop=True)
+        return np.where(~np.isnan(adj), adj, majority)
+    return np.where(np.isnan(majority), adj, majority)
 
 
-def truth_from_reference(reference: pd.DataFrame) -> pd.DataFrame:
-    """Reference rows (study_id, finding_labels) -> study_id, label, present for all 15 labels."""
-    rows = []
-    for sid, text in zip(reference["study_id"], reference["finding_labels"]):
+def truth_from_finding_labels(texts: list[str | None]) -> np.ndarray:
+    """(n, 15) truth from NIH 'Finding Labels' strings; None (no reference) is unknown."""
+    out = np.full((len(texts), len(LABELS)), np.nan)
+    for i, text in enumerate(texts):
+        if text is None or (isinstance(text, float) and np.isnan(text)):
+            continue
         names = {t.strip() for t in str(text).split("|")}
-        rows.extend((sid, lab, lab in names) for lab in LABELS)
-    return pd.DataFrame(rows, columns=["study_id", "label", "present"])
+        out[i] = [1.0 if lab in names else 0.0 for lab in LABELS]
+    return out
 
 
-def finding_table(truth: pd.DataFrame, predictions: pd.DataFrame, groups: pd.Series | None = None,
-                  n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def default_boot_count(n: int) -> int:
+    """1000 resamples for usual cohorts; fewer for very large ones, where the interval is
+    already narrow and the cost grows with n x resamples (stated on the page)."""
+    return int(min(1000, max(200, 20_000_000 // max(1, n))))
+
+
+def finding_table(cohort: Cohort, n_boot: int | None = None, seed: int = 0) -> pd.DataFrame:
     """Per finding: n, prevalence, AUC with bootstrap CI, and the operating point at each
     prediction's own threshold (sensitivity, specificity, PPV, NPV with Wilson intervals,
-    false-positive rate and the share of positive calls that are wrong).
+    the false-positive rate and the share of positive calls that are wrong).
 
-    predictions: study_id, label, probability, threshold. groups: patient key per
-    study_id (index) for a cluster bootstrap; studies without one are their own group.
+    One set of resampling weights (by patient) is drawn for the cohort and shared by all
+    findings, so their intervals describe the same resampled cohorts.
     """
-    data = truth.merge(predictions, on=["study_id", "label"], how="inner")
+    n = len(cohort.study_ids)
+    boots = n_boot or default_boot_count(n)
+    gidx, g = group_index(cohort.groups, n)
+    weights = group_weights(g, boots, np.random.default_rng(seed)) if n else None
     rows = []
-    for j, label in enumerate(LABELS):
-        d = data[data["label"] == label]
-        if d.empty:
+    for label in LABELS:
+        y, s, t, where = cohort.label(label)
+        if y.size == 0:
             continue
-        y = d["present"].to_numpy(bool)
-        s = d["probability"].to_numpy(float)
-        g = _groups_for(d["study_id"], groups)
-        ci = auc_ci(y, s, groups=g, n_boot=n_boot, seed=seed + j)
-        conf = _confusion_own_thresholds(y, s, d["threshold"].to_numpy(float))
-        sens, spec, ppv, npv = conf.sensitivity(), conf.specificity(), conf.ppv(), conf.npv()
-        fpr, fdr = conf.false_positive_rate(), conf.false_discovery_rate()
-        rows.append({
-            "finding": label, "n": len(d), "positives": int(y.sum()), "negatives": int((~y).sum()),
-            "prevalence": float(y.mean()), "auc": ci.value, "auc_low": ci.low, "auc_high": ci.high,
-            "tp": conf.tp, "fp": conf.fp, "tn": conf.tn, "fn": conf.fn,
-            "sensitivity": sens.value, "sensitivity_low": sens.low, "sensitivity_high": sens.high,
-            "specificity": spec.value, "specificity_low": spec.low, "specificity_high": spec.high,
-            "ppv": ppv.value, "ppv_low": ppv.low, "ppv_high": ppv.high,
-            "npv": npv.value, "npv_low": npv.low, "npv_high": npv.high,
-            "false_positive_rate": fpr.value, "wrong_share_of_positive_calls": fdr.value,
-        })
+        ci = auc_ci(y, s, weights=weights, gidx=gidx[where])
+        pred = s >= t
+        conf = Confusion(int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & ~y).sum()), int((~pred & y).sum()))
+        row = {"finding": label, "n": int(y.size), "positives": int(y.sum()), "negatives": int((~y).sum()),
+               "prevalence": float(y.mean()), "auc": ci.value, "auc_low": ci.low, "auc_high": ci.high,
+               "tp": conf.tp, "fp": conf.fp, "tn": conf.tn, "fn": conf.fn}
+        for name, interval in (("sensitivity", conf.sensitivity()), ("specificity", conf.specificity()),
+                               ("ppv", conf.ppv()), ("npv", conf.npv())):
+            row.update({name: interval.value, f"{name}_low": interval.low, f"{name}_high": interval.high})
+        row["false_positive_rate"] = conf.false_positive_rate().value
+        row["wrong_share_of_positive_calls"] = conf.false_discovery_rate().value
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _groups_for(study_ids: pd.Series, groups: pd.Series | None) -> np.ndarray:
-    if groups is None:
-        return study_ids.to_numpy()
-    mapped = study_ids.map(groups)
-    return np.where(mapped.isna(), "s" + study_ids.astype(str), mapped.astype(str))
-
-
-def _confusion_own_thresholds(y: np.ndarray, s: np.ndarray, t: np.ndarray):
-    """Each prediction is judged at the threshold it was made with (thresholds can change)."""
-    from core.metrics import Confusion
-
-    pred = s >= t
-    return Confusion(int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & ~y).sum()), int((~pred & y).sum()))
-
-
-def false_positives(truth: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
-    """Rows (study_id, label) flagged by the model whose truth is absent."""
-    d = truth.merge(predictions, on=["study_id", "label"], how="inner")
-    return d[(d["probability"] >= d["threshold"]) & ~d["present"].astype(bool)][["study_id", "label", "probability", "threshold"]]
+def false_positives(cohort: Cohort) -> pd.DataFrame:
+    """(study_id, label, probability, threshold) flagged by the model where truth is absent."""
+    flagged = cohort.probs >= cohort.thresholds
+    absent = cohort.truth == 0.0
+    i, j = np.nonzero(flagged & absent)
+    return pd.DataFrame({"study_id": cohort.study_ids[i], "label": np.asarray(LABELS, dtype=object)[j],
+                         "probability": cohort.probs[i, j], "threshold": cohort.thresholds[i, j]})
 
 
 def co_flagged_in_false_positives(fps: pd.DataFrame) -> pd.DataFrame:
     """How often two findings are false positives on the same study."""
-    pairs: dict[tuple[str, str], int] = {}
-    for _, grp in fps.groupby("study_id"):
-        labels = sorted(grp["label"])
-        for i in range(len(labels)):
-            for k in range(i + 1, len(labels)):
-                pairs[(labels[i], labels[k])] = pairs.get((labels[i], labels[k]), 0) + 1
-    out = pd.DataFrame([(a, b, n) for (a, b), n in pairs.items()], columns=["finding_a", "finding_b", "studies"])
+    if fps.empty:
+        return pd.DataFrame(columns=["finding_a", "finding_b", "studies"])
+    pairs = fps.merge(fps, on="study_id")
+    pairs = pairs[pairs["label_x"] < pairs["label_y"]]
+    out = pairs.groupby(["label_x", "label_y"]).size().rename("studies").reset_index()
+    out.columns = ["finding_a", "finding_b", "studies"]
     return out.sort_values("studies", ascending=False).reset_index(drop=True)
 
 
@@ -136,49 +148,25 @@ def age_band(age: float | None) -> str:
     return f"{low}-{low + 19}"
 
 
-def cohen_kappa_by_finding(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Cohen's kappa per finding over studies read by two reviewers (the first two by id)."""
+def cohen_kappa_by_finding(study_pos: np.ndarray, reviewer_ids: np.ndarray, present: np.ndarray) -> pd.DataFrame:
+    """Cohen's kappa per finding over studies read by at least two reviewers (the two
+    lowest reviewer ids of each study are compared)."""
     from sklearn.metrics import cohen_kappa_score
 
+    cols = ["finding", "studies_read_twice", "agreement", "cohen_kappa"]
+    if len(study_pos) == 0:
+        return pd.DataFrame(columns=cols)
+    order = np.lexsort((reviewer_ids, study_pos))
+    sp, pr = np.asarray(study_pos)[order], np.asarray(present)[order]
+    first = np.r_[True, sp[1:] != sp[:-1]]
+    second = np.r_[False, ~first[1:]] & np.r_[False, first[:-1]]
+    a, b = pr[np.flatnonzero(second) - 1], pr[second]
+    if len(b) < 2:
+        return pd.DataFrame(columns=cols)
     rows = []
-    for label, d in verdicts.groupby("label"):
-        wide = d.pivot_table(index="study_id", columns="reviewer_id", values="present", aggfunc="last")
-        if wide.shape[1] < 2:
-            continue
-        a, b = wide.columns[:2]
-        both = wide[[a, b]].dropna()
-        if len(both) < 2:
-            continue
-        ya, yb = both[a].astype(int), both[b].astype(int)
+    for j, label in enumerate(LABELS):
+        ya, yb = a[:, j].astype(int), b[:, j].astype(int)
         kappa = cohen_kappa_score(ya, yb) if len(set(ya) | set(yb)) > 1 else float("nan")
-        rows.append({"finding": label, "studies_read_twice": len(both), "agreement": float((ya == yb).mean()),
+        rows.append({"finding": label, "studies_read_twice": int(len(b)), "agreement": float((ya == yb).mean()),
                      "cohen_kappa": kappa})
-    return pd.DataFrame(rows, columns=["finding", "studies_read_twice", "agreement", "cohen_kappa"])
-
-
-__all__ = ["truth_from_verdicts", "truth_from_reference", "finding_table", "false_positives",
-           "co_flagged_in_false_positives", "cohen_kappa_by_finding", "bootstrap_weights", "confusion_at"]
-
-
-def default_boot_count(n: int) -> int:
-    """1000 resamples for usual cohorts; fewer for very large ones, where the interval is
-    already narrow and the cost grows with n x resamples (documented on the page)."""
-    return int(min(1000, max(200, 20_000_000 // max(1, n))))
-
-
-@dataclass
-class CohortReport:
-    truth: pd.DataFrame
-    predictions: pd.DataFrame
-    table: pd.DataFrame
-    false_positives: pd.DataFrame
-    n_boot: int
-
-
-def cohort_report(truth: pd.DataFrame, predictions: pd.DataFrame, groups: pd.Series | None = None,
-                  n_boot: int | None = None, seed: int = 0) -> CohortReport:
-    """Everything the analytics page computes, in one call (cached by the page)."""
-    n = int(truth["study_id"].nunique()) if not truth.empty else 0
-    boots = n_boot or default_boot_count(n)
-    table = finding_table(truth, predictions, groups, n_boot=boots, seed=seed)
-    return CohortReport(truth, predictions, table, false_positives(truth, predictions), boots)
+    return pd.DataFrame(rows, columns=cols)

@@ -28,7 +28,8 @@ from core.errors import RejectedInput
 from core.pixel_transforms import to_uint8
 from core.triage import suspicion
 from db import queue
-from db.schema import Heatmap, Prediction, StudyStatus, ThresholdSet, WorkerHeartbeat, utcnow
+from db.packing import pack_floats
+from db.schema import Heatmap, Prediction, StudyScores, StudyStatus, ThresholdSet, WorkerHeartbeat, utcnow
 from db.session import run_write
 
 CAMS_FILE = "cams.npz"
@@ -153,6 +154,9 @@ class Worker:
                 ))
             for label, rel in files.items():
                 session.add(Heatmap(study_id=study_id, label=label, model_version=card.version, path=rel))
+            session.add(StudyScores(study_id=study_id, model_version=card.version,
+                                    probabilities=pack_floats(analysis.probabilities),
+                                    thresholds=pack_floats(thresholds)))
             return True
 
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -14,9 +15,9 @@ from core.cohort import (
     age_band,
     co_flagged_in_false_positives,
     cohen_kappa_by_finding,
-    cohort_report,
-    truth_from_reference,
-    truth_from_verdicts,
+    default_boot_count,
+    false_positives,
+    finding_table,
 )
 from core.labels import LABELS
 from dashboard.auth import require_user
@@ -24,7 +25,7 @@ from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
 from db import audit
 from db.analytics import CohortFilter, load_cohort, model_versions
 from db.reviews import reviewers
-from db.schema import ReferenceLabel, Study, ThresholdSet, Verdict
+from db.schema import ReferenceLabel, Study, ThresholdSet, Verdict, VerdictSet
 from db.session import run_write
 
 
@@ -32,7 +33,7 @@ def _data_stamp(engine) -> tuple:
     """Changes whenever anything the page reads changes: the cache key."""
     with engine.connect() as conn:
         rows = (
-            conn.execute(select(func.count(), func.max(Verdict.updated_at)).select_from(Verdict)).one(),
+            conn.execute(select(func.count(), func.max(VerdictSet.updated_at)).select_from(VerdictSet)).one(),
             conn.execute(select(func.count(), func.max(Study.processed_at)).where(Study.status == "done")).one(),
             conn.execute(select(func.count(), func.max(ReferenceLabel.id)).select_from(ReferenceLabel)).one(),
         )
@@ -41,17 +42,12 @@ def _data_stamp(engine) -> tuple:
 
 @st.cache_data(max_entries=16, show_spinner="Computing cohort metrics…")
 def compute(_engine, stamp: tuple, flt: CohortFilter, source: str, rule: str, rule_reviewer: int | None):
-    cohort = load_cohort(_engine, flt)
-    if source == "reference":
-        truth = truth_from_reference(cohort.reference)
-    else:
-        truth = truth_from_verdicts(cohort.verdicts, rule, rule_reviewer, cohort.adjudicators)
-    groups = cohort.studies.set_index("id")["patient_key"].dropna() if not cohort.studies.empty else None
-    ref_groups = cohort.reference.set_index("study_id")["patient_id"].dropna() if not cohort.reference.empty else None
-    if groups is not None and ref_groups is not None:
-        groups = groups.combine_first(ref_groups)
-    report = cohort_report(truth, cohort.predictions, groups)
-    return cohort, report
+    """Everything the page shows, cached until the data (stamp) or the selection changes."""
+    data = load_cohort(_engine, flt, with_reference=source == "reference")
+    cohort = data.cohort(source, rule, rule_reviewer)
+    n_known = int((~np.isnan(cohort.truth)).any(axis=1).sum())
+    n_boot = default_boot_count(n_known)
+    return data, cohort, finding_table(cohort, n_boot), false_positives(cohort), n_boot
 
 
 def render() -> None:
@@ -60,28 +56,29 @@ def render() -> None:
     st.title("Cohort analytics")
     st.caption(DISCLAIMER)
     flt, source, rule, rule_reviewer = _controls(engine)
-    cohort, report = compute(engine, _data_stamp(engine), flt, source, rule, rule_reviewer)
-    if report.table.empty:
+    data, cohort, table, fps, n_boot = compute(engine, _data_stamp(engine), flt, source, rule, rule_reviewer)
+    if table.empty:
         st.info("No study in this selection has ground truth yet: review studies or import reference labels.")
         return
-    st.caption(f"{report.truth['study_id'].nunique()} studies with ground truth; AUC 95% CIs from "
-               f"{report.n_boot} bootstrap resamples by patient where known, else by study.")
+    n_known = int((~np.isnan(cohort.truth)).any(axis=1).sum())
+    st.caption(f"{n_known} studies with ground truth; AUC 95% CIs from {n_boot} bootstrap resamples by patient "
+               "where known, else by study.")
     tabs = st.tabs(["Per finding", "False positives", "Operating points", "Calibration", "Agreement",
                     "Over time", "Export"])
     with tabs[0]:
-        _per_finding(report)
+        _per_finding(cohort, table)
     with tabs[1]:
-        _false_positives(cohort, report)
+        _false_positives(cohort, fps)
     with tabs[2]:
-        _operating_points(engine, settings, user, report)
+        _operating_points(engine, settings, user, cohort, table)
     with tabs[3]:
-        _calibration(report)
+        _calibration(cohort, table)
     with tabs[4]:
-        _agreement(cohort)
+        _agreement(data)
     with tabs[5]:
         _over_time(cohort)
     with tabs[6]:
-        _exports(engine, user, report, cohort)
+        _exports(engine, user, table, flt)
 
 
 def _controls(engine):
@@ -115,8 +112,7 @@ def _fmt_ci(v, lo, hi) -> str:
     return "n/a" if pd.isna(v) else f"{v:.3f} ({lo:.3f}–{hi:.3f})"
 
 
-def _per_finding(report) -> None:
-    table = report.table
+def _per_finding(cohort, table) -> None:
     shown = pd.DataFrame({
         "finding": table["finding"], "n": table["n"], "positives": table["positives"],
         "prevalence": table["prevalence"].round(3),
@@ -130,8 +126,7 @@ def _per_finding(report) -> None:
     })
     st.dataframe(shown, hide_index=True, width="stretch", key="metrics_table")
     finding = st.selectbox("Finding", list(table["finding"]), key="an_finding")
-    d = report.truth[report.truth["label"] == finding].merge(report.predictions, on=["study_id", "label"])
-    y, s = d["present"].to_numpy(bool), d["probability"].to_numpy(float)
+    y, s, _, _ = cohort.label(finding)
     row = table.set_index("finding").loc[finding]
     c1, c2 = st.columns(2)
     if y.any() and (~y).any():
@@ -160,13 +155,12 @@ def _per_finding(report) -> None:
              f"{row['wrong_share_of_positive_calls']:.3f}.")
 
 
-def _false_positives(cohort, report) -> None:
-    fps = report.false_positives
+def _false_positives(cohort, fps) -> None:
     if fps.empty:
         st.write("No false positives in this selection.")
         return
     st.bar_chart(fps["label"].value_counts().rename("false positives"))
-    studies = cohort.studies.set_index("id")
+    studies = cohort.meta.set_index("id")
     lst = fps.groupby("study_id")["label"].apply(lambda x: ", ".join(sorted(x))).rename("false-positive findings")
     table = studies.loc[studies.index.intersection(lst.index)].join(lst)
     table["age band"] = table["patient_age"].map(age_band)
@@ -187,14 +181,13 @@ def _false_positives(cohort, report) -> None:
     st.dataframe(co_flagged_in_false_positives(fps), hide_index=True, width="stretch")
 
 
-def _operating_points(engine, settings, user, report) -> None:
+def _operating_points(engine, settings, user, cohort, table) -> None:
     c1, c2 = st.columns(2)
     target_kind = c1.selectbox("Choose thresholds for", ["sensitivity", "specificity", "Youden"], key="op_kind")
     target = c2.slider("Target", 0.5, 0.99, 0.80, 0.01, key="op_target", disabled=target_kind == "Youden")
     rows, proposal = [], {}
-    for finding in report.table["finding"]:
-        d = report.truth[report.truth["label"] == finding].merge(report.predictions, on=["study_id", "label"])
-        y, s = d["present"].to_numpy(bool), d["probability"].to_numpy(float)
+    for finding in table["finding"]:
+        y, s, _, _ = cohort.label(finding)
         if target_kind == "sensitivity":
             t = metrics.threshold_for_sensitivity(y, s, target)
         elif target_kind == "specificity":
@@ -246,10 +239,10 @@ def save_threshold_set(engine, model_version: str, thresholds: dict[str, float],
     return run_write(engine, work)
 
 
-def _calibration(report) -> None:
-    finding = st.selectbox("Finding", list(report.table["finding"]), key="cal_finding")
-    d = report.truth[report.truth["label"] == finding].merge(report.predictions, on=["study_id", "label"])
-    ece, bins = metrics.expected_calibration_error(d["present"].to_numpy(float), d["probability"].to_numpy(float))
+def _calibration(cohort, table) -> None:
+    finding = st.selectbox("Finding", list(table["finding"]), key="cal_finding")
+    y, s, _, _ = cohort.label(finding)
+    ece, bins = metrics.expected_calibration_error(y.astype(float), s)
     fig = go.Figure(go.Scatter(x=bins["mean_predicted"], y=bins["fraction_positive"], mode="lines+markers",
                                name="model", text=[f"n={c}" for c in bins["count"]]))
     fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
@@ -258,8 +251,8 @@ def _calibration(report) -> None:
     st.plotly_chart(fig, key="calibration_chart")
 
 
-def _agreement(cohort) -> None:
-    kappa = cohen_kappa_by_finding(cohort.verdicts)
+def _agreement(data) -> None:
+    kappa = cohen_kappa_by_finding(data.vote_pos, data.vote_reviewer, data.vote_present)
     if kappa.empty:
         st.write("No study has been read by two reviewers yet.")
     else:
@@ -267,21 +260,19 @@ def _agreement(cohort) -> None:
 
 
 def _over_time(cohort) -> None:
-    if cohort.studies.empty:
+    if cohort.meta.empty:
         return
-    days = pd.to_datetime(cohort.studies["created_at"]).dt.floor("D")
+    days = pd.to_datetime(cohort.meta["created_at"]).dt.floor("D")
     st.subheader("Studies per day")
     st.bar_chart(days.value_counts().sort_index().rename("studies"))
     st.subheader("Score distribution over time")
-    merged = cohort.predictions.merge(cohort.studies[["id", "created_at"]], left_on="study_id", right_on="id")
     finding = st.selectbox("Finding", list(LABELS), key="time_finding")
-    m = merged[merged["label"] == finding]
-    fig = go.Figure(go.Box(x=pd.to_datetime(m["created_at"]).dt.floor("D"), y=m["probability"], name=finding))
+    fig = go.Figure(go.Box(x=days, y=cohort.probs[:, LABELS.index(finding)], name=finding))
     fig.update_layout(height=380, yaxis_title="probability")
     st.plotly_chart(fig, key="time_chart")
 
 
-def _exports(engine, user, report, cohort) -> None:
+def _exports(engine, user, table, flt) -> None:
     if not user.is_admin:
         st.caption("Exports are for administrators.")
         return
@@ -289,8 +280,28 @@ def _exports(engine, user, report, cohort) -> None:
     def log_export(what: str) -> None:
         run_write(engine, lambda s: audit.record(s, "export", user.username, None, what=what))
 
-    st.download_button("Metrics table (CSV)", report.table.to_csv(index=False), "metrics.csv", "text/csv",
+    st.download_button("Metrics table (CSV)", table.to_csv(index=False), "metrics.csv", "text/csv",
                        on_click=log_export, args=("metrics",), key="dl_metrics")
-    st.download_button("Verdicts (CSV)", cohort.verdicts.to_csv(index=False), "verdicts.csv", "text/csv",
-                       on_click=log_export, args=("verdicts",), key="dl_verdicts")
+    if st.button("Prepare the verdicts export", key="prep_verdicts"):
+        st.session_state["verdicts_csv"] = verdicts_csv(engine, flt)
+    if "verdicts_csv" in st.session_state:
+        st.download_button("Verdicts (CSV)", st.session_state["verdicts_csv"], "verdicts.csv", "text/csv",
+                           on_click=log_export, args=("verdicts",), key="dl_verdicts")
 
+
+def verdicts_csv(engine, flt) -> str:
+    """Every verdict row in the selection, with who and when (built only on request)."""
+    from sqlalchemy import and_
+
+    from db.analytics import _conditions
+    from db.schema import User
+
+    query = (select(Verdict.study_id, Study.original_name, Verdict.label, User.username.label("reviewer"),
+                    Verdict.flagged, Verdict.verdict, Verdict.present, Verdict.model_version, Verdict.created_at,
+                    Verdict.updated_at)
+             .join(Study, Study.id == Verdict.study_id).join(User, User.id == Verdict.reviewer_id)
+             .where(and_(*_conditions(flt))).order_by(Verdict.study_id, Verdict.reviewer_id, Verdict.label))
+    if flt.reviewer_id is not None:
+        query = query.where(Verdict.reviewer_id == flt.reviewer_id)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(query).mappings().all()).to_csv(index=False)

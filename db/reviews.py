@@ -10,7 +10,8 @@ from sqlalchemy import Engine, and_, exists, select
 from core.labels import LABELS
 from core.triage import waiting_boost
 from db import audit
-from db.schema import Heatmap, Prediction, Study, StudyNote, StudyStatus, User, Verdict, utcnow
+from db.packing import mask_of
+from db.schema import Heatmap, Prediction, Study, StudyNote, StudyStatus, User, Verdict, VerdictSet, utcnow
 from db.session import run_write
 
 VERDICTS_FLAGGED = ("correct", "incorrect")  # the model's flag was right / wrong
@@ -160,10 +161,11 @@ def submit_review(engine: Engine, study_id: int, reviewer_id: int, verdicts: dic
             Prediction.study_id == study_id, Prediction.model_version == study.model_version)).all())
         existing = {v.label: v for v in session.execute(select(Verdict).where(
             Verdict.study_id == study_id, Verdict.reviewer_id == reviewer_id)).scalars()}
-        now, changed, previous = utcnow(), 0, {}
+        now, changed, previous, truths = utcnow(), 0, {}, {}
         for label in LABELS:
             verdict = verdicts[label]
             present = truth_from_verdict(bool(flags.get(label, False)), verdict)
+            truths[label] = present
             row = existing.get(label)
             if row is None:
                 session.add(Verdict(study_id=study_id, label=label, reviewer_id=reviewer_id,
@@ -173,6 +175,12 @@ def submit_review(engine: Engine, study_id: int, reviewer_id: int, verdicts: dic
                 previous[label] = row.verdict
                 row.verdict, row.present, row.updated_at = verdict, present, now
                 changed += 1
+        packed = session.get(VerdictSet, (study_id, reviewer_id))
+        if packed is None:
+            session.add(VerdictSet(study_id=study_id, reviewer_id=reviewer_id, present_mask=mask_of(truths),
+                                   updated_at=now))
+        else:
+            packed.present_mask, packed.updated_at = mask_of(truths), now
         if previous:
             audit.record(session, "verdict_changed", actor, study_id, previous=previous,
                          new={k: verdicts[k] for k in previous})

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    LargeBinary,
     DateTime,
     Float,
     ForeignKey,
@@ -137,6 +138,29 @@ class Verdict(Base):
         UniqueConstraint("study_id", "label", "reviewer_id", name="uq_verdict"),
         Index("ix_verdicts_reviewer", "reviewer_id"),
     )
+
+
+class StudyScores(Base):
+    """The 15 probabilities and thresholds of one study packed as float32 (label order):
+    a derived copy of its Prediction rows, written in the same transaction, so analytics
+    read one row per study instead of fifteen."""
+
+    __tablename__ = "study_scores"
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    probabilities: Mapped[bytes] = mapped_column(LargeBinary)
+    thresholds: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class VerdictSet(Base):
+    """One reviewer's 15 truths for one study as a bit mask (bit j: label j present):
+    a derived copy of that reviewer's Verdict rows, written in the same transaction."""
+
+    __tablename__ = "verdict_sets"
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    present_mask: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class StudyNote(Base):

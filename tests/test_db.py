@@ -28,7 +28,7 @@ def test_sqlite_pragmas_and_schema_at_head(db_engine):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10000
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0002"
 
 
 def test_audit_log_is_append_only(db_engine):
@@ -188,3 +188,37 @@ def test_online_backup_while_writing_and_restore(settings, db_engine, tmp_path):
     with db_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Study)).scalar_one() == 200
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def test_migration_0002_backfills_packed_rows(tmp_path):
+    """A database created at 0001 with predictions and verdicts upgrades with packed copies."""
+    from alembic import command
+
+    from db.migrate import alembic_config
+    from db.packing import unmask, unpack_floats
+    from db.schema import StudyScores, VerdictSet
+    from db.session import make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    command.upgrade(alembic_config(url), "0001")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, username, role, active, created_at) VALUES (1, 'a', 'admin', 1, '2026-01-01')"))
+        conn.execute(text("INSERT INTO studies (id, sha256, original_name, stored_path, file_format, width, height, status,"
+                          " priority, attempts, created_at, updated_at, model_version) VALUES (1, 'x', 'a.png', 'p',"
+                          " 'png', 64, 64, 'done', 0, 1, '2026-01-01', '2026-01-01', 'v')"))
+        for j, lab in enumerate(LABELS):
+            conn.execute(text("INSERT INTO predictions (study_id, label, probability, spread, threshold, flagged, model_name,"
+                              " model_version, threshold_version, tta_views, created_at) VALUES (1, :l, :p, 0, 0.5, 0, 'm',"
+                              " 'v', 't', 1, '2026-01-01')"), {"l": lab, "p": j / 20})
+            conn.execute(text("INSERT INTO verdicts (study_id, label, reviewer_id, flagged, verdict, present, created_at,"
+                              " updated_at) VALUES (1, :l, 1, 0, :v, :p, '2026-01-01', '2026-01-01')"),
+                         {"l": lab, "v": "missed" if j == 3 else "correct", "p": j == 3})
+    command.upgrade(alembic_config(url), "head")
+    with engine.connect() as conn:
+        probs = unpack_floats([conn.execute(select(StudyScores.probabilities)).scalar_one()])
+        mask = conn.execute(select(VerdictSet.present_mask)).scalar_one()
+    engine.dispose()
+    np_probs = [j / 20 for j in range(15)]
+    assert probs[0].tolist() == pytest.approx(np_probs)
+    assert unmask([mask])[0].tolist() == [j == 3 for j in range(15)]

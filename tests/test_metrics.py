@@ -5,7 +5,15 @@ import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from core import metrics
-from core.cohort import cohen_kappa_by_finding, finding_table, truth_from_reference, truth_from_verdicts
+from core.cohort import (
+    Cohort,
+    cohen_kappa_by_finding,
+    false_positives,
+    finding_table,
+    truth_from_finding_labels,
+    truth_from_votes,
+)
+from core.labels import LABELS
 
 
 def _sample(n, rng, shift=1.0, prevalence=0.3):
@@ -31,9 +39,7 @@ def test_weighted_bootstrap_auc_equals_sklearn_on_resamples():
     y, s = _sample(300, rng)
     s = np.round(s, 2)
     weights = metrics.bootstrap_weights(len(y), 5, None, rng)
-    order = np.argsort(s, kind="mergesort")
-    starts = np.flatnonzero(np.r_[True, s[order][1:] != s[order][:-1]])
-    got = metrics._weighted_auc(y[order].astype(float), starts, weights[:, order])
+    got = metrics.bootstrap_aucs(y, s, np.arange(len(y)), weights)
     for b in range(5):
         idx = np.repeat(np.arange(len(y)), weights[b].astype(int))
         assert got[b] == pytest.approx(roc_auc_score(y[idx], s[idx]))
@@ -52,6 +58,16 @@ def test_auc_ci_covers_true_value_in_simulation():
         ci = metrics.auc_ci(y, s, n_boot=300, seed=t)
         hits += ci.low <= true <= ci.high
     assert 0.90 <= hits / trials <= 0.99
+
+
+def test_binned_bootstrap_close_to_exact_for_many_distinct_scores():
+    rng = np.random.default_rng(8)
+    y, s = _sample(20_000, rng)
+    codes, k, _ = metrics.score_bins(s)
+    assert k == metrics.MAX_EXACT_BINS
+    w = np.ones((1, len(y)))
+    binned = metrics.bootstrap_aucs(y, s, np.arange(len(y)), w)[0]
+    assert binned == pytest.approx(roc_auc_score(y, s), abs=1e-3)
 
 
 def test_patient_bootstrap_is_wider_when_images_of_a_patient_repeat():
@@ -102,42 +118,82 @@ def test_calibration_error():
     assert bins["count"].sum() == 4
 
 
-def V(rows):
-    return pd.DataFrame(rows, columns=["study_id", "label", "reviewer_id", "present"])
+def _votes(rows, n=1, label="Mass"):
+    """rows: (study_pos, reviewer_id, present, adjudicator) for one label."""
+    j = LABELS.index(label)
+    pos = np.array([r[0] for r in rows])
+    rev = np.array([r[1] for r in rows])
+    present = np.zeros((len(rows), 15), bool)
+    present[:, j] = [r[2] for r in rows]
+    adj = np.array([r[3] for r in rows])
+    return pos, present, n, rev, adj
+
+
+def _truth(rows, rule="majority", chosen=None):
+    pos, present, n, rev, adj = _votes(rows)
+    return truth_from_votes(pos, present, n, rule, rev, chosen, adj)[0, LABELS.index("Mass")]
 
 
 def test_truth_rules_single_and_disagreement():
-    one = V([(1, "Mass", 10, True)])
-    assert truth_from_verdicts(one).present.tolist() == [True]
-    tie = V([(1, "Mass", 10, True), (1, "Mass", 11, False)])
-    assert truth_from_verdicts(tie, "majority").empty  # a tie without adjudicator stays unknown
-    assert truth_from_verdicts(tie, "majority", adjudicators={11}).present.tolist() == [False]
-    three = V([(1, "Mass", 10, True), (1, "Mass", 11, True), (1, "Mass", 12, False)])
-    assert truth_from_verdicts(three, "majority", adjudicators={12}).present.tolist() == [True]
-    assert truth_from_verdicts(three, "adjudicator", adjudicators={12}).present.tolist() == [False]
-    assert truth_from_verdicts(three, "adjudicator").present.tolist() == [True]  # no adjudicator: majority
-    assert truth_from_verdicts(three, "reviewer", reviewer_id=12).present.tolist() == [False]
+    assert _truth([(0, 10, True, False)]) == 1.0
+    tie = [(0, 10, True, False), (0, 11, False, False)]
+    assert np.isnan(_truth(tie))  # a tie without adjudicator stays unknown
+    tie_adj = [(0, 10, True, False), (0, 11, False, True)]
+    assert _truth(tie_adj) == 0.0  # the adjudicator breaks the tie
+    three = [(0, 10, True, False), (0, 11, True, False), (0, 12, False, True)]
+    assert _truth(three, "majority") == 1.0  # majority stands over an adjudicator
+    assert _truth(three, "adjudicator") == 0.0  # unless the adjudicator rule is chosen
+    no_adj = [(0, 10, True, False), (0, 11, True, False), (0, 12, False, False)]
+    assert _truth(no_adj, "adjudicator") == 1.0  # no adjudicator: majority
+    assert _truth(three, "reviewer", chosen=12) == 0.0
+    assert np.isnan(_truth(three, "reviewer", chosen=99))
     with pytest.raises(ValueError):
-        truth_from_verdicts(three, "reviewer")
+        _truth(three, "reviewer")
+    with pytest.raises(ValueError):
+        _truth(three, "coin-toss")
+
+
+def test_verdict_to_truth_through_review_rules():
+    from db.reviews import truth_from_verdict
+
+    cases = {(True, "correct"): True, (True, "incorrect"): False, (False, "correct"): False, (False, "missed"): True}
+    for (flagged, verdict), present in cases.items():
+        assert truth_from_verdict(flagged, verdict) is present
 
 
 def test_reference_truth_and_finding_table_equal_sklearn():
     rng = np.random.default_rng(6)
-    ref = pd.DataFrame({"study_id": range(200),
-                        "finding_labels": ["Mass" if rng.random() < 0.3 else "No Finding" for _ in range(200)]})
-    truth = truth_from_reference(ref)
-    assert len(truth) == 200 * 15
-    mass = truth[truth["label"] == "Mass"].sort_values("study_id")
-    p = np.clip(mass["present"].to_numpy() * 0.3 + rng.random(200) * 0.7, 0, 1)
-    preds = pd.DataFrame({"study_id": range(200), "label": "Mass", "probability": p, "threshold": 0.5})
-    table = finding_table(truth, preds, n_boot=200)
-    row = table.set_index("finding").loc["Mass"]
-    assert row["auc"] == pytest.approx(roc_auc_score(mass["present"], p))
+    n = 300
+    texts = ["Mass|Effusion" if rng.random() < 0.3 else "No Finding" for _ in range(n)]
+    texts[0] = None  # no reference for this study
+    truth = truth_from_finding_labels(texts)
+    assert np.isnan(truth[0]).all() and truth[1:, LABELS.index("No Finding")].sum() > 0
+    mass = np.nan_to_num(truth[:, LABELS.index("Mass")])
+    probs = np.clip(rng.random((n, 15)) * 0.7 + 0.3 * np.nan_to_num(truth), 0, 1)
+    thr = np.full((n, 15), 0.5)
+    cohort = Cohort(np.arange(n), probs, thr, truth, np.array([f"p{i // 2}" for i in range(n)]), pd.DataFrame())
+    table = finding_table(cohort, n_boot=300).set_index("finding")
+    j = LABELS.index("Mass")
+    row = table.loc["Mass"]
+    assert row["n"] == n - 1
+    assert row["auc"] == pytest.approx(roc_auc_score(mass[1:], probs[1:, j]))
     assert row["auc_low"] < row["auc"] < row["auc_high"]
-    assert row["tp"] + row["fn"] == mass["present"].sum()
+    pred = probs[1:, j] >= 0.5
+    assert row["tp"] == int((pred & (mass[1:] > 0)).sum()) and row["fp"] == int((pred & (mass[1:] == 0)).sum())
+    assert "Hernia" in table.index and np.isnan(table.loc["Hernia", "auc"])  # no positives: AUC undefined
+    fps = false_positives(cohort)
+    assert len(fps) == int(((probs >= thr) & (truth == 0)).sum())
 
 
 def test_kappa_per_finding():
-    v = V([(i, "Mass", r, bool((i + (r == 11 and i < 3)) % 2)) for i in range(10) for r in (10, 11)])
-    k = cohen_kappa_by_finding(v)
-    assert k.loc[0, "studies_read_twice"] == 10 and -1 <= k.loc[0, "cohen_kappa"] < 1
+    n = 40
+    rng = np.random.default_rng(9)
+    a = rng.random((n, 15)) < 0.3
+    b = a.copy()
+    b[:5, 0] = ~b[:5, 0]
+    pos = np.r_[np.arange(n), np.arange(n)]
+    rev = np.r_[np.full(n, 1), np.full(n, 2)]
+    k = cohen_kappa_by_finding(pos, rev, np.r_[a, b]).set_index("finding")
+    assert k.loc["Atelectasis", "studies_read_twice"] == n
+    assert k.loc["Atelectasis", "agreement"] == pytest.approx(35 / 40)
+    assert k.loc["Cardiomegaly", "cohen_kappa"] == pytest.approx(1.0)
