@@ -111,7 +111,30 @@ def _check_shape(height: int, width: int, limits: Limits) -> None:
 
 # --------------------------------------------------------------------------- PNG / JPEG
 
+def check_png_chunks(data: bytes) -> None:
+    """Verify every PNG chunk's CRC: a flipped bit in image data is refused, not shown."""
+    import struct
+    import zlib
+
+    pos = len(PNG_MAGIC)
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind = data[pos + 4:pos + 8]
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            raise UnreadableImage("The PNG file is truncated or corrupt (a chunk runs past the end of the file).")
+        (crc,) = struct.unpack(">I", data[end:end + 4])
+        if zlib.crc32(data[pos + 4:end]) & 0xFFFFFFFF != crc:
+            name = kind.decode("latin-1") if kind.isalpha() else repr(kind)
+            raise UnreadableImage(f"The PNG file is truncated or corrupt (chunk {name} fails its checksum).")
+        if kind == b"IEND":
+            return
+        pos = end + 4
+
+
 def _decode_raster(data: bytes, kind: str, limits: Limits) -> DecodedImage:
+    if kind == "png":
+        check_png_chunks(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -183,6 +206,9 @@ def read_dicom(data: bytes):
 def check_dicom_header(ds, limits: Limits) -> None:
     """Refuse from the header alone: no pixels, wrong modality, multi-frame, wrong size."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        if "Rows" in ds or "Columns" in ds:
+            raise UnreadableImage("The DICOM file describes an image but its Pixel Data is missing: "
+                                  "the file is truncated or corrupt.")
         raise NoPixelData("This DICOM object has no image (no Pixel Data): e.g. a report or structured document.")
     modality = str(ds.get("Modality", "") or "").upper()
     if modality and modality not in RADIOGRAPH_MODALITIES:

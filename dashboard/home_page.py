@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import select
 
+from core.tta import resolve_views
 from dashboard.auth import require_user
 from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
 from db.reviews import longest_waiting
@@ -27,7 +28,7 @@ def render() -> None:
     cols[0].metric("Model", card.name)
     cols[1].metric("Version", card.version)
     cols[2].metric("Device", _worker_device(engine) or "no worker yet")
-    cols[3].metric("TTA views", len(settings.tta_views) or 8)
+    cols[3].metric("TTA views", len(resolve_views(settings.tta_views)))
     st.subheader("Waiting longest (not yet reviewed)")
     waiting = longest_waiting(engine)
     if waiting.empty:

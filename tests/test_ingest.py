@@ -66,6 +66,24 @@ def test_zip_of_real_images_and_unsafe_names_never_become_paths(settings, db_eng
         assert "folder" not in path.parts and "study" not in path.name
 
 
+def _report_dicom() -> bytes:
+    """A DICOM object that is not an image at all (a structured report)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "SR"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 def _truncated(path, fraction=0.5):
     data = path.read_bytes()
     return data[: int(len(data) * fraction)]
@@ -91,7 +109,8 @@ def _bad_corpus():
         ("empty.png", b"", "empty"),
         ("huge.png", _png_header_claiming(100000, 100000), "above the limit"),
         ("ct.dcm", make_dicom(nih.astype(np.uint16), modality="CT"), "not a plain radiograph"),
-        ("nopixels.dcm", make_dicom(nih.astype(np.uint16), pixels=False), "no Pixel Data"),
+        ("nopixels.dcm", make_dicom(nih.astype(np.uint16), pixels=False), "Pixel Data is missing"),
+        ("report.dcm", _report_dicom(), "no Pixel Data"),
         ("escape.zip", _zip({"../../etc/evil.png": png.read_bytes()}), "leaves the archive"),
         ("bomb.zip", bomb.getvalue(), "zip bomb"),
         ("tiny.png", tiny.getvalue(), "at least"),
