@@ -9,10 +9,7 @@ Run: python -m bench.analytics [--n 100000]
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -42,22 +39,13 @@ def main() -> None:
                         help="the naive loop is timed on this many findings and scaled to 15")
     args = parser.parse_args()
     shared = require_shared()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ.update(CXR_DATA_DIR=tmp, CXR_EMBEDDED_WORKER="0")
-        os.environ.pop("CXR_DATABASE_URL", None)
-        from bench.seed import seed
+    from bench.seed import seeded_database
+
+    with seeded_database(args.n, 1.0, shared / "nih/full/00000001_000.png") as engine:
         from core.cohort import default_boot_count, false_positives, finding_table
         from core.labels import LABELS
-        from core.config import load_settings
         from dashboard.analytics_page import _data_stamp, compute
         from db.analytics import CohortFilter, load_cohort
-        from db.bootstrap import open_database
-
-        settings = load_settings()
-        engine = open_database(settings)
-        t = time.perf_counter()
-        seed(engine, Path(tmp), shared / "nih/full/00000001_000.png", args.n, reviewed_fraction=1.0)
-        print(f"seeded {args.n} reviewed studies (15 predictions + 15 verdicts each) in {time.perf_counter() - t:.0f}s")
 
         flt = CohortFilter()
         t0 = time.perf_counter()
@@ -80,7 +68,8 @@ def main() -> None:
         naive(cohort, sub, n_boot)
         naive_s = (time.perf_counter() - tb) * 15 / len(sub)
         rows = [
-            {"step": "load cohort from SQLite (packed rows: 100k scores, 100k verdict sets)", "seconds": t1 - t0},
+            {"step": f"load cohort from SQLite (packed rows: {args.n} scores, {args.n} verdict sets)",
+             "seconds": t1 - t0},
             {"step": "ground truth from verdicts (majority rule)", "seconds": t2 - t1},
             {"step": f"15 findings: ROC AUC + {n_boot}-resample patient bootstrap CI, Wilson CIs, FP table",
              "seconds": t3 - t2},
@@ -92,7 +81,6 @@ def main() -> None:
         ]
         table(rows, f"Analytics on {args.n} reviewed studies (target < 2 s first time and cached)")
         print(f"\nmean AUC over findings in this synthetic cohort: {result['auc'].mean():.3f}")
-        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -7,11 +7,8 @@ Run: python -m bench.pages [--n 10000]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 from bench.common import ROOT, require_shared, table
 
@@ -52,18 +49,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     shared = require_shared()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ.update(CXR_DATA_DIR=tmp, CXR_EMBEDDED_WORKER="0")
-        os.environ.pop("CXR_DATABASE_URL", None)
-        from core.config import load_settings
-        from db.bootstrap import open_database
-        from bench.seed import seed
+    from bench.seed import seeded_database
 
-        settings = load_settings()
-        engine = open_database(settings)
-        t = time.perf_counter()
-        seed(engine, Path(tmp), shared / "nih/full/00000001_000.png", args.n, reviewed_fraction=0.2)
-        print(f"seeded {args.n} studies x 15 predictions in {time.perf_counter() - t:.1f}s")
+    with seeded_database(args.n, 0.2, shared / "nih/full/00000001_000.png") as engine:
         rows = []
         for name, path, state in (("Worklist", "pages/worklist.py", None),
                                   ("Review", "pages/review.py", {"study_id": args.n // 2})):
@@ -75,7 +63,6 @@ def main() -> None:
         rows.append({"page": "baseline: naive worklist query (ORM, N+1)", "median_ms": (time.perf_counter() - t) * 1000,
                      "first_run_ms": float("nan"), "max_ms": float("nan")})
         table(rows, f"AppTest render time with {args.n} studies (target < 1000 ms each)")
-        engine.dispose()
 
 
 if __name__ == "__main__":

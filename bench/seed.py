@@ -5,6 +5,7 @@ radiograph copied into the data folder, so Review renders a real image.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -73,3 +74,27 @@ def seed(engine, data_dir: Path, image: Path, n: int, reviewed_fraction: float =
             if verdicts:
                 conn.execute(insert(Verdict), verdicts)
                 conn.execute(insert(VerdictSet), sets)
+
+
+@contextmanager
+def seeded_database(n: int, reviewed_fraction: float, image: Path):
+    """A temporary data folder and SQLite database holding ``n`` seeded studies."""
+    import os
+    import tempfile
+    import time
+
+    from core.config import load_settings
+    from db.bootstrap import open_database
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(CXR_DATA_DIR=tmp, CXR_EMBEDDED_WORKER="0")
+        os.environ.pop("CXR_DATABASE_URL", None)
+        engine = open_database(load_settings())
+        t = time.perf_counter()
+        seed(engine, Path(tmp), image, n, reviewed_fraction=reviewed_fraction)
+        print(f"seeded {n} studies (15 predictions each, {reviewed_fraction:.0%} reviewed) "
+              f"in {time.perf_counter() - t:.1f}s")
+        try:
+            yield engine
+        finally:
+            engine.dispose()

@@ -60,8 +60,10 @@ def load_images(paths: list[Path], size: int) -> np.ndarray:
     from core.decode import decode_bytes
     from core.inference import prepare
 
+    from tqdm import tqdm
+
     out = np.zeros((len(paths), size, size), dtype=np.uint8)
-    for i, p in enumerate(paths):
+    for i, p in enumerate(tqdm(paths, desc="decoding", unit="image", disable=len(paths) < 50)):
         out[i] = np.round(prepare(decode_bytes(p.read_bytes()).pixels, size) * 255).astype(np.uint8)
     return out
 
@@ -224,7 +226,9 @@ def train(args: argparse.Namespace) -> int:
             if epoch + 1 - best["epoch"] >= args.patience or (args.max_minutes and elapsed > args.max_minutes):
                 self.model.stop_training = True
 
-    model.fit(ds, epochs=args.epochs, steps_per_epoch=steps, callbacks=[ValAuc()], verbose=2)
+    # a live progress bar on a terminal, one line per epoch in a log file
+    model.fit(ds, epochs=args.epochs, steps_per_epoch=steps, callbacks=[ValAuc()],
+              verbose=1 if sys.stdout.isatty() else 2)
     model.set_weights(best["weights"])
 
     args.out.mkdir(parents=True, exist_ok=True)

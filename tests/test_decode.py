@@ -140,3 +140,21 @@ def test_undecodable_compressed_pixels_are_a_clean_rejection():
     ds = read_dicom(open(get_testdata_file("JPEG-lossy.dcm"), "rb").read())
     with pytest.raises(UnreadableImage, match="cannot be decoded"):
         dicom_modality_values(ds)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "LA", "P", "RGBA", "RGB"])
+def test_png_modes_decode_to_the_same_grey(nih_png, mode, tmp_path):
+    """8- and 16-bit PNGs in every mode a department sends give the same grey image."""
+    import io
+
+    if mode == "I;16":
+        img = Image.fromarray(nih_png.astype(np.uint16) * 257)
+        expected = nih_png.astype(np.float64) * 257 / 65535
+    else:
+        img = Image.fromarray(nih_png).convert(mode)
+        expected = nih_png.astype(np.float64) / 255
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    decoded = decode_bytes(buf.getvalue())
+    assert decoded.metadata["bits_stored"] == (16 if mode == "I;16" else 8)
+    np.testing.assert_allclose(decoded.pixels, expected, atol=1.5 / 255)
