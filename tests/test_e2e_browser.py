@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,21 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     page.get_by_role("button", name="Upload and queue").click()
     page.get_by_text("truncated or corrupt").first.wait_for()
     _shot(page, "03_bad_upload")
+
+    # 200+ malformed files in one zip: each gets its own rejection line, the app keeps serving
+    from tests.test_load_faults import malformed_corpus
+
+    corpus = malformed_corpus()
+    bad_zip = tmp_path / "malformed.zip"
+    with zipfile.ZipFile(bad_zip, "w") as zf:
+        for name, data in corpus:
+            zf.writestr(name, data)
+    page.locator("input[type=file]").set_input_files([str(bad_zip)])
+    page.get_by_text("malformed.zip").first.wait_for()
+    page.get_by_role("button", name="Upload and queue").click()
+    page.get_by_text(f"{len(corpus)} rejected").wait_for(timeout=120000)
+    assert urllib.request.urlopen(f"{app_server['url']}/_stcore/health", timeout=5).read() == b"ok"
+    _shot(page, "03b_malformed_zip")
 
     _go(page, "Worklist")
     grid = page.get_by_test_id("stDataFrame").first
