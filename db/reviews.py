@@ -7,7 +7,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Engine, and_, exists, select
 
-from core.labels import LABELS
+from core.labels import LABELS, NO_FINDING
 from core.triage import waiting_boost
 from db import audit
 from db.packing import mask_of
@@ -73,8 +73,10 @@ def worklist(engine: Engine, flt: WorklistFilter, overdue_hours: float, limit: i
 def _flagged_labels(engine: Engine, ids: list[int]) -> dict[int, str]:
     out: dict[int, list[str]] = {i: [] for i in ids}
     with engine.connect() as conn:
+        # "No Finding" above its threshold is the model calling the study normal, not a flag
         rows = conn.execute(select(Prediction.study_id, Prediction.label)
-                            .where(Prediction.study_id.in_(ids), Prediction.flagged.is_(True)))
+                            .where(Prediction.study_id.in_(ids), Prediction.flagged.is_(True),
+                                   Prediction.label != NO_FINDING))
         for sid, label in rows:
             out[sid].append(label)
     return {k: ", ".join(sorted(v)) for k, v in out.items()}
