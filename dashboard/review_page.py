@@ -7,7 +7,7 @@ import streamlit as st
 from PIL import Image
 
 from core import storage
-from core.display import WINDOW_PRESETS, load_dicom_display, render_window
+from core.display import WINDOW_PRESETS, load_dicom_display, preset_window, render_window
 from core.gradcam import overlay, upsample
 from core.labels import LABELS
 from dashboard.auth import require_user
@@ -102,7 +102,8 @@ def _image_panel(settings, study: dict, view) -> None:
     if study["file_format"] == "dicom":
         display = _dicom_display(str(path))
         preset = st.segmented_control("Window preset", list(WINDOW_PRESETS), default="Default", key="wl_preset")
-        center, width = WINDOW_PRESETS.get(preset or "Default") or (display.default_center, display.default_width)
+        center, width = preset_window(display.values, preset or "Default",
+                                      (display.default_center, display.default_width))
         lo, hi = display.value_range
         c1, c2 = st.columns(2)
         center = c1.slider("Window centre", float(lo), float(hi), float(np.clip(center, lo, hi)), key=f"wc_{preset}")

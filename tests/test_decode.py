@@ -158,3 +158,18 @@ def test_png_modes_decode_to_the_same_grey(nih_png, mode, tmp_path):
     decoded = decode_bytes(buf.getvalue())
     assert decoded.metadata["bits_stored"] == (16 if mode == "I;16" else 8)
     np.testing.assert_allclose(decoded.pixels, expected, atol=1.5 / 255)
+
+
+def test_window_presets_follow_the_image_values():
+    from core.display import WINDOW_PRESETS, preset_window
+
+    values = np.linspace(100.0, 4000.0, 10001)
+    assert preset_window(values, "Default", (5.0, 6.0)) == (5.0, 6.0)
+    assert preset_window(values, "Full range", (0, 1)) == (2050.0, 3900.0)
+    c, w = preset_window(values, "Auto 1-99%", (0, 1))
+    assert c == pytest.approx(2050.0) and w == pytest.approx(0.98 * 3900.0)
+    c, w = preset_window(values, "Narrow", (0, 1))
+    assert c == pytest.approx(2050.0) and w == pytest.approx(0.5 * 3900.0)
+    assert set(WINDOW_PRESETS) == {"Default", "Full range", "Auto 1-99%", "Narrow"}
+    with pytest.raises(ValueError):
+        preset_window(values, "Lung", (0, 1))
