@@ -101,3 +101,25 @@ def test_literal_wildcards_match_literally(seeded):
     from db.reviews import WorklistFilter, worklist
 
     assert len(worklist(seeded["engine"], WorklistFilter(name_contains="study_00001"), 24.0)) == 10
+
+
+def test_first_run_form_only_while_no_user_exists(tmp_path):
+    old = dict(os.environ)
+    os.environ.update(CXR_DATA_DIR=str(tmp_path / "fresh"), CXR_EMBEDDED_WORKER="0")
+    os.environ.pop("CXR_DATABASE_URL", None)
+    try:
+        at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=60).run()
+        assert any("create the first administrator" in i.value for i in at.info)
+        at.text_input[0].input("root-admin")
+        at.text_input[1].input("short")
+        at.button[0].click().run()
+        assert any("at least" in e.value for e in at.error) and "user_id" not in at.session_state
+        at.text_input[1].input("a long enough password")
+        at.button[0].click().run()
+        assert "user_id" in at.session_state
+        again = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=60).run()
+        assert not any("first administrator" in i.value for i in again.info)  # gone once a user exists
+        assert again.text_input(key="sign_in_user") is not None
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
