@@ -293,7 +293,7 @@ def evaluate_held_out(out: Path, images: Path, test: pd.DataFrame, y_test: np.nd
     report["split"] = "held-out test patients (never seen in training or threshold choice)"
     report["tta_views"] = len(engine.views)
     report["reproduce"] = (f"python -m core.evaluate --images <{images.name} folder> --labels <label CSV> "
-                           f"--only {out.name}/test_images.txt --json  (run from the models/ folder's parent)")
+                           f"--only {out.as_posix()}/test_images.txt --json")
     card = ModelCard.load(out)
     card.evaluation = report
     card.save(out)

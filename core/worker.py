@@ -198,8 +198,8 @@ class Worker:
 
         try:
             run_write(self.engine, work)
-        except Exception:
-            pass  # a heartbeat is informative only
+        except Exception:  # a heartbeat is informative only: never stop work for it
+            log.debug("heartbeat not written", exc_info=True)
 
 
 def load_cams(data_dir: Path, study_id: int, model_version: str) -> tuple[np.ndarray, list[str]] | None:
