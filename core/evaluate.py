@@ -37,7 +37,7 @@ def evaluation_report(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, n
         "per_label": per_label,
         "mean_auc_findings": _round(float(np.mean(findings))) if findings else None,
         "n_findings_with_positives": len(findings),
-        "mean_auc_15_labels": _round(float(np.mean(all15))) if all15 else None,
+        "mean_auc_15_labels": _round(float(np.mean(all15))) if all15 else None,  # of the 15 with positives
         "abnormal_vs_no_finding_auc": _round(abnormal.value),
         "abnormal_vs_no_finding_ci95": [_round(abnormal.low), _round(abnormal.high)],
         "bootstrap": f"{n_boot} resamples, {'by patient' if groups is not None else 'by image'}, percentile 95% CI",

@@ -16,13 +16,15 @@ def render() -> None:
         return
     st.title(f"Model: {card.name}")
     st.caption(f"version {card.version} · thresholds {card.threshold_version} · input {card.input_size}px")
-    st.warning(DISCLAIMER + " " + card.intended_use, icon="⚠️")
+    st.warning(DISCLAIMER, icon="⚠️")
+    st.caption(f"Intended use: {card.intended_use}")
     st.subheader("Held-out evaluation")
     ev = card.evaluation
     if ev:
         c = st.columns(3)
-        c[0].metric("Mean AUC, findings with positives", ev.get("mean_auc_findings"))
-        c[1].metric("Mean AUC, 15 labels", ev.get("mean_auc_15_labels"))
+        c[0].metric(f"Mean AUC, the {ev.get('n_findings_with_positives')} findings with positives",
+                    ev.get("mean_auc_findings"))
+        c[1].metric("Mean AUC, all labels with positives (incl. No Finding)", ev.get("mean_auc_15_labels"))
         c[2].metric("Abnormal vs No Finding AUC", ev.get("abnormal_vs_no_finding_auc"))
         st.caption(f"{ev.get('n_images')} images of {ev.get('n_patients')} patients; {ev.get('split')}; "
                    f"{ev.get('bootstrap')}; {ev.get('tta_views')} TTA views.")
