@@ -123,3 +123,22 @@ def test_first_run_form_only_while_no_user_exists(tmp_path):
     finally:
         os.environ.clear()
         os.environ.update(old)
+
+
+def test_worklist_filters_partition_the_studies(seeded):
+    from datetime import datetime, timedelta
+
+    from db.reviews import WorklistFilter, worklist
+
+    engine = seeded["engine"]
+    everything = worklist(engine, WorklistFilter(), 24.0)
+    reviewed = worklist(engine, WorklistFilter(reviewed=True), 24.0)
+    unreviewed = worklist(engine, WorklistFilter(reviewed=False), 24.0)
+    assert len(everything) == 50 and len(reviewed) + len(unreviewed) == 50
+    assert (reviewed["priority"] == -1.0).all()  # reviewed studies sink below unreviewed ones
+    assert len(worklist(engine, WorklistFilter(reviewer_id=1), 24.0)) == len(reviewed)
+    mass = worklist(engine, WorklistFilter(finding="Mass"), 24.0)
+    assert 0 < len(mass) < 50 and mass["flagged"].str.contains("Mass").all()
+    future = datetime.now() + timedelta(days=1)
+    assert worklist(engine, WorklistFilter(date_from=future), 24.0).empty
+    assert len(worklist(engine, WorklistFilter(date_to=future), 24.0)) == 50

@@ -117,6 +117,21 @@ def test_review_page_shows_scores_and_records_15_verdicts(app_db):
     assert at.session_state["study_id"] != sid  # moved on to the next study
 
 
+def test_heatmap_on_request_for_an_unflagged_label(app_db):
+    sid = app_db["ids"]["00000001_000.png"]
+    at = _app("pages/review.py", app_db["reviewer"])
+    at.session_state["study_id"] = sid
+    at.run()
+    scores = at.dataframe[0].value
+    unflagged = scores.loc[~scores["flagged"], "label"].tolist()
+    if not unflagged:
+        pytest.skip("every label is flagged on this image")
+    at.selectbox(key="cam_label").set_value(unflagged[0]).run()
+    assert not at.exception
+    captions = [img.proto.imgs[0].caption for img in at.get("image")]
+    assert captions == [f"Grad-CAM: {unflagged[0]}"]
+
+
 def test_flagged_findings_need_a_decision(app_db):
     sid = app_db["ids"]["00000013_004.png"]
     at = _app("pages/review.py", app_db["admin"])
