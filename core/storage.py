@@ -52,10 +52,15 @@ def preview_relpath(sha: str) -> str:
     return f"previews/{sha[:2]}/{sha}.png"
 
 
+def heatmap_dir_relpath(study_id: int, model_version: str) -> str:
+    """The folder of one study's heatmaps for one model version."""
+    safe_version = "".join(c for c in model_version if c.isalnum())
+    return f"heatmaps/{int(study_id)}/{safe_version}"
+
+
 def heatmap_relpath(study_id: int, model_version: str, label: str) -> str:
     safe_label = "".join(c for c in label if c.isalnum() or c == "_")
-    safe_version = "".join(c for c in model_version if c.isalnum())
-    return f"heatmaps/{int(study_id)}/{safe_version}/{safe_label}.png"
+    return f"{heatmap_dir_relpath(study_id, model_version)}/{safe_label}.png"
 
 
 def store_bytes(data_dir: Path, relpath: str, data: bytes) -> Path:

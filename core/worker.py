@@ -7,6 +7,7 @@ finish the current batch and stop cleanly.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import signal
@@ -168,12 +169,7 @@ class Worker:
     def _write_heatmaps(self, study_id: int, analysis, model_version: str) -> dict[str, str]:
         """All 15 low-res maps in one npz (for on-request labels) + full-size PNGs of flags."""
         labels = list(analysis.probabilities)
-        base = storage.heatmap_relpath(study_id, model_version, "x").rsplit("/", 1)[0]
-        cams_rel = f"{base}/{CAMS_FILE}"
-        path = storage.safe_join(self.settings.data_dir, cams_rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        import io
-
+        path = storage.safe_join(self.settings.data_dir, cams_relpath(study_id, model_version))
         buf = io.BytesIO()
         np.savez_compressed(buf, cams=analysis.cams.astype(np.float16), labels=np.array(labels))
         storage.atomic_write(path, buf.getvalue())
@@ -202,10 +198,13 @@ class Worker:
             log.debug("heartbeat not written", exc_info=True)
 
 
+def cams_relpath(study_id: int, model_version: str) -> str:
+    return f"{storage.heatmap_dir_relpath(study_id, model_version)}/{CAMS_FILE}"
+
+
 def load_cams(data_dir: Path, study_id: int, model_version: str) -> tuple[np.ndarray, list[str]] | None:
     """The 15 stored low-resolution Grad-CAM maps of a study, if the worker wrote them."""
-    base = storage.heatmap_relpath(study_id, model_version, "x").rsplit("/", 1)[0]
-    path = storage.safe_join(data_dir, f"{base}/{CAMS_FILE}")
+    path = storage.safe_join(data_dir, cams_relpath(study_id, model_version))
     if not path.is_file():
         return None
     with np.load(path) as npz:

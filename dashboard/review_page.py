@@ -1,6 +1,8 @@
 """Review: the image with window/level and Grad-CAM overlays, the 15 scores, verdicts."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -27,8 +29,6 @@ def _dicom_display(path: str):
 @st.cache_data(max_entries=16, show_spinner=False)
 def _preview(preview_path: str, original_path: str) -> np.ndarray:
     """The stored 8-bit preview; rebuilt from the original if it has gone missing."""
-    from pathlib import Path
-
     from core.decode import decode_bytes
     from core.pixel_transforms import to_uint8
 
@@ -47,7 +47,7 @@ def _heatmap(data_dir: str, study_id: int, version: str, label: str, png_path: s
 
     if png_path:
         return np.asarray(Image.open(png_path), dtype=np.float32) / 255.0
-    stored = load_cams(storage.Path(data_dir), study_id, version)
+    stored = load_cams(Path(data_dir), study_id, version)
     if stored is None:
         return None
     cams, labels = stored
