@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.labels import LABELS
-from core.metrics import Confusion, auc_ci, group_index, group_weights
+from core.metrics import auc_ci, confusion_at, group_index, group_weights
 
 RULES = ("majority", "adjudicator", "reviewer")
 
@@ -107,8 +107,7 @@ def finding_table(cohort: Cohort, n_boot: int | None = None, seed: int = 0) -> p
         if y.size == 0:
             continue
         ci = auc_ci(y, s, weights=weights, gidx=gidx[where])
-        pred = s >= t
-        conf = Confusion(int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & ~y).sum()), int((~pred & y).sum()))
+        conf = confusion_at(y, s, t)  # each prediction at the threshold it was made with
         row = {"finding": label, "n": int(y.size), "positives": int(y.sum()), "negatives": int((~y).sum()),
                "prevalence": float(y.mean()), "auc": ci.value, "auc_low": ci.low, "auc_high": ci.high,
                "tp": conf.tp, "fp": conf.fp, "tn": conf.tn, "fn": conf.fn}

@@ -102,12 +102,9 @@ def bootstrap_aucs(y: np.ndarray, s: np.ndarray, gidx: np.ndarray, weights: np.n
     return auc_from_histograms(hist[:, k:], hist[:, :k])
 
 
-def exact_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """Mann-Whitney AUC with ties counted 1/2: the same number as roc_auc_score, from one
-    sort instead of a full ROC curve."""
-    if y.all() or not y.any():
-        return float("nan")
-    _, exact = np.unique(s, return_inverse=True)
+def auc_from_tie_groups(y: np.ndarray, exact: np.ndarray) -> float:
+    """Mann-Whitney AUC with ties counted 1/2 (the number roc_auc_score gives), from each
+    score's ordered tie-group code: counting, no second sort."""
     k = int(exact.max()) + 1
     pos = np.bincount(exact[y], minlength=k).astype(np.float64)[None]
     neg = np.bincount(exact[~y], minlength=k).astype(np.float64)[None]
@@ -117,7 +114,8 @@ def exact_auc(y: np.ndarray, s: np.ndarray) -> float:
 def auc_ci(y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray | None = None, n_boot: int = 1000,
            level: float = 0.95, seed: int = 0, weights: np.ndarray | None = None,
            gidx: np.ndarray | None = None) -> Interval:
-    """AUC (scikit-learn) with a percentile bootstrap CI, resampling whole ``groups``.
+    """AUC (Mann-Whitney, equal to scikit-learn's) with a percentile bootstrap CI,
+    resampling whole ``groups``.
 
     ``weights`` (B, G) and ``gidx`` may be passed to share one set of resamples across
     findings (every finding then sees the same resampled cohort).
@@ -127,10 +125,7 @@ def auc_ci(y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray | None = N
     if y.all() or not y.any():
         return Interval(float("nan"), float("nan"), float("nan"))
     codes, k, exact = score_bins(s)
-    n_exact = int(exact.max()) + 1
-    pos = np.bincount(exact[y], minlength=n_exact).astype(np.float64)[None]
-    neg = np.bincount(exact[~y], minlength=n_exact).astype(np.float64)[None]
-    point = float(auc_from_histograms(pos, neg)[0])  # = roc_auc_score (Mann-Whitney, ties 1/2)
+    point = auc_from_tie_groups(y, exact)
     if weights is None or gidx is None:
         gidx, g = group_index(groups, len(y))
         weights = group_weights(g, n_boot, np.random.default_rng(seed))
@@ -185,7 +180,8 @@ class Confusion:
         return wilson(self.fp, self.fp + self.tp)
 
 
-def confusion_at(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> Confusion:
+def confusion_at(y_true: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray) -> Confusion:
+    """Counts at one threshold, or at each prediction's own threshold (an array)."""
     y = np.asarray(y_true).astype(bool)
     pred = np.asarray(scores) >= threshold
     return Confusion(int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & ~y).sum()), int((~pred & y).sum()))
