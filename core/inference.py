@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from core import gradcam
 from core.model import device_name, load_model, split_model, use_mixed_precision_if_gpu
-from core.model_card import ModelCard
 from core.tta import View, resolve_views
 
 
@@ -83,10 +82,6 @@ class InferenceEngine:
         self._views_fn = tf.function(self._views_graph, reduce_retracing=True)
         if warm_up:
             self.analyse([np.zeros((self.size, self.size), np.float32)])
-
-    @property
-    def card_info(self) -> ModelCard:
-        return self.card
 
     # ------------------------------------------------------------------ graphs
     def _to_model_input(self, grey: tf.Tensor) -> tf.Tensor:

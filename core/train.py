@@ -28,7 +28,7 @@ def patient_split(table: pd.DataFrame, test_fraction: float, val_fraction: float
     rng = np.random.default_rng(seed)
     patients = np.array(sorted(table["Patient ID"].astype(str).unique()))
     rng.shuffle(patients)
-    n_test = max(1, round(len(patients) * test_fraction))
+    n_test = max(1, round(len(patients) * test_fraction)) if test_fraction > 0 else 0
     n_val = max(1, round(len(patients) * val_fraction))
     split = {p: "test" for p in patients[:n_test]}
     split.update({p: "val" for p in patients[n_test:n_test + n_val]})
@@ -43,7 +43,7 @@ def official_split(table: pd.DataFrame, train_list: Path, test_list: Path, val_f
     train_names = set(Path(train_list).read_text().split())
     split = pd.Series(np.where(table["Image Index"].isin(test_names), "test", None), index=table.index)
     tv = table[table["Image Index"].isin(train_names)]
-    inner = patient_split(tv, 0.0 + 1e-9, val_fraction, seed).replace({"test": "train"})
+    inner = patient_split(tv, 0.0, val_fraction, seed)
     split.loc[tv.index] = inner
     return split
 

@@ -128,7 +128,6 @@ def load_study(engine: Engine, study_id: int, reviewer_id: int) -> StudyView | N
         note = conn.execute(select(StudyNote.text).where(StudyNote.study_id == study_id,
                                                           StudyNote.reviewer_id == reviewer_id)).scalar_one_or_none()
     if not preds.empty:
-        preds["order"] = preds["label"].map(LABELS.index)
         preds = preds.sort_values(["flagged", "probability"], ascending=[False, False]).reset_index(drop=True)
     return StudyView(study, preds, heat, mine, len(others), note or "")
 

@@ -3,7 +3,6 @@ and the default model (loaded once per test session)."""
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,6 +99,3 @@ def identity_engine():
 
     return InferenceEngine(DEFAULT_MODEL, views=["identity"])
 
-
-def with_limits(settings, **kw):
-    return replace(settings, **kw)

@@ -30,10 +30,12 @@ def app_db(tmp_path_factory, inference_engine):
     os.environ.update(old)
 
 
-def _app(path: str, user=None) -> AppTest:
+def _app(path: str, user=None, **state) -> AppTest:
     at = AppTest.from_file(str(ROOT / path), default_timeout=60)
     if user is not None:
         at.session_state["user_id"] = user.id
+    for key, value in state.items():
+        at.session_state[key] = value
     return at
 
 
@@ -90,9 +92,7 @@ def test_worklist_orders_by_suspicion(app_db):
 def test_review_page_shows_scores_and_records_15_verdicts(app_db):
     sid = app_db["ids"]["cr_chest.dcm"]
     user = app_db["reviewer"]
-    at = _app("pages/review.py", user)
-    at.session_state["study_id"] = sid
-    at.run()
+    at = _app("pages/review.py", user, study_id=sid).run()
     assert not at.exception
     assert "not a diagnosis" in _text(at)
     scores = at.dataframe[0].value
@@ -119,9 +119,7 @@ def test_review_page_shows_scores_and_records_15_verdicts(app_db):
 
 def test_heatmap_on_request_for_an_unflagged_label(app_db):
     sid = app_db["ids"]["00000001_000.png"]
-    at = _app("pages/review.py", app_db["reviewer"])
-    at.session_state["study_id"] = sid
-    at.run()
+    at = _app("pages/review.py", app_db["reviewer"], study_id=sid).run()
     scores = at.dataframe[0].value
     unflagged = scores.loc[~scores["flagged"], "label"].tolist()
     if not unflagged:
@@ -134,9 +132,7 @@ def test_heatmap_on_request_for_an_unflagged_label(app_db):
 
 def test_flagged_findings_need_a_decision(app_db):
     sid = app_db["ids"]["00000013_004.png"]
-    at = _app("pages/review.py", app_db["admin"])
-    at.session_state["study_id"] = sid
-    at.run()
+    at = _app("pages/review.py", app_db["admin"], study_id=sid).run()
     scores = at.dataframe[0].value
     if not scores["flagged"].any():
         pytest.skip("the model flagged nothing on this image")
