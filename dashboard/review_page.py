@@ -113,7 +113,7 @@ def _image_panel(settings, study: dict, view) -> None:
     else:
         grey = _preview(str(storage.safe_join(settings.data_dir, storage.preview_relpath(study["sha256"]))), str(path))
     preds = view.predictions
-    flagged = [lab for lab in preds["label"] if preds.set_index("label").loc[lab, "flagged"]] if not preds.empty else []
+    flagged = preds.loc[preds["flagged"].astype(bool), "label"].tolist() if not preds.empty else []
     options = ["(none)"] + flagged + [lab for lab in LABELS if lab not in flagged]
     c1, c2 = st.columns([2, 1])
     choice = c1.selectbox("Grad-CAM overlay", options, index=1 if flagged else 0, key="cam_label",
