@@ -59,12 +59,21 @@ def predict_folder(engine, paths: list[Path], batch_size: int = 16) -> np.ndarra
     return np.asarray(out, dtype=np.float64)
 
 
-def matched_table(images_dir: Path, labels_csv: Path) -> pd.DataFrame:
-    """Label rows whose Image Index exists in ``images_dir``, sorted by name."""
+def matched_table(images_dirs: Path | list[Path], labels_csv: Path) -> pd.DataFrame:
+    """Label rows whose Image Index exists in one of ``images_dirs``, sorted by name.
+
+    An image present in several folders is taken from the first (``source`` names it).
+    """
     table = read_label_table(labels_csv)
-    present = {p.name: p for p in images_dir.iterdir() if p.is_file()}
+    dirs = [images_dirs] if isinstance(images_dirs, (str, Path)) else list(images_dirs)
+    present: dict[str, Path] = {}
+    for folder in dirs:
+        for p in sorted(Path(folder).iterdir()):
+            if p.is_file():
+                present.setdefault(p.name, p)
     table = table[table["Image Index"].isin(present)].copy()
     table["path"] = table["Image Index"].map(present)
+    table["source"] = table["path"].map(lambda p: p.parent.name)
     return table.sort_values("Image Index").reset_index(drop=True)
 
 
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.config import load_settings
 
     parser = argparse.ArgumentParser(prog="python -m core.evaluate")
-    parser.add_argument("--images", required=True, type=Path)
+    parser.add_argument("--images", required=True, type=Path, nargs="+", help="one or more image folders")
     parser.add_argument("--labels", required=True, type=Path, help="NIH-format CSV (Image Index, Finding Labels)")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: CXR_MODEL)")
     parser.add_argument("--only", type=Path, default=None, help="text file of Image Index names to score")

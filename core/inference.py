@@ -11,6 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from core import gradcam
+from core.calibration import Platt
+from core.domain import DomainGate
 from core.model import device_name, load_model, split_model, use_mixed_precision_if_gpu
 from core.tta import View, resolve_views
 
@@ -27,6 +29,9 @@ class Analysis:
     height: int
     tta_views: int
     thresholds: dict[str, float] = field(default_factory=dict)
+    abnormal: float | None = None  # calibrated P(abnormal) = 1 - P(No Finding)
+    in_domain: bool = True  # False: the image is unlike the training radiographs
+    domain_score: float | None = None
 
     def heatmap(self, label_index: int) -> np.ndarray:
         """Grad-CAM for one label at the original image size, in [0, 1]."""
@@ -70,7 +75,10 @@ class InferenceEngine:
         self.size = self.card.input_size
         self.device = device_name()
         self.views: list[View] = resolve_views(views)
-        self.backbone, self.head = split_model(self.model)
+        self.backbone, self.head = split_model(self.model, self.card.backbone)
+        self.calibration = {lab: Platt(**self.card.calibration[lab]) for lab in self.card.calibration}
+        self.gate = (DomainGate.load(Path(model_dir) / self.card.domain_gate["file"])
+                     if self.card.domain_gate else None)
         # identity first: its features feed Grad-CAM; extra identity is dropped from the mean
         names = [v.name for v in self.views]
         self._all_views = self.views if names[0] == "identity" else resolve_views(["identity"]) + self.views
@@ -112,10 +120,12 @@ class InferenceEngine:
         v = tf.shape(self._transforms)[0]
         views = self._to_model_input(self._make_views(grey))
         features = self.backbone(views, training=False)
-        _, cams = head_cams(tf.gather(features, tf.range(b) * v), self._head_logits)
+        identity = tf.gather(features, tf.range(b) * v)
+        _, cams = head_cams(identity, self._head_logits)
         logits = self._head_logits(features)
         probs = tf.reshape(tf.sigmoid(logits), [b, v, -1])[:, self._mean_slice]
-        return tf.reduce_mean(probs, axis=1), tf.math.reduce_std(probs, axis=1), cams
+        pooled = tf.reduce_mean(tf.cast(identity, tf.float32), axis=[1, 2])
+        return probs, cams, pooled
 
     def _forward_graph(self, grey: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.model(self._to_model_input(grey), training=False), tf.float32)
@@ -135,19 +145,39 @@ class InferenceEngine:
         """The (V, S, S) model-size views of one image, in view order (for checks)."""
         return self._views_fn(self._batch([image])).numpy()[..., 0]
 
+    def raw_scores(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Uncalibrated per-view probabilities (N, V, L), Grad-CAMs and pooled features (N, C)."""
+        views, cams, pooled = self._analyse_fn(self._batch(images))
+        return views.numpy().astype(np.float64), cams.numpy(), pooled.numpy()
+
+    def calibrate(self, probs: np.ndarray) -> np.ndarray:
+        """Apply the card's per-label Platt scaling to (..., L) probabilities."""
+        out = np.array(probs, dtype=np.float64, copy=True)
+        for j, lab in enumerate(self.labels):
+            if lab in self.calibration:
+                out[..., j] = self.calibration[lab].apply(out[..., j])
+        return out
+
     def analyse(self, images: list[np.ndarray], thresholds: dict[str, float] | None = None) -> list[Analysis]:
-        """TTA mean and spread, flags at the thresholds, and Grad-CAM for every label."""
+        """Calibrated TTA mean and spread, the domain gate, flags at the thresholds (none
+        outside the domain), and Grad-CAM for every label."""
         thresholds = thresholds or self.card.thresholds
-        mean, spread, cams = self._analyse_fn(self._batch(images))
-        mean, spread, cams = mean.numpy(), spread.numpy(), cams.numpy()
+        views, cams, pooled = self.raw_scores(images)
+        mean = self.calibrate(views.mean(axis=1))
+        spread = self.calibrate(views).std(axis=1)
+        domain = self.gate.score(pooled) if self.gate is not None else None
+        nf = self.labels.index("No Finding") if "No Finding" in self.labels else None
         out = []
         for i, img in enumerate(images):
             probs = {lab: float(mean[i, j]) for j, lab in enumerate(self.labels)}
-            flagged = [lab for lab in self.labels if probs[lab] >= thresholds[lab]]
+            inside = bool(domain is None or domain[i] <= self.gate.threshold)
+            flagged = [lab for lab in self.labels if inside and probs[lab] >= thresholds[lab]]
             out.append(Analysis(
                 probabilities=probs,
                 spread={lab: float(spread[i, j]) for j, lab in enumerate(self.labels)},
                 flagged=flagged, cams=cams[i], width=int(img.shape[1]), height=int(img.shape[0]),
                 tta_views=len(self.views), thresholds=dict(thresholds),
+                abnormal=None if nf is None else float(1.0 - mean[i, nf]),
+                in_domain=inside, domain_score=None if domain is None else float(domain[i]),
             ))
         return out

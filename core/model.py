@@ -34,27 +34,46 @@ def use_mixed_precision_if_gpu() -> bool:
     return False
 
 
-def build_model(input_size: int = 224, n_labels: int = len(LABELS), dropout: float = 0.3) -> keras.Model:
-    """EfficientNetB0 (random init) + GAP + dropout + logits + float32 sigmoid.
+BACKBONES = ("efficientnetb0", "efficientnet_lite0")
+
+
+def build_backbone(name: str, input_size: int) -> keras.Model:
+    """The convolutional trunk, without weights (they come from a model folder or
+    :mod:`core.pretrained`). Both normalise their [0, 255] input with Lite0's
+    (x - 127) / 128, the statistics their ImageNet initialisation was trained with."""
+    from core.pretrained import LITE0_MEAN, LITE0_STD, build_lite0, set_input_normalisation
+
+    if name == "efficientnet_lite0":
+        return build_lite0(include_top=False, input_size=input_size)
+    if name != "efficientnetb0":
+        raise ModelCardMismatch(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
+    backbone = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(input_size, input_size, 3)
+    )
+    set_input_normalisation(backbone, LITE0_MEAN, LITE0_STD)
+    return backbone
+
+
+def build_model(input_size: int = 224, n_labels: int = len(LABELS), dropout: float = 0.3,
+                backbone_name: str = "efficientnetb0") -> keras.Model:
+    """Backbone + GAP + dropout + logits + float32 sigmoid.
 
     The backbone stays a nested model whose output is the last convolutional block
     (``top_activation``): Grad-CAM reads that output and differentiates the small head.
     """
-    backbone = keras.applications.EfficientNetB0(
-        include_top=False, weights=None, input_shape=(input_size, input_size, 3)
-    )
+    backbone = build_backbone(backbone_name, input_size)
     inputs = keras.Input((input_size, input_size, 3), name="image")
     features = backbone(inputs)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
     logits = keras.layers.Dense(n_labels, name="logits", dtype="float32")(dropped)
     probs = keras.layers.Activation("sigmoid", name="probabilities", dtype="float32")(logits)
-    return keras.Model(inputs, probs, name="cxr_efficientnetb0")
+    return keras.Model(inputs, probs, name=f"cxr_{backbone_name}")
 
 
-def split_model(model: keras.Model) -> tuple[keras.Model, list[keras.layers.Layer]]:
+def split_model(model: keras.Model, backbone_name: str = "efficientnetb0") -> tuple[keras.Model, list[keras.layers.Layer]]:
     """(feature extractor, head layers up to the logits) for Grad-CAM."""
-    backbone = model.get_layer("efficientnetb0")
+    backbone = model.get_layer(backbone_name)
     head = [model.get_layer("pool"), model.get_layer("logits")]
     return backbone, head
 
@@ -63,7 +82,7 @@ def load_model(folder: str | Path) -> tuple[keras.Model, ModelCard]:
     """Load a model folder; a card/weights disagreement is a ModelCardMismatch."""
     folder = Path(folder)
     card = ModelCard.load(folder)
-    model = build_model(card.input_size, len(card.labels))
+    model = build_model(card.input_size, len(card.labels), backbone_name=card.backbone)
     try:
         model.load_weights(folder / card.weights_file)
     except (ValueError, KeyError, OSError) as exc:

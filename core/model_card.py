@@ -12,6 +12,7 @@ from core.errors import ModelCardMismatch
 from core.labels import LABELS
 
 CARD_FILE = "model_card.json"
+MIN_THRESHOLD_SUPPORT = 10  # validation positives below which a threshold is marked unreliable
 
 
 @dataclass
@@ -30,6 +31,14 @@ class ModelCard:
         "scale": "x255, replicated to 3 channels; EfficientNet's own rescaling/normalisation layers follow",
     })
     cam_layer: str = "efficientnetb0/top_activation"
+    backbone: str = "efficientnetb0"  # which trunk core.model builds; the card drives the code
+    # per label {"slope", "intercept"} of Platt scaling on logit(TTA mean); empty = raw sigmoid
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)
+    # per label: validation positives behind its threshold; fewer than 10 = unreliable
+    threshold_support: dict[str, int] = field(default_factory=dict)
+    # out-of-domain gate: {"file", "sha256", "threshold", "method", ...}; empty = no gate
+    domain_gate: dict[str, Any] = field(default_factory=dict)
+    abnormal: dict[str, Any] = field(default_factory=dict)  # how P(abnormal) is made, its held-out AUC
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     intended_use: str = ("Screening aid for radiologist review of frontal chest radiographs. "
@@ -39,8 +48,17 @@ class ModelCard:
     @property
     def version(self) -> str:
         """Content hash of weights + labels + input size: changes whenever the model does."""
-        text = json.dumps([self.weights_sha256, self.labels, self.input_size], sort_keys=True)
+        parts = [self.weights_sha256, self.labels, self.input_size]
+        if self.calibration or self.domain_gate:  # older cards keep their version
+            parts += [self.calibration, self.domain_gate.get("sha256"), self.domain_gate.get("threshold")]
+        text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def threshold_reliable(self, label: str) -> bool | None:
+        """False when fewer than MIN_THRESHOLD_SUPPORT validation positives chose it; None if unknown."""
+        if label not in self.threshold_support:
+            return None
+        return self.threshold_support[label] >= MIN_THRESHOLD_SUPPORT
 
     @property
     def threshold_version(self) -> str:
@@ -88,6 +106,13 @@ class ModelCard:
             raise ModelCardMismatch(
                 f"weights {weights.name} have sha256 {actual[:12]}…, the card says {self.weights_sha256[:12]}…"
             )
+        unknown = set(self.calibration) - set(self.labels)
+        if unknown:
+            raise ModelCardMismatch(f"card calibrates unknown label(s) {sorted(unknown)}")
+        if self.domain_gate:
+            stats = folder / self.domain_gate.get("file", "")
+            if not stats.is_file() or file_sha256(stats) != self.domain_gate.get("sha256"):
+                raise ModelCardMismatch(f"domain statistics {stats.name} are missing or differ from the card")
 
 
 def file_sha256(path: Path) -> str:

@@ -20,20 +20,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.labels import LABELS, label_vector
+from core.labels import LABELS, NO_FINDING, label_vector
 
 
-def patient_split(table: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int) -> pd.Series:
-    """'train' / 'val' / 'test' per row, whole patients at a time (no patient in two splits)."""
+def patient_split(table: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int,
+                  strata: str | None = None) -> pd.Series:
+    """'train' / 'val' / 'test' per row, whole patients at a time (no patient in two splits).
+
+    With ``strata`` (a column, e.g. the source folder) each stratum's patients are split
+    by the same fractions, so every split holds the same mix of sources; a patient with
+    rows in several strata is placed by their first row's.
+    """
+    if strata is None:
+        return _split_patients(table["Patient ID"].astype(str), test_fraction, val_fraction, seed)
+    first = table.assign(_pid=table["Patient ID"].astype(str)).drop_duplicates("_pid")
+    split: dict[str, str] = {}
+    for _, group in sorted(first.groupby(strata), key=lambda kv: str(kv[0])):
+        part = _split_patients(group["_pid"], test_fraction, val_fraction, seed)
+        split.update(zip(group["_pid"], part))
+    return table["Patient ID"].astype(str).map(split)
+
+
+def _split_patients(ids: pd.Series, test_fraction: float, val_fraction: float, seed: int) -> pd.Series:
     rng = np.random.default_rng(seed)
-    patients = np.array(sorted(table["Patient ID"].astype(str).unique()))
+    patients = np.array(sorted(ids.unique()))
     rng.shuffle(patients)
     n_test = max(1, round(len(patients) * test_fraction)) if test_fraction > 0 else 0
     n_val = max(1, round(len(patients) * val_fraction))
     split = {p: "test" for p in patients[:n_test]}
     split.update({p: "val" for p in patients[n_test:n_test + n_val]})
     split.update({p: "train" for p in patients[n_test + n_val:]})
-    return table["Patient ID"].astype(str).map(split)
+    return ids.map(split)
 
 
 def official_split(table: pd.DataFrame, train_list: Path, test_list: Path, val_fraction: float,
@@ -48,11 +65,16 @@ def official_split(table: pd.DataFrame, train_list: Path, test_list: Path, val_f
     return split
 
 
-def sampling_weights(y: np.ndarray) -> np.ndarray:
-    """Oversample rare labels: each image weighs as its rarest positive label (1/freq)."""
+def sampling_weights(y: np.ndarray, power: float = 0.5) -> np.ndarray:
+    """Oversample rare labels: each image weighs as its rarest positive label, (1/freq)^power.
+
+    power 1 balances the labels fully; with a few hundred images that repeats the dozen
+    Hernia films dozens of times an epoch and the network memorises them, so the default
+    is the square root: rare labels are seen more often, not exclusively.
+    """
     freq = y.mean(axis=0).clip(min=1.0 / len(y))
-    w = np.where(y > 0, 1.0 / freq, 0.0).max(axis=1)
-    w = np.where(w > 0, w, 1.0 / freq.max())
+    w = np.where(y > 0, (1.0 / freq) ** power, 0.0).max(axis=1)
+    w = np.where(w > 0, w, (1.0 / freq.max()) ** power)
     return w / w.sum()
 
 
@@ -68,8 +90,10 @@ def load_images(paths: list[Path], size: int) -> np.ndarray:
     return out
 
 
-def augment_fn(size: int):
-    """Random small rotation, scale, shift and gamma: what varies between real chest films."""
+def augment_fn(size: int, low_res_probability: float = 0.25):
+    """Random small rotation, scale, shift and gamma (what varies between real chest films),
+    and sometimes a round trip through 48-128 px, so that the resolution an image arrives
+    at carries no information about its labels (the training folders differ in it)."""
     import tensorflow as tf
 
     def aug(img, y):
@@ -85,6 +109,9 @@ def augment_fn(size: int):
         img = tf.raw_ops.ImageProjectiveTransformV3(
             images=img[None], transforms=transform, output_shape=[size, size],
             interpolation="BILINEAR", fill_mode="NEAREST", fill_value=0.0)[0]
+        low = tf.random.uniform([], 48, 129, dtype=tf.int32)
+        degraded = tf.image.resize(tf.image.resize(img, [low, low], antialias=True), [size, size])
+        img = tf.cond(tf.random.uniform([]) < low_res_probability, lambda: degraded, lambda: img)
         img = tf.pow(tf.clip_by_value(img, 0.0, 1.0), tf.random.uniform([], 0.8, 1.2))
         return tf.repeat(img * 255.0, 3, axis=-1), y
 
@@ -96,9 +123,10 @@ def to_model_input(x: np.ndarray) -> np.ndarray:
 
 
 def mean_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean AUC over the findings (not No Finding) that have both classes."""
     from core.metrics import auc
 
-    values = [auc(y[:, j], p[:, j]) for j in range(y.shape[1])]
+    values = [auc(y[:, j], p[:, j]) for j in range(y.shape[1]) if LABELS[j] != NO_FINDING]
     values = [v for v in values if not np.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
 
@@ -125,17 +153,24 @@ def choose_thresholds(y_val: np.ndarray, p_val: np.ndarray, y_tr: np.ndarray, p_
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.train")
-    parser.add_argument("--images", required=True, type=Path)
+    parser.add_argument("--images", required=True, type=Path, nargs="+", help="one or more image folders")
     parser.add_argument("--labels", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--name", default=None)
     parser.add_argument("--train-list", type=Path)
     parser.add_argument("--test-list", type=Path)
+    parser.add_argument("--backbone", choices=["efficientnetb0", "efficientnet_lite0"], default="efficientnetb0")
+    parser.add_argument("--init", choices=["random", "imagenet"], default="imagenet",
+                        help="imagenet: the converted EfficientNet-Lite0 weights (core.pretrained)")
     parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--warmup-epochs", type=int, default=2, help="head only, backbone frozen (imagenet init)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate, cosine decay")
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--sampling-power", type=float, default=0.5)
+    parser.add_argument("--low-res-probability", type=float, default=0.25)
+    parser.add_argument("--patience", type=int, default=6)
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--target-sensitivity", type=float, default=0.80)
@@ -145,11 +180,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-from", type=Path, default=None,
                         help="start from this model folder's weights (continue training; same split)")
     parser.add_argument("--evaluate-only", action="store_true",
-                        help="only recompute the held-out evaluation of the model folder --out")
+                        help="only recompute calibration, gate and held-out evaluation of the model folder --out")
     args = parser.parse_args(argv)
     if args.evaluate_only:
-        return evaluate_only(args.out, args.images, args.labels)
+        return evaluate_only(args.out, args.images, args.labels, args.target_sensitivity)
     return train(args)
+
+
+def initialise(model, args: argparse.Namespace) -> str:
+    """Set the starting weights and say where they came from (recorded in the card)."""
+    if args.init_from:
+        from core.model import load_model
+
+        start, start_card = load_model(args.init_from)
+        model.set_weights(start.get_weights())
+        return (f"continued from {start_card.name} {start_card.version} "
+                f"({start_card.training.get('initialisation', '')})")
+    if args.init == "random":
+        return "random (keras default initialisers)"
+    from core import pretrained
+
+    backbone = model.get_layer(args.backbone)
+    n = pretrained.load_lite0_into(backbone, pretrained.read_legacy_state_dict(pretrained.default_checkpoint()))
+    exact = "exact" if args.backbone == "efficientnet_lite0" else (
+        "convolutions and batch norms; squeeze-and-excitation gates opened (zero kernel, bias +6); "
+        "swish where Lite0 has ReLU6")
+    return f"ImageNet: {pretrained.SOURCE}; {n} layers mapped ({exact})"
+
+
+def _set_backbone_trainable(model, backbone_name: str, trainable: bool) -> None:
+    model.get_layer(backbone_name).trainable = trainable
 
 
 def train(args: argparse.Namespace) -> int:
@@ -170,9 +230,9 @@ def train(args: argparse.Namespace) -> int:
         table["split"] = official_split(table, args.train_list, args.test_list, args.val_fraction, args.seed)
         split_how = "official NIH train_val_list/test_list; validation patients drawn from train_val"
     else:
-        table["split"] = patient_split(table, args.test_fraction, args.val_fraction, args.seed)
-        split_how = (f"random by Patient ID (seed {args.seed}): {args.test_fraction:.0%} of patients test, "
-                     f"{args.val_fraction:.0%} validation")
+        table["split"] = patient_split(table, args.test_fraction, args.val_fraction, args.seed, strata="source")
+        split_how = (f"random by Patient ID (seed {args.seed}), stratified by source folder: "
+                     f"{args.test_fraction:.0%} of each folder's patients test, {args.val_fraction:.0%} validation")
     table = table[table["split"].notna()].reset_index(drop=True)
     y_all = np.stack([label_vector(t) for t in table["Finding Labels"]])
     parts = {s: table.index[table["split"] == s].to_numpy() for s in ("train", "val", "test")}
@@ -184,7 +244,7 @@ def train(args: argparse.Namespace) -> int:
 
     tr, va = parts["train"], parts["val"]
     rng = np.random.default_rng(args.seed)
-    probs = sampling_weights(y_all[tr])
+    probs = sampling_weights(y_all[tr], args.sampling_power)
     steps = max(1, math.ceil(len(tr) / args.batch_size))
 
     def epoch_indices():
@@ -193,122 +253,234 @@ def train(args: argparse.Namespace) -> int:
 
     ds = tf.data.Dataset.from_generator(epoch_indices, output_signature=tf.TensorSpec([], tf.int64))
     ds = ds.map(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
-    ds = ds.map(augment_fn(args.input_size), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(augment_fn(args.input_size, args.low_res_probability), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(args.batch_size).prefetch(2)
 
-    model = build_model(args.input_size, len(LABELS))
-    init_note = "random (no ImageNet weights: none can be downloaded here)"
-    if args.init_from:
-        from core.model import load_model
-
-        start, start_card = load_model(args.init_from)
-        model.set_weights(start.get_weights())
-        init_note = (f"continued from {start_card.name} {start_card.version} "
-                     f"({start_card.training.get('initialisation', '')}; "
-                     f"{start_card.training.get('epochs_run', '?')} epochs before)")
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.lr),
-        loss=keras.losses.BinaryFocalCrossentropy(gamma=args.focal_gamma),
-    )
+    model = build_model(args.input_size, len(LABELS), args.dropout, backbone_name=args.backbone)
+    init_note = initialise(model, args)
+    loss = keras.losses.BinaryFocalCrossentropy(gamma=args.focal_gamma)
     x_val = to_model_input(x_all[va])
     best = {"auc": -1.0, "epoch": 0, "weights": None}
-    history = []
+    history: list[dict] = []
 
     class ValAuc(keras.callbacks.Callback):
+        def __init__(self, stage: str, offset: int) -> None:
+            super().__init__()
+            self.stage, self.offset = stage, offset
+
         def on_epoch_end(self, epoch, logs=None):
             p = self.model.predict(x_val, batch_size=64, verbose=0)
             score = mean_auc(y_all[va], p)
-            history.append({"epoch": epoch + 1, "loss": round(float(logs["loss"]), 5), "val_mean_auc": round(score, 4)})
-            print(f"epoch {epoch + 1}: loss {logs['loss']:.4f}  val mean AUC {score:.4f}  ({time.time() - t0:.0f}s)", flush=True)
+            n = self.offset + epoch + 1
+            history.append({"epoch": n, "stage": self.stage, "loss": round(float(logs["loss"]), 5),
+                            "val_mean_auc_findings": round(score, 4)})
+            print(f"epoch {n} ({self.stage}): loss {logs['loss']:.4f}  val mean AUC {score:.4f}  "
+                  f"({time.time() - t0:.0f}s)", flush=True)
             if score > best["auc"]:
-                best.update(auc=score, epoch=epoch + 1, weights=self.model.get_weights())
+                best.update(auc=score, epoch=n, weights=self.model.get_weights())
             elapsed = (time.time() - t0) / 60
-            if epoch + 1 - best["epoch"] >= args.patience or (args.max_minutes and elapsed > args.max_minutes):
+            if self.stage == "fine-tune" and (n - best["epoch"] >= args.patience
+                                              or (args.max_minutes and elapsed > args.max_minutes)):
                 self.model.stop_training = True
 
-    # a live progress bar on a terminal, one line per epoch in a log file
-    model.fit(ds, epochs=args.epochs, steps_per_epoch=steps, callbacks=[ValAuc()],
-              verbose=1 if sys.stdout.isatty() else 2)
+    verbose = 1 if sys.stdout.isatty() else 2
+    warmup = args.warmup_epochs if (args.init == "imagenet" and not args.init_from) else 0
+    if warmup:  # a random head on a pretrained trunk would send large gradients into it
+        _set_backbone_trainable(model, args.backbone, False)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+        model.fit(ds, epochs=warmup, steps_per_epoch=steps, callbacks=[ValAuc("head only", 0)], verbose=verbose)
+        _set_backbone_trainable(model, args.backbone, True)
+    schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, args.epochs * steps), alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+    model.fit(ds, epochs=args.epochs, steps_per_epoch=steps, callbacks=[ValAuc("fine-tune", warmup)],
+              verbose=verbose)
     model.set_weights(best["weights"])
+    train_seconds = time.time() - t0
 
     args.out.mkdir(parents=True, exist_ok=True)
     weights_path = args.out / "model.weights.h5"
     # save from an uncompiled twin: a compiled model's file also carries the optimizer
     # state (3x the size), which inference never needs
-    export = build_model(args.input_size, len(LABELS))
+    export = build_model(args.input_size, len(LABELS), args.dropout, backbone_name=args.backbone)
     export.set_weights(model.get_weights())
     export.save_weights(weights_path)
-    p_val = model.predict(x_val, batch_size=64, verbose=0)
-    p_tr = model.predict(to_model_input(x_all[tr]), batch_size=64, verbose=0)
-    thresholds, how = choose_thresholds(y_all[va], p_val, y_all[tr], p_tr, args.target_sensitivity)
     name = args.name or args.out.name
     card = ModelCard(
         name=name, labels=list(LABELS), input_size=args.input_size, weights_file=weights_path.name,
-        weights_sha256=file_sha256(weights_path), thresholds=thresholds,
-        threshold_method=(f"per label, the highest threshold whose sensitivity on the validation patients "
-                          f"(plain forward pass) is at least {args.target_sensitivity:.2f}; sources: "
-                          + json.dumps(how)),
+        weights_sha256=file_sha256(weights_path), thresholds={lab: 0.5 for lab in LABELS},
+        threshold_method="(set by calibrate_and_evaluate)", backbone=args.backbone,
+        architecture=_ARCHITECTURES[args.backbone], cam_layer=f"{args.backbone}/top_activation",
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     card.training = {
-        "data": f"images in {args.images.name}/ matched to {args.labels.name}",
+        "data": f"images in {', '.join(p.name + '/' for p in args.images)} matched to {args.labels.name}",
         "n_images": {k: int(len(v)) for k, v in parts.items()},
         "n_patients": {k: int(table.loc[v, "Patient ID"].nunique()) for k, v in parts.items()},
+        "n_images_by_source": {k: table.loc[v, "source"].value_counts().to_dict() for k, v in parts.items()},
         "positives_in_training": {lab: int(y_all[tr, j].sum()) for j, lab in enumerate(LABELS)},
         "split": split_how,
         "input_size": args.input_size,
         "source_resolution": sorted({f"{w}x{h}" for w, h in _sizes(table["path"])}),
         "initialisation": init_note,
         "loss": f"binary focal cross-entropy, gamma {args.focal_gamma}",
-        "sampling": "oversampling: each image drawn with probability proportional to 1/frequency of its rarest label",
-        "augmentation": "rotation +-7 deg, scale 0.9-1.1, shift +-4%, gamma 0.8-1.2; no flips",
+        "sampling": (f"oversampling: each image drawn with probability proportional to (1/frequency of its "
+                     f"rarest label)^{args.sampling_power}"),
+        "augmentation": (f"rotation +-7 deg, scale 0.9-1.1, shift +-4%, gamma 0.8-1.2, with probability "
+                         f"{args.low_res_probability} a round trip through 48-128 px; no flips"),
+        "schedule": (f"{warmup} epochs head only (Adam 1e-3, backbone frozen), then all layers, Adam with "
+                     f"cosine decay from {args.lr}, up to {args.epochs} epochs, early stop after "
+                     f"{args.patience} without a better validation mean AUC; the best epoch is kept"),
         "mixed_precision": mixed, "device": device_name(),
         "epochs_run": len(history), "best_epoch": best["epoch"], "history": history,
-        "optimizer": f"Adam lr {args.lr}, batch {args.batch_size}",
+        "optimizer": f"Adam, batch {args.batch_size}, dropout {args.dropout}",
+        "training_seconds": round(train_seconds),
+        "seed": args.seed,
+        "reproduce": "python -m core.train " + " ".join(_reproduce_args(args)),
     }
     card.save(args.out)
-    table[["Image Index", "Patient ID", "split"]].to_csv(args.out / "training_images.csv", index=False)
-    test = table.loc[parts["test"]]
-    (args.out / "test_images.txt").write_text("\n".join(test["Image Index"]) + "\n")
-
-    report = evaluate_held_out(args.out, args.images, table.loc[parts["test"]], y_all[parts["test"]])
-    print(json.dumps({"mean_auc_findings": report["mean_auc_findings"],
-                      "mean_auc_15_labels": report["mean_auc_15_labels"]}), flush=True)
+    table[["Image Index", "Patient ID", "source", "split"]].to_csv(args.out / "training_images.csv", index=False)
+    (args.out / "test_images.txt").write_text("\n".join(table.loc[parts["test"], "Image Index"]) + "\n")
+    report = calibrate_and_evaluate(args.out, table, y_all, parts, args.target_sensitivity)
+    print(json.dumps({k: report[k] for k in ("mean_auc_findings", "abnormal_vs_no_finding_auc")}), flush=True)
     return 0
 
 
-def evaluate_held_out(out: Path, images: Path, test: pd.DataFrame, y_test: np.ndarray) -> dict:
-    """Score the held-out patients with the engine (TTA) and write the report into the card.
+_ARCHITECTURES = {
+    "efficientnetb0": "EfficientNetB0 (keras.applications) + GAP + dropout + 15-way sigmoid",
+    "efficientnet_lite0": ("EfficientNet-Lite0 (keras.applications EfficientNet builder: ReLU6, no "
+                           "squeeze-and-excitation) + GAP + dropout + 15-way sigmoid"),
+}
 
-    Uses core.evaluate's own functions, so ``python -m core.evaluate --only
-    test_images.txt`` reproduces the card's numbers.
+
+def _reproduce_args(args: argparse.Namespace) -> list[str]:
+    out = ["--images", *[f"../shared/data/nih/{p.name}" for p in args.images],
+           "--labels", "../shared/data/nih/labels/Data_Entry_2017_v2020.csv.gz", "--out", args.out.as_posix()]
+    for flag in ("backbone", "init", "input_size", "epochs", "warmup_epochs", "batch_size", "lr", "dropout",
+                 "sampling_power", "low_res_probability", "patience", "test_fraction", "val_fraction",
+                 "focal_gamma", "seed"):
+        out += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return out
+
+
+def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, parts: dict[str, np.ndarray],
+                           target: float) -> dict:
+    """Everything chosen after the weights, on validation patients only, then the test:
+
+    1. Platt scaling per label on the validation patients' TTA means;
+    2. thresholds on the calibrated validation scores at the target sensitivity, with the
+       number of validation positives behind each (fewer than 10: marked unreliable);
+    3. the out-of-domain gate from the training images' pooled features, its threshold
+       from the validation images';
+    4. the held-out evaluation (engine with TTA, calibrated), calibration error before and
+       after, and P(abnormal)'s AUC, written into the card.
     """
-    from core.evaluate import evaluation_report, predict_folder
+    from core.calibration import expected_calibration_error, fit_platt, reliability_bins
+    from core.domain import STATS_FILE, fit_gate
+    from core.evaluate import evaluation_report
     from core.inference import InferenceEngine
-    from core.model_card import ModelCard
+    from core.model_card import ModelCard, file_sha256
 
-    engine = InferenceEngine(out)
-    p_test = predict_folder(engine, list(test["path"]))
-    report = evaluation_report(y_test, p_test, test["Patient ID"].astype(str).to_numpy())
-    report["split"] = "held-out test patients (never seen in training or threshold choice)"
-    report["tta_views"] = len(engine.views)
-    report["reproduce"] = (f"python -m core.evaluate --images <{images.name} folder> --labels <label CSV> "
-                           f"--only {out.as_posix()}/test_images.txt --json")
     card = ModelCard.load(out)
+    card.calibration, card.domain_gate = {}, {}
+    card.save(out)
+    engine = InferenceEngine(out)
+    raw = {s: _engine_scores(engine, list(table.loc[idx, "path"])) for s, idx in parts.items() if s != "train"}
+    plain = InferenceEngine(out, views=["identity"])
+    train_pooled = _engine_scores(plain, list(table.loc[parts["train"], "path"]))[1]
+    y = {s: y_all[idx] for s, idx in parts.items()}
+    p_val_raw = raw["val"][0]
+    platt = {lab: fit_platt(y["val"][:, j], p_val_raw[:, j]) for j, lab in enumerate(LABELS)}
+    card.calibration = {lab: c.to_dict() for lab, c in platt.items()}
+    p_val = np.stack([platt[lab].apply(p_val_raw[:, j]) for j, lab in enumerate(LABELS)], axis=1)
+    thresholds, how = {}, {}
+    p_dummy = np.zeros((0, len(LABELS)))
+    thresholds, how = choose_thresholds(y["val"], p_val, y["val"][:0], p_dummy, target)
+    card.thresholds = thresholds
+    card.threshold_support = {lab: int(y["val"][:, j].sum()) for j, lab in enumerate(LABELS)}
+    card.threshold_method = (f"per label, the highest threshold whose sensitivity on the validation patients "
+                             f"(calibrated, TTA) is at least {target:.2f}; fewer than 10 validation positives "
+                             f"marks a threshold unreliable; sources: " + json.dumps(how))
+    gate = fit_gate(train_pooled, raw["val"][1])
+    stats = gate.save(out)
+    card.domain_gate = {
+        "file": STATS_FILE, "sha256": file_sha256(stats), "threshold": round(gate.threshold, 6),
+        "method": ("Mahalanobis distance of the pooled last-block features (identity view) in the 64 principal "
+                   "axes of the training images' features, plus the scaled residual outside them; threshold = "
+                   "1.25 x the 99.5th percentile of the validation images' distances"),
+        "features_from": f"{len(parts['train'])} training images",
+    }
+    card.abnormal = {"method": "calibrated 1 - P(No Finding)",
+                     "why": ("No Finding is trained as a label; its calibrated complement is the probability "
+                             "that a reader finds something, one number for the worklist order")}
+    card.save(out)
+
+    engine = InferenceEngine(out)  # now calibrated and gated: what the app runs
+    test_paths = list(table.loc[parts["test"], "path"])
+    p_test = np.asarray([[a.probabilities[lab] for lab in LABELS] for a in _analyse_all(engine, test_paths)])
+    groups = table.loc[parts["test"], "Patient ID"].astype(str).to_numpy()
+    report = evaluation_report(y["test"], p_test, groups)
+    sources = table.loc[parts["test"], "source"].to_numpy()
+    report["by_source"] = {
+        src: {k: v for k, v in evaluation_report(y["test"][sources == src], p_test[sources == src],
+                                                 groups[sources == src], n_boot=300).items()
+              if k in ("n_images", "n_patients", "mean_auc_findings", "abnormal_vs_no_finding_auc",
+                       "abnormal_vs_no_finding_ci95")}
+        for src in sorted(set(sources))
+    }
+    p_test_raw = raw["test"][0]
+    report["calibration"] = {
+        "ece_before": round(expected_calibration_error(y["test"], p_test_raw), 4),
+        "ece_after": round(expected_calibration_error(y["test"], p_test), 4),
+        "reliability_before": reliability_bins(y["test"], p_test_raw),
+        "reliability_after": reliability_bins(y["test"], p_test),
+        "note": "all (image, label) pairs of the held-out test patients, 10 equal-width bins",
+    }
+    report["split"] = "held-out test patients (never seen in training, calibration or threshold choice)"
+    report["tta_views"] = len(engine.views)
+    report["reproduce"] = ("python -m core.evaluate --images ../shared/data/nih/dev512 ../shared/data/nih/small64 "
+                           "--labels ../shared/data/nih/labels/Data_Entry_2017_v2020.csv.gz "
+                           f"--model {out.as_posix()} --only {out.as_posix()}/test_images.txt --json")
     card.evaluation = report
+    card.abnormal["held_out_auc"] = report["abnormal_vs_no_finding_auc"]
+    card.abnormal["held_out_ci95"] = report["abnormal_vs_no_finding_ci95"]
     card.save(out)
     return report
 
 
-def evaluate_only(out: Path, images: Path, labels: Path) -> int:
-    """Recompute the held-out evaluation of a finished model folder."""
+def _engine_scores(engine, paths: list[Path], batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(raw TTA-mean probabilities, pooled identity features) for files, decoded as the worker does."""
+    from core.decode import decode_bytes
+
+    probs, pooled = [], []
+    for start in range(0, len(paths), batch):
+        images = [decode_bytes(p.read_bytes()).pixels for p in paths[start:start + batch]]
+        views, _, feats = engine.raw_scores(images)
+        probs.append(views.mean(axis=1))
+        pooled.append(feats)
+    return np.concatenate(probs), np.concatenate(pooled)
+
+
+def _analyse_all(engine, paths: list[Path], batch: int = 16) -> list:
+    from core.decode import decode_bytes
+
+    out = []
+    for start in range(0, len(paths), batch):
+        out.extend(engine.analyse([decode_bytes(p.read_bytes()).pixels for p in paths[start:start + batch]]))
+    return out
+
+
+def evaluate_only(out: Path, images: list[Path], labels: Path, target: float) -> int:
+    """Recompute calibration, gate and held-out evaluation of a finished model folder
+    from its own split (training_images.csv)."""
     from core.evaluate import matched_table
 
-    names = set((out / "test_images.txt").read_text().split())
+    split = pd.read_csv(out / "training_images.csv").set_index("Image Index")["split"]
     table = matched_table(images, labels)
-    test = table[table["Image Index"].isin(names)].reset_index(drop=True)
-    y = np.stack([label_vector(t) for t in test["Finding Labels"]])
-    report = evaluate_held_out(out, images, test, y)
+    table = table[table["Image Index"].isin(split.index)].reset_index(drop=True)
+    table["split"] = table["Image Index"].map(split)
+    y = np.stack([label_vector(t) for t in table["Finding Labels"]])
+    parts = {s: table.index[table["split"] == s].to_numpy() for s in ("train", "val", "test")}
+    report = calibrate_and_evaluate(out, table, y, parts, target)
     print(json.dumps({"mean_auc_findings": report["mean_auc_findings"], "n_images": report["n_images"]}))
     return 0
 
