@@ -32,6 +32,9 @@ def predict_file(engine, path: Path, gradcam_dir: Path | None, limits: Limits) -
         "spread": {k: round(v, 6) for k, v in analysis.spread.items()},
         "thresholds": analysis.thresholds,
         "flagged": analysis.flagged, "tta_views": analysis.tta_views,
+        "abnormal": None if analysis.abnormal is None else round(analysis.abnormal, 6),
+        "in_domain": analysis.in_domain,
+        "domain_score": None if analysis.domain_score is None else round(analysis.domain_score, 4),
         "model": {"name": engine.card.name, "version": engine.card.version}, "device": engine.device,
         "note": "Screening aid for radiologist review, not a diagnosis.",
     }

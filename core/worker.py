@@ -144,8 +144,10 @@ class Worker:
         files = self._write_heatmaps(study_id, analysis, card.version)
 
         def work(session) -> bool:
+            score = suspicion(analysis.probabilities, thresholds) if analysis.in_domain else 0.0
             if not queue.mark_done(session, study_id, self.worker_id, model_version=card.version,
-                                   triage_score=suspicion(analysis.probabilities, thresholds)):
+                                   triage_score=score, abnormal=analysis.abnormal,
+                                   in_domain=analysis.in_domain, domain_score=analysis.domain_score):
                 raise LeaseLost(study_id)
             for label, p in analysis.probabilities.items():
                 session.add(Prediction(

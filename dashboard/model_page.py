@@ -32,10 +32,66 @@ def render() -> None:
                  "positives": v["n_positive"], "negatives": v["n_negative"],
                  "threshold": card.thresholds.get(k)} for k, v in ev["per_label"].items()]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        if ev.get("by_source"):
+            st.caption("By source folder of the test images: " + "; ".join(
+                f"{src}: {v['n_images']} images, mean AUC {v['mean_auc_findings']}, abnormal AUC "
+                f"{v['abnormal_vs_no_finding_auc']}" for src, v in ev["by_source"].items()))
+        _calibration_section(ev.get("calibration"))
+    _abnormal_and_domain(card)
+    _runs_compared(card.training.get("runs_compared"))
     st.subheader("Thresholds")
     st.write(card.threshold_method)
+    unreliable = [lab for lab in card.labels if card.threshold_reliable(lab) is False]
+    if unreliable:
+        st.warning("Unreliable thresholds (fewer than 10 validation positives chose them): "
+                   + ", ".join(unreliable))
     st.subheader("Training data")
     st.json(card.training, expanded=False)
     st.subheader("Architecture and preprocessing")
     st.write(card.architecture)
     st.json(card.preprocessing)
+
+
+def _calibration_section(cal: dict | None) -> None:
+    """Reliability diagram on the held-out patients, before and after Platt scaling."""
+    if not cal:
+        return
+    import plotly.graph_objects as go
+
+    st.subheader("Calibration")
+    c = st.columns(2)
+    c[0].metric("Expected calibration error, raw", cal["ece_before"])
+    c[1].metric("Expected calibration error, calibrated", cal["ece_after"])
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dot"}))
+    for key, name in (("reliability_before", "raw"), ("reliability_after", "calibrated")):
+        bins = [b for b in cal[key] if b["n"]]
+        fig.add_trace(go.Scatter(x=[b["mean_predicted"] for b in bins], y=[b["observed"] for b in bins],
+                                 mode="lines+markers", name=name, text=[f"n={b['n']}" for b in bins]))
+    fig.update_layout(xaxis_title="mean predicted probability", yaxis_title="observed rate", height=360,
+                      margin={"t": 10})
+    st.plotly_chart(fig, width="stretch")
+    st.caption(cal.get("note", ""))
+
+
+def _abnormal_and_domain(card) -> None:
+    if card.abnormal:
+        st.subheader("Abnormal score")
+        st.write(f"{card.abnormal.get('method')}: held-out AUC {card.abnormal.get('held_out_auc')} "
+                 f"(95% CI {card.abnormal.get('held_out_ci95')}).")
+    if card.domain_gate:
+        st.subheader("Out-of-domain gate")
+        st.write(card.domain_gate.get("method"))
+        check = card.domain_gate.get("check")
+        if check:
+            st.write(f"Non-radiographs marked outside: {check['non_radiographs']['fraction_outside']:.0%} of "
+                     f"{check['non_radiographs']['n']}; chest radiographs kept inside: "
+                     f"{check['chest_radiographs']['fraction_inside']:.0%} of {check['chest_radiographs']['n']}.")
+            st.caption(check.get("sources", ""))
+
+
+def _runs_compared(runs: list[dict] | None) -> None:
+    if not runs:
+        return
+    st.subheader("Training runs compared (same patient split)")
+    st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch")

@@ -13,7 +13,7 @@ from core.display import WINDOW_PRESETS, load_dicom_display, preset_window, rend
 from core.gradcam import overlay, upsample
 from core.labels import LABELS
 from dashboard.auth import require_user
-from dashboard.state import DISCLAIMER, settings_and_engine
+from dashboard.state import DISCLAIMER, model_card, settings_and_engine
 from db.reviews import load_study, next_study, submit_review
 
 FLAGGED_CHOICES = {"correct": "present: flag correct", "incorrect": "absent: false positive"}
@@ -87,13 +87,14 @@ def render() -> None:
         msg = f"Status: {study['status']}."
         st.info(msg + (f" Error: {study['error']}" if study["error"] else " Results appear when the worker has analysed it."))
         return
+    _domain_and_abnormal(study)
     if view.other_reviews:
         st.caption(f"{view.other_reviews} other reviewer(s) have reviewed this study; their verdicts are kept separately.")
     left, right = st.columns([3, 2])
     with left:
         _image_panel(settings, study, view)
     with right:
-        _scores_panel(view.predictions)
+        _scores_panel(view.predictions, _threshold_support(settings))
         _verdict_form(settings, engine, user, sid, view)
 
 
@@ -131,12 +132,38 @@ def _image_panel(settings, study: dict, view) -> None:
     st.image(image, caption=f"Grad-CAM: {choice}" if choice != "(none)" else "Radiograph", width="content")
 
 
-def _scores_panel(preds: pd.DataFrame) -> None:
+def _domain_and_abnormal(study: dict) -> None:
+    """The out-of-domain mark and the calibrated abnormal score, above everything else."""
+    if study.get("in_domain") is False or study.get("in_domain") == 0:
+        st.error("Outside the model's domain: this image does not look like the frontal chest radiographs the "
+                 f"model was trained on (domain score {study.get('domain_score') or 0:.1f}). No finding is "
+                 "flagged and it does not count in the triage order; read it without the model.", icon="🚫")
+    if study.get("abnormal") is not None:
+        st.metric("P(abnormal), calibrated", f"{100 * float(study['abnormal']):.0f}%",
+                  help="1 - calibrated P(No Finding): how likely a reader finds something on this study")
+
+
+def _threshold_support(settings) -> dict[str, int]:
+    """Validation positives behind each threshold, from the model card (empty if unknown)."""
+    try:
+        return dict(model_card(str(settings.model_dir)).threshold_support)
+    except Exception:  # the card is shown as an error on the Model page; scores still show
+        return {}
+
+
+def _scores_panel(preds: pd.DataFrame, support: dict[str, int] | None = None) -> None:
+    from core.model_card import MIN_THRESHOLD_SUPPORT
+
     st.subheader("Model output")
     if preds.empty:
         st.write("No predictions stored.")
         return
     table = preds[["label", "probability", "threshold", "spread", "flagged"]].copy()
+    if support:
+        table["threshold basis"] = table["label"].map(
+            lambda lab: "?" if lab not in support else
+            (f"{support[lab]} positives" if support[lab] >= MIN_THRESHOLD_SUPPORT
+             else f"unreliable: {support[lab]} positives"))
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f"),
         "threshold": st.column_config.NumberColumn(format="%.3f"),

@@ -26,10 +26,17 @@ def render() -> None:
     if st.button("Read the top study", type="primary", key="open_top"):
         st.session_state["study_id"] = int(df.iloc[0]["id"])
         st.switch_page("pages/review.py")
-    view = df[["id", "original_name", "status", "flagged", "priority", "reviewed", "view_position", "created_at"]]
+    view = df[["id", "original_name", "status", "flagged", "abnormal", "priority", "reviewed", "view_position",
+               "created_at"]].copy()
+    view["abnormal"] = view["abnormal"].map(lambda p: None if p is None or p != p else round(100 * float(p)))
+    outside = df["in_domain"].map(lambda v: v is False or v == 0)
+    view["flagged"] = view["flagged"].where(~outside, "outside the model's domain")
     event = st.dataframe(view, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                          key="worklist_table",
-                         column_config={"priority": st.column_config.NumberColumn(format="%.2f")})
+                         column_config={"priority": st.column_config.NumberColumn(format="%.2f"),
+                                        "abnormal": st.column_config.ProgressColumn(
+                                            "P(abnormal) %", min_value=0, max_value=100, format="%d%%",
+                                            help="calibrated probability that the study is not normal")})
     rows = event.selection.rows if event and event.selection else []
     if rows:
         st.session_state["study_id"] = int(df.iloc[rows[0]]["id"])

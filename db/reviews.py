@@ -37,7 +37,8 @@ def worklist(engine: Engine, flt: WorklistFilter, overdue_hours: float, limit: i
     """
     reviewed = exists().where(Verdict.study_id == Study.id)
     query = select(Study.id, Study.original_name, Study.status, Study.triage_score, Study.created_at,
-                   Study.view_position, Study.file_format, Study.error, reviewed.label("reviewed"))
+                   Study.view_position, Study.file_format, Study.error, reviewed.label("reviewed"),
+                   Study.abnormal, Study.in_domain)
     conds = [Study.status.in_(flt.statuses)] if flt.statuses else []
     if flt.finding:
         conds.append(exists().where(Prediction.study_id == Study.id, Prediction.label == flt.finding,
@@ -56,7 +57,7 @@ def worklist(engine: Engine, flt: WorklistFilter, overdue_hours: float, limit: i
     with engine.connect() as conn:
         df = pd.DataFrame(conn.execute(query.where(and_(*conds))).mappings().all(),
                           columns=["id", "original_name", "status", "triage_score", "created_at", "view_position",
-                                   "file_format", "error", "reviewed"])
+                                   "file_format", "error", "reviewed", "abnormal", "in_domain"])
     if df.empty:
         df["priority"] = []
         df["flagged"] = []
@@ -65,7 +66,10 @@ def worklist(engine: Engine, flt: WorklistFilter, overdue_hours: float, limit: i
     boost = hours.map(lambda h: waiting_boost(h, overdue_hours))
     # reviewed studies sink: they no longer need a radiologist's first look
     df["priority"] = (df["triage_score"].fillna(0) + boost).where(~df["reviewed"].astype(bool), -1.0)
-    df = df.sort_values(["priority", "id"], ascending=[False, True]).head(limit).reset_index(drop=True)
+    # among equal priorities (e.g. no flags), the higher calibrated P(abnormal) first
+    df["_abnormal"] = pd.to_numeric(df["abnormal"], errors="coerce").fillna(-1.0)
+    df = (df.sort_values(["priority", "_abnormal", "id"], ascending=[False, False, True]).head(limit)
+          .drop(columns="_abnormal").reset_index(drop=True))
     df["flagged"] = df["id"].map(_flagged_labels(engine, df["id"].tolist()))
     return df
 

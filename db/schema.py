@@ -76,6 +76,9 @@ class Study(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime)
     model_version: Mapped[str | None] = mapped_column(String(64))
+    abnormal: Mapped[float | None] = mapped_column(Float)  # calibrated P(abnormal) from the model
+    in_domain: Mapped[bool | None] = mapped_column(Boolean)  # False: unlike the training radiographs
+    domain_score: Mapped[float | None] = mapped_column(Float)
 
     predictions: Mapped[list[Prediction]] = relationship(back_populates="study", cascade="all, delete-orphan")
 

@@ -85,7 +85,7 @@ def radiographs():
 
 def test_identity_tta_equals_plain_forward(identity_engine, radiographs):
     analyses = identity_engine.analyse(radiographs)
-    plain = identity_engine.forward(radiographs)
+    plain = identity_engine.calibrate(identity_engine.forward(radiographs))  # the card's Platt scaling
     got = np.array([[a.probabilities[lab] for lab in identity_engine.labels] for a in analyses])
     np.testing.assert_allclose(got, plain, atol=1e-5)
     assert all(max(a.spread.values()) == 0.0 for a in analyses)
@@ -98,8 +98,11 @@ def test_batched_views_equal_views_run_one_by_one(inference_engine, radiographs)
         views = engine.augmented_views(image)
         assert views.shape[0] == 8
         singles = np.concatenate([engine.forward([v]) for v in views])  # one forward per view
-        np.testing.assert_allclose([analysis.probabilities[lab] for lab in engine.labels], singles.mean(0), atol=1e-4)
-        np.testing.assert_allclose([analysis.spread[lab] for lab in engine.labels], singles.std(0), atol=1e-4)
+        # calibration applies to the mean of the raw views; the spread is over calibrated views
+        np.testing.assert_allclose([analysis.probabilities[lab] for lab in engine.labels],
+                                   engine.calibrate(singles.mean(0)), atol=1e-4)
+        np.testing.assert_allclose([analysis.spread[lab] for lab in engine.labels],
+                                   engine.calibrate(singles).std(0), atol=1e-4)
     np.testing.assert_allclose(engine.augmented_views(radiographs[1]),
                                engine._views_fn(engine._batch(radiographs)).numpy()[8:, ..., 0], atol=1e-6)
 
@@ -149,6 +152,7 @@ def test_predict_cli_on_every_real_file_and_a_bad_one(tmp_path):
     for r in rows[:-1]:
         assert r["ok"] and len(r["probabilities"]) == 15 and r["tta_views"] == 8
         assert r["model"]["version"] and set(r["flagged"]) <= set(r["probabilities"])
+        assert 0.0 <= r["abnormal"] <= 1.0 and r["in_domain"] is True and r["domain_score"] > 0
         for path in r["gradcam"].values():
             assert (out_dir / path.split("/")[-1]).exists()
     assert rows[-1]["ok"] is False and "truncated or corrupt" in rows[-1]["error"]
@@ -157,10 +161,10 @@ def test_predict_cli_on_every_real_file_and_a_bad_one(tmp_path):
 def test_card_evaluation_reproduced_by_core_evaluate():
     from core.model_card import ModelCard
 
-    images = shared("nih", "small64")
+    images = [str(shared("nih", "dev512")), str(shared("nih", "small64"))]
     card = ModelCard.load(DEFAULT_MODEL)
-    proc = subprocess.run([sys.executable, "-m", "core.evaluate", "--images", str(images), "--labels", str(NIH_LABELS),
-                           "--only", str(DEFAULT_MODEL / "test_images.txt"), "--json"],
+    proc = subprocess.run([sys.executable, "-m", "core.evaluate", "--images", *images, "--labels", str(NIH_LABELS),
+                           "--model", str(DEFAULT_MODEL), "--only", str(DEFAULT_MODEL / "test_images.txt"), "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
@@ -168,3 +172,5 @@ def test_card_evaluation_reproduced_by_core_evaluate():
     for label, row in card.evaluation["per_label"].items():
         assert report["per_label"][label]["auc"] == pytest.approx(row["auc"], abs=2e-3), label
     assert report["mean_auc_findings"] == pytest.approx(card.evaluation["mean_auc_findings"], abs=2e-3)
+    assert report["abnormal_vs_no_finding_auc"] == pytest.approx(card.evaluation["abnormal_vs_no_finding_auc"],
+                                                                 abs=2e-3)

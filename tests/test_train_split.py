@@ -31,12 +31,25 @@ def test_official_split_honours_the_lists(tmp_path):
     assert (table.assign(split=split).groupby("Patient ID")["split"].nunique() == 1).all()
 
 
+def test_stratified_split_balances_sources_and_keeps_patients_whole():
+    table = pd.concat([_table(40, 1).assign(source="a"), _table(20, 4).assign(source="b")], ignore_index=True)
+    table.loc[table["source"] == "b", "Patient ID"] += 1000
+    split = patient_split(table, 0.2, 0.15, seed=1, strata="source")
+    firsts = table.assign(split=split).drop_duplicates("Patient ID")
+    assert firsts.groupby(["source", "split"]).size().to_dict() == {
+        ("a", "test"): 8, ("a", "train"): 26, ("a", "val"): 6, ("b", "test"): 4, ("b", "train"): 13, ("b", "val"): 3}
+    assert (table.assign(split=split).groupby("Patient ID")["split"].nunique() == 1).all()
+
+
 def test_default_model_split_is_reproduced():
-    """The committed list of training images is what patient_split gives with seed 0."""
+    """The committed list of training images is what the card's seeded, stratified split gives."""
+    from core.evaluate import matched_table
+    from core.model_card import ModelCard
+
     committed = pd.read_csv(DEFAULT_MODEL / "training_images.csv")
-    shared("nih", "small64")
-    table = pd.read_csv(NIH_LABELS)
-    table = table[table["Image Index"].isin(committed["Image Index"])].sort_values("Image Index").reset_index(drop=True)
-    split = patient_split(table, 0.2, 0.15, seed=0)
+    seed = ModelCard.load(DEFAULT_MODEL).training["seed"]
+    table = matched_table([shared("nih", "dev512"), shared("nih", "small64")], NIH_LABELS)
+    split = patient_split(table, 0.2, 0.15, seed=seed, strata="source")
     got = dict(zip(table["Image Index"], split))
     assert got == dict(zip(committed["Image Index"], committed["split"]))
+    assert len(set(table["Patient ID"][split == "test"]) & set(table["Patient ID"][split != "test"])) == 0
