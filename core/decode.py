@@ -77,21 +77,42 @@ def sniff_format(data: bytes) -> str:
 
 
 def decode_bytes(data: bytes, limits: Limits | None = None) -> DecodedImage:
-    """Decode one file's bytes; raise a RejectedInput subclass when it cannot be used."""
+    """Decode one file's bytes; raise a RejectedInput subclass when it cannot be used.
+
+    This is the one door every input passes: whatever pydicom, Pillow or NumPy raise on a
+    hostile file becomes a rejection with a message, never an exception that stops a
+    batch; and the pixels that leave it are finite and not all one value.
+    """
     limits = limits or Limits()
     if not data:
         raise UnreadableImage("The file is empty.")
     kind = sniff_format(data)
-    if kind in ("png", "jpeg"):
-        image = _decode_raster(data, kind, limits)
-    elif kind == "dicom":
-        image = _decode_dicom(data, limits)
-    elif kind == "zip":
+    if kind == "zip":
         raise UnsupportedFormat("This is a zip archive: upload it as an archive, not as one image.")
-    else:
+    if kind == "unknown":
         raise UnsupportedFormat("Not a PNG, JPEG or DICOM file (the content was not recognised).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # overflow is caught below as non-finite
+            image = _decode_raster(data, kind, limits) if kind in ("png", "jpeg") else _decode_dicom(data, limits)
+    except RejectedInput:
+        raise
+    except MemoryError as exc:
+        raise ImageTooLarge("The image needs more memory to decode than is available.") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on an input is a rejection
+        raise UnreadableImage(f"The image data is corrupt or cannot be read ({type(exc).__name__}).") from exc
     _check_shape(image.height, image.width, limits)
+    check_pixels(image.pixels)
     return image
+
+
+def check_pixels(pixels: np.ndarray) -> None:
+    """Refuse what the model must never see: NaN/Inf, or an image of one value."""
+    if not np.isfinite(pixels).all():
+        raise UnreadableImage("The image holds non-finite pixel values (NaN or infinity): it is corrupt or its "
+                              "rescale/window attributes are invalid.")
+    if pixels.size and float(pixels.max()) - float(pixels.min()) <= 0.0:
+        raise UnreadableImage("Every pixel of the image has the same value: there is no image to read.")
 
 
 def _check_shape(height: int, width: int, limits: Limits) -> None:
@@ -153,7 +174,7 @@ def _decode_raster(data: bytes, kind: str, limits: Limits) -> DecodedImage:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnreadableImage(f"The {kind.upper()} file is truncated or corrupt ({exc}).") from exc
     mode = img.mode
-    pixels = _raster_to_unit(img)
+    pixels = _raster_to_unit(img, _png_significant_bits(data) if kind == "png" else None)
     meta = {
         "format": kind,
         "modality": None,
@@ -170,13 +191,39 @@ def _decode_raster(data: bytes, kind: str, limits: Limits) -> DecodedImage:
     return DecodedImage(pixels=pixels, metadata=meta)
 
 
-def _raster_to_unit(img: Image.Image) -> np.ndarray:
+def _png_significant_bits(data: bytes) -> int | None:
+    """The grey sample depth an sBIT chunk declares (PNG 11.3.3.4), if there is one."""
+    import struct
+
+    pos = len(PNG_MAGIC)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind = data[pos + 4:pos + 8]
+        if kind == b"sBIT" and length >= 1:
+            return int(data[pos + 8])
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length
+    return None
+
+
+def high_bit_depth_scale(arr: np.ndarray, significant_bits: int | None) -> float:
+    """The full-scale value of a 16-bit grey PNG: 2^sBIT - 1 where the file says how many
+    bits are significant; otherwise 2^n - 1 for the bit length n of the observed maximum
+    (at least 8). A 12-bit image stored in 16-bit samples is thus divided by 4095, not
+    65535, which would leave it almost black."""
+    if significant_bits and 1 <= significant_bits <= 16:
+        return float(2 ** significant_bits - 1)
+    top = int(arr.max(initial=0))
+    return float(2 ** max(8, top.bit_length()) - 1)
+
+
+def _raster_to_unit(img: Image.Image, significant_bits: int | None = None) -> np.ndarray:
     """Grey [0, 1] from any PNG/JPEG mode; alpha is dropped, colour is luminance."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max(initial=0) > 255 or mode.startswith("I;16") else 255.0
-        return np.clip(arr / top, 0.0, 1.0).astype(np.float32)
+        return np.clip(arr / high_bit_depth_scale(arr, significant_bits), 0.0, 1.0).astype(np.float32)
     if mode == "F":
         return px.rescale_to_unit(np.asarray(img))
     if mode == "P":
@@ -218,13 +265,125 @@ def check_dicom_header(ds, limits: Limits) -> None:
     body = str(ds.get("BodyPartExamined", "") or "").upper().replace(" ", "")
     if body in NON_CHEST_BODY_PARTS:
         raise NotARadiograph(f"Body part {body} is not a chest radiograph.")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _int_attribute(ds, "NumberOfFrames", 1)
     if frames > 1:
         raise NotARadiograph(f"Multi-frame DICOM ({frames} frames) is not a single radiograph.")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    rows, cols = _int_attribute(ds, "Rows", 0), _int_attribute(ds, "Columns", 0)
     if rows <= 0 or cols <= 0:
         raise UnreadableImage("The DICOM header gives no image size (Rows/Columns).")
     _check_shape(rows, cols, limits)
+    validate_dicom_attributes(ds)
+    check_encapsulated_frame_size(ds, rows, cols)
+
+
+def _int_attribute(ds, keyword: str, default: int) -> int:
+    value = ds.get(keyword, default)
+    try:
+        return int(value if value not in (None, "") else default)
+    except (TypeError, ValueError) as exc:
+        raise UnreadableImage(f"The DICOM attribute {keyword} is not a whole number.") from exc
+
+
+def _finite_numbers(ds, keyword: str) -> list[float] | None:
+    """The attribute's values as finite floats; None when absent; a rejection when malformed."""
+    if keyword not in ds or ds[keyword].value in (None, ""):
+        return None
+    value = ds[keyword].value
+    items = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    try:
+        numbers = [float(v) for v in items]
+    except (TypeError, ValueError) as exc:
+        raise UnreadableImage(f"The DICOM attribute {keyword} is not numeric.") from exc
+    if not numbers or not all(np.isfinite(numbers)) or max(abs(n) for n in numbers) > 1e12:
+        raise UnreadableImage(f"The DICOM attribute {keyword} holds an invalid value.")
+    return numbers
+
+
+def validate_dicom_attributes(ds) -> None:
+    """Check every attribute the pixel pipeline reads before it reads it (PS3.3 C.11)."""
+    slope = _finite_numbers(ds, "RescaleSlope")
+    _finite_numbers(ds, "RescaleIntercept")
+    if slope is not None and slope[0] == 0:
+        raise UnreadableImage("The DICOM RescaleSlope is 0: every pixel would have the same value.")
+    widths = _finite_numbers(ds, "WindowWidth")
+    centers = _finite_numbers(ds, "WindowCenter")
+    if widths is not None and min(widths) < 1:
+        raise UnreadableImage(f"The DICOM WindowWidth {widths[0]:g} is invalid (it must be at least 1).")
+    if (widths is None) != (centers is None):
+        raise UnreadableImage("The DICOM window is incomplete (WindowCenter and WindowWidth go together).")
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = _finite_numbers(ds, keyword)
+        if spacing is not None and (len(spacing) != 2 or min(spacing) <= 0):
+            raise UnreadableImage(f"The DICOM {keyword} must be two positive numbers.")
+    for keyword in ("ModalityLUTSequence", "VOILUTSequence"):
+        seq = ds.get(keyword)
+        if seq:
+            _validate_lut(seq[0], keyword)
+
+
+def _validate_lut(item, keyword: str) -> None:
+    """A LUT's descriptor (entries, first value, bits) must match its data (PS3.3 C.11.1.1)."""
+    descriptor = item.get("LUTDescriptor")
+    data = item.get("LUTData")
+    if descriptor is None or data is None or len(descriptor) != 3:
+        raise UnreadableImage(f"The DICOM {keyword} has no valid LUT descriptor and data.")
+    entries, bits = int(descriptor[0]) or 65536, int(descriptor[2])
+    if bits not in range(8, 17):
+        raise UnreadableImage(f"The DICOM {keyword} declares {bits}-bit entries (8 to 16 are allowed).")
+    count = len(data) if isinstance(data, (list, tuple)) or type(data).__name__ == "MultiValue" else None
+    if count is None:
+        raw = item["LUTData"].value
+        count = len(raw) // 2 if isinstance(raw, (bytes, bytearray)) else 1
+    if count != entries:
+        raise UnreadableImage(f"The DICOM {keyword} has {count} entries where its descriptor says {entries}.")
+
+
+def check_encapsulated_frame_size(ds, rows: int, cols: int) -> None:
+    """Read the size a compressed frame declares in its own codestream header (JPEG SOF,
+    JPEG-LS SOF55, JPEG 2000 SIZ) and refuse one that differs from Rows/Columns, before
+    any decompression: a 1 KB file must not make the decoder allocate gigabytes."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is None or not getattr(syntax, "is_compressed", False) or "PixelData" not in ds:
+        return
+    from pydicom.encaps import generate_frames
+
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception as exc:  # noqa: BLE001
+        raise UnreadableImage("The DICOM compressed pixel data is corrupt (no readable frame).") from exc
+    size = codestream_size(frame[:65536])
+    if size is not None and size != (rows, cols):
+        raise UnreadableImage(f"The compressed frame declares {size[1]}x{size[0]} pixels but the DICOM header says "
+                              f"{cols}x{rows}: the file is corrupt or forged.")
+
+
+def codestream_size(head: bytes) -> tuple[int, int] | None:
+    """(rows, columns) from a JPEG / JPEG-LS SOF or a JPEG 2000 SIZ marker; None if not found."""
+    import struct
+
+    if head[:2] == b"\xff\xd8":  # JPEG family: walk the markers up to the first SOF
+        pos = 2
+        while pos + 4 <= len(head):
+            if head[pos] != 0xFF:
+                return None
+            marker = head[pos + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                pos += 2
+                continue
+            (length,) = struct.unpack(">H", head[pos + 2:pos + 4])
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7):
+                if pos + 9 > len(head):
+                    return None
+                rows, cols = struct.unpack(">HH", head[pos + 5:pos + 9])
+                return rows, cols
+            pos += 2 + length
+        return None
+    at = head.find(b"\xff\x51")  # JPEG 2000 SIZ: Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz
+    if head[:4] in (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0c") and at >= 0 and at + 22 <= len(head):
+        xsiz, ysiz, xo, yo = struct.unpack(">IIII", head[at + 6:at + 22])
+        return ysiz - yo, xsiz - xo
+    return None
 
 
 def dicom_modality_values(ds) -> np.ndarray:
@@ -232,7 +391,13 @@ def dicom_modality_values(ds) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
     try:
-        arr = ds.pixel_array
+        with warnings.catch_warnings():
+            # a missing delimiter or short frame is reported as a warning: refuse, never
+            # show a partial image as if it were complete
+            warnings.simplefilter("error", UserWarning)
+            arr = ds.pixel_array
+    except UserWarning as exc:
+        raise UnreadableImage(f"The image data is corrupt or incomplete ({exc}).") from exc
     except Exception as exc:
         raise UnreadableImage(
             f"The DICOM pixel data cannot be decoded ({type(exc).__name__}: {exc})."
@@ -312,8 +477,12 @@ def _dicom_age(value: Any) -> int | None:
     if not value:
         return None
     text = str(value).strip().upper()
+    if len(text) > 4:  # the AS value representation is exactly four characters, e.g. 057Y
+        return None
     try:
         number = int(text[:-1]) if text[-1] in "YMWD" else int(text)
     except ValueError:
+        return None
+    if not 0 <= number <= 150:
         return None
     return number if text.endswith("Y") or text[-1].isdigit() else 0

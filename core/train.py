@@ -166,8 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--warmup-epochs", type=int, default=2, help="head only, backbone frozen (imagenet init)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate, cosine decay")
+    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate, cosine decay")
     parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--freeze-bn", type=int, choices=[0, 1], default=1,
+                        help="keep pretrained batch-norm statistics fixed while fine-tuning (1)")
+    parser.add_argument("--frozen-stages", type=int, default=2,
+                        help="with a pretrained trunk: keep the stem and this many first stages fixed")
     parser.add_argument("--sampling-power", type=float, default=0.5)
     parser.add_argument("--low-res-probability", type=float, default=0.25)
     parser.add_argument("--patience", type=int, default=6)
@@ -208,8 +212,26 @@ def initialise(model, args: argparse.Namespace) -> str:
     return f"ImageNet: {pretrained.SOURCE}; {n} layers mapped ({exact})"
 
 
-def _set_backbone_trainable(model, backbone_name: str, trainable: bool) -> None:
-    model.get_layer(backbone_name).trainable = trainable
+def _set_backbone_trainable(model, backbone_name: str, trainable: bool, freeze_bn: bool = False,
+                            frozen_stages: int = 0) -> int:
+    """Unfreeze the trunk for fine-tuning, except: its batch norms when ``freeze_bn`` (a
+    few hundred images cannot re-estimate ImageNet statistics, and batch statistics in
+    training but lagging moving averages at inference make validation collapse), and
+    the stem plus the first ``frozen_stages`` stages (generic edges and textures, and the
+    costliest layers to back-propagate at full resolution). Returns trainable layers."""
+    import keras
+
+    backbone = model.get_layer(backbone_name)
+    backbone.trainable = trainable
+    if not trainable:
+        return 0
+    frozen_prefixes = ("stem_",) + tuple(f"block{i}" for i in range(1, frozen_stages + 1)) if frozen_stages else ()
+    count = 0
+    for layer in backbone.layers:
+        layer.trainable = not (layer.name.startswith(frozen_prefixes)
+                               or (freeze_bn and isinstance(layer, keras.layers.BatchNormalization)))
+        count += bool(layer.trainable and layer.weights)
+    return count
 
 
 def train(args: argparse.Namespace) -> int:
@@ -289,7 +311,10 @@ def train(args: argparse.Namespace) -> int:
         _set_backbone_trainable(model, args.backbone, False)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
         model.fit(ds, epochs=warmup, steps_per_epoch=steps, callbacks=[ValAuc("head only", 0)], verbose=verbose)
-        _set_backbone_trainable(model, args.backbone, True)
+    if args.init == "imagenet" or args.init_from:
+        n = _set_backbone_trainable(model, args.backbone, True, args.freeze_bn, args.frozen_stages)
+        print(f"fine-tuning {n} backbone layers (batch norms frozen: {args.freeze_bn}, "
+              f"stages frozen: stem + {args.frozen_stages})", flush=True)
     schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, args.epochs * steps), alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
     model.fit(ds, epochs=args.epochs, steps_per_epoch=steps, callbacks=[ValAuc("fine-tune", warmup)],
@@ -327,7 +352,9 @@ def train(args: argparse.Namespace) -> int:
                      f"rarest label)^{args.sampling_power}"),
         "augmentation": (f"rotation +-7 deg, scale 0.9-1.1, shift +-4%, gamma 0.8-1.2, with probability "
                          f"{args.low_res_probability} a round trip through 48-128 px; no flips"),
-        "schedule": (f"{warmup} epochs head only (Adam 1e-3, backbone frozen), then all layers, Adam with "
+        "schedule": (f"{warmup} epochs head only (Adam 1e-3, backbone frozen), then the trunk from stage "
+                     f"{args.frozen_stages + 1 if args.init == 'imagenet' else 1} on (batch norms frozen: "
+                     f"{bool(args.freeze_bn) and args.init == 'imagenet'}), Adam with "
                      f"cosine decay from {args.lr}, up to {args.epochs} epochs, early stop after "
                      f"{args.patience} without a better validation mean AUC; the best epoch is kept"),
         "mixed_precision": mixed, "device": device_name(),
@@ -356,6 +383,7 @@ def _reproduce_args(args: argparse.Namespace) -> list[str]:
     out = ["--images", *[f"../shared/data/nih/{p.name}" for p in args.images],
            "--labels", "../shared/data/nih/labels/Data_Entry_2017_v2020.csv.gz", "--out", args.out.as_posix()]
     for flag in ("backbone", "init", "input_size", "epochs", "warmup_epochs", "batch_size", "lr", "dropout",
+                 "freeze_bn", "frozen_stages",
                  "sampling_power", "low_res_probability", "patience", "test_fraction", "val_fraction",
                  "focal_gamma", "seed"):
         out += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]

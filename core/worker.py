@@ -72,6 +72,7 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()
         self.processed = 0
+        self.last_error: str | None = None
 
     # ------------------------------------------------------------------ loop
     def announce_model(self) -> None:
@@ -93,7 +94,14 @@ class Worker:
         self.announce_model()
         self._heartbeat("idle", None)
         while not self.stop_event.is_set():
-            report = self.run_once()
+            try:
+                report = self.run_once()
+            except Exception as exc:  # noqa: BLE001 - the loop outlives any one batch
+                log.exception("worker %s: batch failed", self.worker_id)
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self._heartbeat("error", None)
+                self.stop_event.wait(min(30.0, idle_sleep * 5))
+                continue
             if report.claimed == 0:
                 self._heartbeat("idle", None)
                 self.stop_event.wait(idle_sleep)
@@ -107,35 +115,56 @@ class Worker:
         if not claimed:
             return report
         self._heartbeat("processing", claimed[0].id)
+        with LeaseKeeper(self.engine, self.worker_id, [c.id for c in claimed], self.settings.lease_seconds):
+            self._process(claimed, report)
+        self.processed += report.done
+        return report
+
+    def _process(self, claimed: list, report: BatchReport) -> None:
+        """Decode, analyse and store one claimed batch; every study ends done or failed."""
         images, ready = [], []
         for study in claimed:
             try:
                 path = storage.safe_join(self.settings.data_dir, study.stored_path)
                 decoded = decode_bytes(path.read_bytes(), Limits(self.settings.max_pixels, self.settings.min_side))
             except (RejectedInput, OSError) as exc:
-                queue.mark_error(self.engine, study.id, self.worker_id, f"Cannot read stored file: {exc}",
-                                 self.settings.max_attempts, permanent=isinstance(exc, RejectedInput))
-                report.failed += 1
+                self._fail(study.id, f"Cannot read stored file: {exc}", report, permanent=isinstance(exc, RejectedInput))
                 continue
             images.append(decoded.pixels)
             ready.append(study)
         if not ready:
-            return report
+            return
         thresholds, threshold_version = active_thresholds(self.engine, self.analyzer.card)
         try:
             analyses = self.analyzer.analyse(images, thresholds)
-        except Exception as exc:  # a model failure must not leave studies stuck in processing
+        except Exception as exc:  # noqa: BLE001 - a model failure must not leave studies stuck
+            log.exception("model failed on a batch of %d", len(ready))
             for study in ready:
-                queue.mark_error(self.engine, study.id, self.worker_id, f"Model error: {exc}", self.settings.max_attempts)
-            report.failed += len(ready)
-            return report
-        for study, analysis in zip(ready, analyses):
-            if self._store(study.id, analysis, thresholds, threshold_version):
-                report.done += 1
-            else:
-                report.lost += 1
-        self.processed += report.done
-        return report
+                self._fail(study.id, f"Model error: {type(exc).__name__}: {exc}", report)
+            return
+        for study, analysis in zip(ready, analyses, strict=True):
+            problem = invalid_result(analysis)
+            if problem:
+                self._fail(study.id, problem, report, permanent=True)
+                continue
+            try:
+                stored = self._store(study.id, analysis, thresholds, threshold_version)
+            except Exception as exc:  # noqa: BLE001 - disk full, constraint, database error: this study only
+                log.exception("study %s: results not stored", study.id)
+                self._fail(study.id, f"Results could not be stored: {type(exc).__name__}: {exc}", report)
+                continue
+            report.done += int(stored)
+            report.lost += int(not stored)
+
+    def _fail(self, study_id: int, reason: str, report: BatchReport, permanent: bool = False) -> None:
+        """Record a failure and free the lease; a failure to record it is logged, never raised."""
+        report.failed += 1
+        self.last_error = reason[:500]
+        try:
+            queue.mark_error(self.engine, study_id, self.worker_id, reason, self.settings.max_attempts,
+                             permanent=permanent)
+        except Exception:  # noqa: BLE001 - the lease expires and the study is claimed again
+            log.exception("study %s: failure could not be recorded", study_id)
 
     # ------------------------------------------------------------------ results
     def _store(self, study_id: int, analysis, thresholds: dict[str, float], threshold_version: str) -> bool:
@@ -144,6 +173,8 @@ class Worker:
         files = self._write_heatmaps(study_id, analysis, card.version)
 
         def work(session) -> bool:
+            # a requeued study replaces its earlier results for this model version
+            queue.clear_results(session, study_id, card.version)
             score = suspicion(analysis.probabilities, thresholds) if analysis.in_domain else 0.0
             if not queue.mark_done(session, study_id, self.worker_id, model_version=card.version,
                                    triage_score=score, abnormal=analysis.abnormal,
@@ -193,11 +224,50 @@ class Worker:
                 session.add(hb)
             hb.state, hb.current_study, hb.device = state, study_id, device
             hb.processed, hb.updated_at = self.processed, utcnow()
+            hb.last_error = self.last_error
 
         try:
             run_write(self.engine, work)
         except Exception:  # a heartbeat is informative only: never stop work for it
             log.debug("heartbeat not written", exc_info=True)
+
+
+def invalid_result(analysis) -> str | None:
+    """Why a result must not be stored (non-finite numbers), or None when it is sound."""
+    values = list(analysis.probabilities.values()) + list(analysis.spread.values())
+    if analysis.abnormal is not None:
+        values.append(analysis.abnormal)
+    if not np.isfinite(np.asarray(values, dtype=np.float64)).all() or not np.isfinite(analysis.cams).all():
+        return "The model produced non-finite output for this image; it was not stored."
+    return None
+
+
+class LeaseKeeper:
+    """Renews a batch's leases every third of the lease time while the batch runs, so a
+    batch slower than the lease is never claimed and computed by a second worker."""
+
+    def __init__(self, engine: Engine, worker_id: str, ids: list[int], lease_seconds: float) -> None:
+        self.engine, self.worker_id, self.ids, self.lease_seconds = engine, worker_id, ids, lease_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cxr-lease", daemon=True)
+        self.renewals = 0
+
+    def _run(self) -> None:
+        interval = max(0.2, self.lease_seconds / 3.0)
+        while not self._stop.wait(interval):
+            try:
+                queue.renew_leases(self.engine, self.worker_id, self.ids, self.lease_seconds)
+                self.renewals += 1
+            except Exception:  # noqa: BLE001 - a missed renewal only risks duplicate work
+                log.warning("lease renewal failed", exc_info=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def cams_relpath(study_id: int, model_version: str) -> str:

@@ -130,6 +130,17 @@ def mark_error(engine: Engine, study_id: int, worker_id: str, error: str, max_at
     return run_write(engine, work)
 
 
+def clear_results(session: Session, study_id: int, model_version: str) -> None:
+    """Remove a study's earlier rows for this model version inside the caller's
+    transaction, so a requeued study's new results replace them atomically."""
+    from sqlalchemy import delete
+
+    from db.schema import Heatmap, Prediction, StudyScores
+
+    for table in (Prediction, Heatmap, StudyScores):
+        session.execute(delete(table).where(table.study_id == study_id, table.model_version == model_version))
+
+
 def requeue(engine: Engine, study_id: int, actor: str) -> bool:
     """Put a failed or finished study back in the queue (admin action)."""
 
