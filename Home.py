@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard.auth import sign_in_page, sign_out, signed_in_user
 from dashboard.state import ensure_worker
+from dashboard.text import plain
 
 st.set_page_config(page_title="Chest X-ray review", page_icon="🫁", layout="wide")
 ensure_worker()
@@ -23,7 +24,7 @@ else:
         pages.append(st.Page("pages/admin.py", title="Admin", url_path="admin"))
     page = st.navigation(pages)
     with st.sidebar:
-        st.caption(f"Signed in as **{user.username}** ({user.role})")
+        st.caption(f"Signed in as **{plain(user.username)}** ({user.role})")
         if st.button("Sign out"):
             sign_out()
             st.rerun()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core import metrics
+
 EPS = 1e-6
 MIN_SLOPE = 0.05  # a fitted slope at or below zero would invert the ranking: keep it monotone
 
@@ -62,24 +64,15 @@ def fit_platt(y: np.ndarray, p: np.ndarray, c: float = 1.0) -> Platt:
 
 
 def reliability_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[dict]:
-    """Equal-width bins over [0, 1]: count, mean predicted, observed positive rate."""
-    y, p = np.asarray(y, float).ravel(), np.asarray(p, float).ravel()
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
-    out = []
-    for b in range(n_bins):
-        mask = which == b
-        n = int(mask.sum())
-        out.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": n,
-                    "mean_predicted": float(p[mask].mean()) if n else None,
-                    "observed": float(y[mask].mean()) if n else None})
-    return out
+    """Equal-width bins over [0, 1] of every (image, label) pair: count, mean predicted,
+    observed positive rate (from :func:`core.metrics.expected_calibration_error`)."""
+    _, table = metrics.expected_calibration_error(np.ravel(y), np.ravel(p), n_bins)
+    return [{"low": float(lo), "high": float(hi), "n": int(n),
+             "mean_predicted": float(mp) if n else None, "observed": float(fp) if n else None}
+            for lo, hi, n, mp, fp in zip(table["bin_low"], table["bin_high"], table["count"],
+                                         table["mean_predicted"], table["fraction_positive"], strict=True)]
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
-    """Σ_bins (n_b / N) · |observed_b − mean predicted_b| over all (image, label) pairs."""
-    bins = reliability_bins(y, p, n_bins)
-    total = sum(b["n"] for b in bins)
-    if total == 0:
-        return float("nan")
-    return float(sum(b["n"] / total * abs(b["observed"] - b["mean_predicted"]) for b in bins if b["n"]))
+    """ECE over every (image, label) pair."""
+    return metrics.expected_calibration_error(np.ravel(y), np.ravel(p), n_bins)[0]

@@ -54,10 +54,18 @@ class Settings:
         return self.data_dir / "heatmaps"
 
 
+def sqlite_url(path: Path) -> str:
+    """A SQLite URL whose path is quoted: a '#' or '?' in the data folder's name must not
+    end the path and start a fragment or a query (the database would land elsewhere)."""
+    from sqlalchemy.engine import URL
+
+    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
+
+
 def load_settings() -> Settings:
     """Read ``CXR_*`` variables; defaults give an embedded SQLite file under ./data."""
     data_dir = Path(os.environ.get("CXR_DATA_DIR", "./data")).resolve()
-    url = os.environ.get("CXR_DATABASE_URL") or f"sqlite:///{data_dir / 'cxr.sqlite3'}"
+    url = os.environ.get("CXR_DATABASE_URL") or sqlite_url(data_dir / "cxr.sqlite3")
     model_dir = Path(os.environ.get("CXR_MODEL", str(DEFAULT_MODEL_DIR))).resolve()
     views = tuple(v.strip() for v in os.environ.get("CXR_TTA_VIEWS", "").split(",") if v.strip())
     return Settings(

@@ -243,7 +243,16 @@ def read_dicom(data: bytes):
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(io.BytesIO(data))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(io.BytesIO(data))
+        for w in caught:
+            text = str(w.message)
+            if any(k in text for k in ("delimiter", "End of file", "truncated", "Expected explicit VR")):
+                raise UnreadableImage(f"The DICOM file is corrupt or incomplete ({text[:200]}).")
+        return ds
+    except RejectedInput:
+        raise
     except InvalidDicomError as exc:
         raise UnreadableImage(f"Not a valid DICOM file ({exc}).") from exc
     except Exception as exc:  # pydicom raises many types on a damaged header

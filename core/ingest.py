@@ -7,6 +7,7 @@ audit log; a repeated upload of the same bytes returns the study already stored.
 from __future__ import annotations
 
 import argparse
+import logging
 import posixpath
 import sys
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ from core.errors import ImageTooLarge, RejectedInput
 from core.pixel_transforms import to_uint8
 from db import audit
 from db.schema import Study, StudyStatus
-from db.session import run_write
+from db.session import DatabaseBusy, run_write
+
+log = logging.getLogger("cxr.ingest")
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,24 @@ def ingest_upload(engine: Engine, settings: Settings, name: str, data: bytes,
 
 def ingest_image(engine: Engine, settings: Settings, name: str, data: bytes,
                  actor: str | None = None, user_id: int | None = None) -> IngestResult:
-    """Validate one image and enqueue it, or return why it was refused."""
+    """Validate one image and enqueue it, or return why it was refused.
+
+    Never raises: one bad or unlucky file (a busy database, a full disk) gets its own
+    result line and the files of a study that was not recorded are removed again, so a
+    batch goes on and nothing is left orphaned on disk.
+    """
+    try:
+        return _ingest_image(engine, settings, name, data, actor, user_id)
+    except DatabaseBusy as exc:
+        return IngestResult(name, "rejected", None, str(exc), "busy")
+    except Exception as exc:  # noqa: BLE001 - reported per file, never stops a batch
+        log.exception("ingest of %r failed", display_name(name))
+        return IngestResult(name, "rejected", None,
+                            f"The file could not be stored ({type(exc).__name__}); nothing was kept.", "error")
+
+
+def _ingest_image(engine: Engine, settings: Settings, name: str, data: bytes,
+                  actor: str | None, user_id: int | None) -> IngestResult:
     sha = storage.sha256_hex(data)
     existing = _find_by_hash(engine, sha)
     if existing is not None:
@@ -79,13 +99,19 @@ def ingest_image(engine: Engine, settings: Settings, name: str, data: bytes,
     except RejectedInput as exc:
         return _reject(engine, name, exc, actor)
     relpath = storage.original_relpath(sha, decoded.metadata["format"])
-    storage.store_bytes(settings.data_dir, relpath, data)
-    storage.store_bytes(settings.data_dir, storage.preview_relpath(sha), storage.png_bytes(to_uint8(decoded.pixels)))
+    files = [relpath, storage.preview_relpath(sha)]
     try:
+        storage.store_bytes(settings.data_dir, relpath, data)
+        storage.store_bytes(settings.data_dir, files[1], storage.png_bytes(to_uint8(decoded.pixels)))
         study_id = run_write(engine, lambda s: _insert_study(s, sha, name, relpath, decoded, actor, user_id))
     except IntegrityError:  # the same bytes arrived concurrently
         existing = _find_by_hash(engine, sha)
         return IngestResult(name, "duplicate", existing, f"Already uploaded as study {existing}.")
+    except BaseException:
+        if _find_by_hash(engine, sha) is None:  # no study owns these files: remove them
+            for rel in files:
+                storage.safe_join(settings.data_dir, rel).unlink(missing_ok=True)
+        raise
     return IngestResult(name, "accepted", study_id, "Queued for analysis.")
 
 
@@ -118,7 +144,10 @@ def _reject(engine: Engine, name: str, exc: RejectedInput, actor: str | None) ->
     def work(session) -> None:
         audit.record(session, "upload_rejected", actor, None, name=display_name(name), code=exc.code, reason=message[:500])
 
-    run_write(engine, work)
+    try:
+        run_write(engine, work)
+    except DatabaseBusy:  # the rejection still reaches the user; only its audit row waits
+        log.warning("rejection of %r not audited: database busy", display_name(name))
     return IngestResult(name, "rejected", None, message, exc.code)
 
 

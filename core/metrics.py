@@ -21,10 +21,16 @@ class Interval:
     high: float
 
 
+def one_class(y_true: np.ndarray) -> bool:
+    """True when ``y_true`` is empty, all negative or all positive: ROC needs both."""
+    y = np.asarray(y_true).astype(bool)
+    return bool(y.size == 0 or y.all() or not y.any())
+
+
 def auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC, or NaN when only one class is present (AUC is undefined then)."""
     y = np.asarray(y_true).astype(int)
-    if y.min(initial=0) == y.max(initial=0):
+    if one_class(y):
         return float("nan")
     return float(roc_auc_score(y, scores))
 
@@ -217,7 +223,7 @@ def threshold_for_specificity(y_true: np.ndarray, scores: np.ndarray, target: fl
 def threshold_youden(y_true: np.ndarray, scores: np.ndarray) -> float | None:
     """Threshold maximising sensitivity + specificity - 1."""
     y = np.asarray(y_true).astype(int)
-    if y.min(initial=0) == y.max(initial=0):
+    if one_class(y):
         return None
     fpr, tpr, thr = roc_curve(y, scores)
     best = int(np.argmax(tpr - fpr))

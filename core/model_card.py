@@ -80,7 +80,12 @@ class ModelCard:
         path = Path(folder) / CARD_FILE
         if not path.is_file():
             raise ModelCardMismatch(f"{folder}: no {CARD_FILE}; a model folder needs its card.")
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelCardMismatch(f"{path}: the card is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}).") from exc
+        if not isinstance(data, dict):
+            raise ModelCardMismatch(f"{path}: the card is not a JSON object.")
         stated_version = data.pop("version", None)
         try:
             card = cls(**data)

@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="imagenet: the converted EfficientNet-Lite0 weights (core.pretrained)")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--warmup-epochs", type=int, default=2, help="head only, backbone frozen (imagenet init)")
+    parser.add_argument("--adapt-bn", type=int, choices=[0, 1], default=0,
+                        help="re-estimate batch-norm statistics on the training images before the probe")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate, cosine decay")
     parser.add_argument("--dropout", type=float, default=0.3)
@@ -210,6 +211,77 @@ def initialise(model, args: argparse.Namespace) -> str:
         "convolutions and batch norms; squeeze-and-excitation gates opened (zero kernel, bias +6); "
         "swish where Lite0 has ReLU6")
     return f"ImageNet: {pretrained.SOURCE}; {n} layers mapped ({exact})"
+
+
+PROBE_C_GRID = (0.0001, 0.0003, 0.001, 0.003, 0.01)
+
+
+def pooled_features(model, backbone_name: str, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """GAP of the trunk's last block for uint8 images (N, S, S), no augmentation."""
+    import keras
+
+    backbone = model.get_layer(backbone_name)
+    pool = keras.Sequential([backbone, keras.layers.GlobalAveragePooling2D()])
+    out = [pool.predict(to_model_input(x[i:i + batch_size]), verbose=0) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out).astype(np.float64)
+
+
+def fit_probe(features: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-label L2 logistic regression on standardised features, folded back into the
+    raw features' (kernel (C, L), bias (L,)) so it drops into the Dense head exactly."""
+    from sklearn.linear_model import LogisticRegression
+
+    mu, sd = features.mean(axis=0), features.std(axis=0) + 1e-6
+    z = (features - mu) / sd
+    kernel = np.zeros((features.shape[1], y.shape[1]))
+    bias = np.zeros(y.shape[1])
+    for j in range(y.shape[1]):
+        if y[:, j].min() == y[:, j].max():  # a label absent from training: a constant low logit
+            bias[j] = -6.0
+            continue
+        lr = LogisticRegression(C=c, max_iter=3000, class_weight="balanced").fit(z, y[:, j])
+        kernel[:, j] = lr.coef_[0] / sd
+        bias[j] = lr.intercept_[0] - float(np.sum(lr.coef_[0] * mu / sd))
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+def choose_probe_c(features: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5) -> tuple[float, dict]:
+    """The L2 strength with the best mean AUC over findings in patient-grouped CV of the
+    training patients (validation and test patients are not touched)."""
+    from sklearn.model_selection import GroupKFold
+
+    scores = {}
+    for c in PROBE_C_GRID:
+        oof = np.zeros_like(y, dtype=np.float64)
+        for tr, te in GroupKFold(folds).split(features, y, groups):
+            kernel, bias = fit_probe(features[tr], y[tr], c)
+            oof[te] = features[te] @ kernel + bias
+        scores[c] = round(mean_auc(y, oof), 4)
+    best = max(scores, key=scores.get)
+    return best, scores
+
+
+def adapt_batch_norm(model, backbone_name: str, x: np.ndarray, seed: int, passes: int = 2,
+                     batch_size: int = 32) -> None:
+    """Re-estimate the trunk's batch-norm statistics on the training radiographs (AdaBN).
+
+    EfficientNetB0 initialised from Lite0 computes swish where Lite0 had ReLU6, so the
+    ImageNet statistics no longer describe its activations; a few forward passes in
+    training mode (no weight update) measure the real ones."""
+    import keras
+
+    backbone = model.get_layer(backbone_name)
+    bns = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in bns]
+    for layer in bns:
+        layer.momentum = 0.8
+    rng = np.random.default_rng(seed)
+    for _ in range(passes):
+        order = rng.permutation(len(x))
+        for i in range(0, len(x), batch_size):
+            backbone(to_model_input(x[order[i:i + batch_size]]), training=True)
+    for layer, momentum in zip(bns, momenta, strict=True):
+        layer.momentum = momentum
 
 
 def _set_backbone_trainable(model, backbone_name: str, trainable: bool, freeze_bn: bool = False,
@@ -294,9 +366,11 @@ def train(args: argparse.Namespace) -> int:
             p = self.model.predict(x_val, batch_size=64, verbose=0)
             score = mean_auc(y_all[va], p)
             n = self.offset + epoch + 1
-            history.append({"epoch": n, "stage": self.stage, "loss": round(float(logs["loss"]), 5),
+            loss_value = (logs or {}).get("loss")
+            loss_value = None if loss_value is None or not np.isfinite(loss_value) else round(float(loss_value), 5)
+            history.append({"epoch": n, "stage": self.stage, "loss": loss_value,
                             "val_mean_auc_findings": round(score, 4)})
-            print(f"epoch {n} ({self.stage}): loss {logs['loss']:.4f}  val mean AUC {score:.4f}  "
+            print(f"epoch {n} ({self.stage}): loss {loss_value}  val mean AUC {score:.4f}  "
                   f"({time.time() - t0:.0f}s)", flush=True)
             if score > best["auc"]:
                 best.update(auc=score, epoch=n, weights=self.model.get_weights())
@@ -306,19 +380,31 @@ def train(args: argparse.Namespace) -> int:
                 self.model.stop_training = True
 
     verbose = 1 if sys.stdout.isatty() else 2
-    warmup = args.warmup_epochs if (args.init == "imagenet" and not args.init_from) else 0
-    if warmup:  # a random head on a pretrained trunk would send large gradients into it
-        _set_backbone_trainable(model, args.backbone, False)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
-        model.fit(ds, epochs=warmup, steps_per_epoch=steps, callbacks=[ValAuc("head only", 0)], verbose=verbose)
+    probe_note = "none"
+    if args.init == "imagenet" and not args.init_from:
+        if args.adapt_bn:
+            adapt_batch_norm(model, args.backbone, x_all[tr], args.seed)
+        # linear probe first: a strongly regularised head on the frozen trunk, fitted in
+        # closed form, then (optionally) fine-tuning from there (LP-FT)
+        feats = pooled_features(model, args.backbone, x_all[tr])
+        c, cv = choose_probe_c(feats, y_all[tr], table.loc[tr, "Patient ID"].astype(str).to_numpy())
+        kernel, bias = fit_probe(feats, y_all[tr], c)
+        model.get_layer("logits").set_weights([kernel, bias])
+        probe_note = (f"per-label L2 logistic regression on the frozen trunk's pooled features (class-balanced), "
+                      f"C={c} chosen by 5-fold patient-grouped CV of the training patients: {cv}")
+        print(probe_note, flush=True)
+        probe_check = ValAuc("linear probe", -1)
+        probe_check.set_model(model)
+        probe_check.on_epoch_end(0, {})
     if args.init == "imagenet" or args.init_from:
         n = _set_backbone_trainable(model, args.backbone, True, args.freeze_bn, args.frozen_stages)
         print(f"fine-tuning {n} backbone layers (batch norms frozen: {args.freeze_bn}, "
               f"stages frozen: stem + {args.frozen_stages})", flush=True)
     schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, args.epochs * steps), alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
-    model.fit(ds, epochs=args.epochs, steps_per_epoch=steps, callbacks=[ValAuc("fine-tune", warmup)],
-              verbose=verbose)
+    if args.epochs > 0:
+        model.fit(ds, epochs=args.epochs, steps_per_epoch=steps, callbacks=[ValAuc("fine-tune", 0)],
+                  verbose=verbose)
     model.set_weights(best["weights"])
     train_seconds = time.time() - t0
 
@@ -352,11 +438,15 @@ def train(args: argparse.Namespace) -> int:
                      f"rarest label)^{args.sampling_power}"),
         "augmentation": (f"rotation +-7 deg, scale 0.9-1.1, shift +-4%, gamma 0.8-1.2, with probability "
                          f"{args.low_res_probability} a round trip through 48-128 px; no flips"),
-        "schedule": (f"{warmup} epochs head only (Adam 1e-3, backbone frozen), then the trunk from stage "
+        "linear_probe": probe_note,
+        "batch_norm_adapted": bool(args.adapt_bn and args.init == "imagenet"),
+        "schedule": (("linear probe (epoch 0), then " if args.init == "imagenet" else "")
+                     + f"the trunk from stage "
                      f"{args.frozen_stages + 1 if args.init == 'imagenet' else 1} on (batch norms frozen: "
                      f"{bool(args.freeze_bn) and args.init == 'imagenet'}), Adam with "
                      f"cosine decay from {args.lr}, up to {args.epochs} epochs, early stop after "
-                     f"{args.patience} without a better validation mean AUC; the best epoch is kept"),
+                     f"{args.patience} without a better validation mean AUC; the best epoch (0 = the probe "
+                     f"alone) is kept"),
         "mixed_precision": mixed, "device": device_name(),
         "epochs_run": len(history), "best_epoch": best["epoch"], "history": history,
         "optimizer": f"Adam, batch {args.batch_size}, dropout {args.dropout}",
@@ -382,7 +472,7 @@ _ARCHITECTURES = {
 def _reproduce_args(args: argparse.Namespace) -> list[str]:
     out = ["--images", *[f"../shared/data/nih/{p.name}" for p in args.images],
            "--labels", "../shared/data/nih/labels/Data_Entry_2017_v2020.csv.gz", "--out", args.out.as_posix()]
-    for flag in ("backbone", "init", "input_size", "epochs", "warmup_epochs", "batch_size", "lr", "dropout",
+    for flag in ("backbone", "init", "input_size", "epochs", "adapt_bn", "batch_size", "lr", "dropout",
                  "freeze_bn", "frozen_stages",
                  "sampling_power", "low_res_probability", "patience", "test_fraction", "val_fraction",
                  "focal_gamma", "seed"):

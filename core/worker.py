@@ -292,12 +292,16 @@ def start_background_worker(settings: Settings, engine: Engine) -> threading.Thr
     def run() -> None:
         from core.inference import InferenceEngine
 
+        worker = Worker(settings, engine, analyzer=None)
+        worker._heartbeat("starting (loading the model)", None)  # Home shows it is coming
         try:
-            analyzer = InferenceEngine(settings.model_dir, views=settings.tta_views or None)
-        except Exception:
+            worker.analyzer = InferenceEngine(settings.model_dir, views=settings.tta_views or None)
+        except Exception as exc:  # noqa: BLE001 - shown on Home, not a crash of the app
             log.exception("embedded worker: the model could not be loaded")
+            worker.last_error = f"the model could not be loaded: {type(exc).__name__}: {exc}"[:500]
+            worker._heartbeat("error", None)
             return
-        Worker(settings, engine, analyzer).run_forever()
+        worker.run_forever()
 
     thread = threading.Thread(target=run, name="cxr-worker", daemon=True)
     thread.start()

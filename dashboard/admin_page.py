@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+
+from core.export import safe_csv
 from sqlalchemy import select
 
 from core.reference_labels import import_labels
 from dashboard.auth import require_user
 from dashboard.state import settings_and_engine
+from dashboard.text import plain
 from db import audit
 from db.queue import requeue
 from db.schema import AuditEvent, Study, StudyStatus
@@ -43,7 +46,7 @@ def _users(engine, user) -> None:
         if st.form_submit_button("Create user"):
             try:
                 create_user(engine, name, password, role, actor=user.username)
-                st.success(f"Created {role} {name}.")
+                st.success(f"Created {role} {plain(name)}.")
             except ValueError as exc:
                 st.error(str(exc))
     names = [u["username"] for u in list_users(engine) if u["username"] != user.username]
@@ -53,7 +56,7 @@ def _users(engine, user) -> None:
         action = c2.radio("Action", ["disable", "enable"], horizontal=True, key="admin_action")
         if st.button("Apply", key="admin_apply"):
             set_active(engine, who, action == "enable", actor=user.username)
-            st.success(f"{who}: {action}d. A disabled user's session ends at their next action.")
+            st.success(f"{plain(who)}: {action}d. A disabled user's session ends at their next action.")
 
 
 def _failed(engine, user) -> None:
@@ -83,7 +86,7 @@ def _reference(engine, user) -> None:
             try:
                 result = import_labels(engine, path, actor=user.username)
             except ValueError as exc:
-                st.error(f"Not imported: {exc}")
+                st.error(f"Not imported: {plain(exc)}")
                 return
         st.success(f"{result['added']} added, {result['updated']} updated; "
                    f"{result['matched_studies']} studies matched.")
@@ -108,5 +111,5 @@ def _audit(engine, user) -> None:
     def log_export() -> None:
         run_write(engine, lambda s: audit.record(s, "export", user.username, None, what="audit_log"))
 
-    st.download_button("Export audit trail (CSV)", df.to_csv(index=False), "audit.csv", "text/csv",
+    st.download_button("Export audit trail (CSV)", safe_csv(df), "audit.csv", "text/csv",
                        on_click=log_export, key="dl_audit")

@@ -11,6 +11,7 @@ import streamlit as st
 from sqlalchemy import func, select
 
 from core import metrics
+from core.export import safe_csv
 from core.cohort import (
     age_band,
     co_flagged_in_false_positives,
@@ -280,7 +281,7 @@ def _exports(engine, user, table, flt) -> None:
     def log_export(what: str) -> None:
         run_write(engine, lambda s: audit.record(s, "export", user.username, None, what=what))
 
-    st.download_button("Metrics table (CSV)", table.to_csv(index=False), "metrics.csv", "text/csv",
+    st.download_button("Metrics table (CSV)", safe_csv(table), "metrics.csv", "text/csv",
                        on_click=log_export, args=("metrics",), key="dl_metrics")
     if st.button("Prepare the verdicts export", key="prep_verdicts"):
         st.session_state["verdicts_csv"] = verdicts_csv(engine, flt)
@@ -304,4 +305,4 @@ def verdicts_csv(engine, flt) -> str:
     if flt.reviewer_id is not None:
         query = query.where(Verdict.reviewer_id == flt.reviewer_id)
     with engine.connect() as conn:
-        return pd.DataFrame(conn.execute(query).mappings().all()).to_csv(index=False)
+        return safe_csv(pd.DataFrame(conn.execute(query).mappings().all()))

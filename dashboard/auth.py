@@ -6,6 +6,22 @@ import streamlit as st
 from db.users import Identity, SignInError, authenticate, create_first_admin, current_identity, user_count
 
 SESSION_KEY = "user_id"
+CLIENT_ATTEMPTS, CLIENT_WINDOW_S = 20, 15 * 60  # sign-in attempts per client address
+
+
+@st.cache_resource(show_spinner=False)
+def _client_limiter():
+    from core.ratelimit import SlidingWindowLimiter
+
+    return SlidingWindowLimiter(CLIENT_ATTEMPTS, CLIENT_WINDOW_S)
+
+
+def _client_key() -> str:
+    """The client's address as the server sees it (one key for all when unknown)."""
+    try:
+        return str(st.context.ip_address or "unknown")
+    except Exception:  # noqa: BLE001 - AppTest and older servers have no address
+        return "unknown"
 
 
 def sso_configured() -> bool:
@@ -67,6 +83,9 @@ def sign_in_page() -> None:
         password = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in")
     if submitted:
+        if not _client_limiter().allow(_client_key()):
+            st.error("Too many sign-in attempts from this address: try again in 15 minutes.")
+            return
         try:
             user = authenticate(engine, username, password)
         except SignInError as exc:

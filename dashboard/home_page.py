@@ -41,6 +41,7 @@ def render() -> None:
 def _queue_panel(engine) -> None:
     from core.worker import queue_counts
 
+    require_user()  # a fragment reruns on its own: a disabled user's panel stops here
     counts = queue_counts(engine)
     cols = st.columns(4)
     for col, status in zip(cols, ("queued", "processing", "done", "failed")):
@@ -48,12 +49,14 @@ def _queue_panel(engine) -> None:
     hb = WorkerHeartbeat.__table__
     with engine.connect() as conn:
         rows = conn.execute(select(hb).order_by(hb.c.updated_at.desc())).all()
-    live = [w for w in rows if w.updated_at > utcnow() - timedelta(minutes=2) and w.state != "stopped"]
+    live = [w for w in rows if w.updated_at > utcnow() - timedelta(minutes=2) and w.state != "stopped"
+            or w.state.startswith("starting") and w.updated_at > utcnow() - timedelta(minutes=15)]
     if not live:
         st.info("No worker is running: studies stay queued until one starts (python -m core.worker).")
     else:
         st.dataframe(pd.DataFrame([{"worker": w.worker_id, "state": w.state, "study": w.current_study,
-                                    "device": w.device, "processed": w.processed, "seen": w.updated_at}
+                                    "device": w.device, "processed": w.processed, "seen": w.updated_at,
+                                    "last error": w.last_error}
                                    for w in live]), hide_index=True, width="stretch")
 
 

@@ -14,6 +14,7 @@ from core.gradcam import overlay, upsample
 from core.labels import LABELS
 from dashboard.auth import require_user
 from dashboard.state import DISCLAIMER, model_card, settings_and_engine
+from dashboard.text import plain
 from db.reviews import load_study, next_study, submit_review
 
 FLAGGED_CHOICES = {"correct": "present: flag correct", "incorrect": "absent: false positive"}
@@ -58,7 +59,10 @@ def _study_id(settings, engine, user) -> int | None:
     raw = st.query_params.get("study")
     if raw is not None:
         try:
-            st.session_state["study_id"] = int(raw)
+            sid = int(raw)
+            if not 1 <= sid < 2**63:
+                raise ValueError(raw)
+            st.session_state["study_id"] = sid
         except ValueError:
             st.error("The study link is not valid.")
     if "study_id" not in st.session_state:
@@ -80,12 +84,14 @@ def render() -> None:
         return
     study = view.study
     st.title(f"Review: study {sid}")
-    st.caption(f"{study['original_name']} · {study['file_format'].upper()} · {study['width']}x{study['height']}"
-               f" · view {study['view_position'] or 'unknown'} · uploaded {study['created_at']:%Y-%m-%d %H:%M}")
+    st.caption(f"{plain(study['original_name'])} · {plain(study['file_format'].upper())} · "
+               f"{study['width']}x{study['height']} · view {plain(study['view_position'] or 'unknown')} · "
+               f"uploaded {study['created_at']:%Y-%m-%d %H:%M}")
     st.warning(DISCLAIMER, icon="⚠️")
     if study["status"] != "done":
         msg = f"Status: {study['status']}."
-        st.info(msg + (f" Error: {study['error']}" if study["error"] else " Results appear when the worker has analysed it."))
+        st.info(msg + (f" Error: {plain(study['error'])}" if study["error"]
+                       else " Results appear when the worker has analysed it."))
         return
     _domain_and_abnormal(study)
     if view.other_reviews:
@@ -106,6 +112,7 @@ def _image_panel(settings, study: dict, view) -> None:
         center, width = preset_window(display.values, preset or "Default",
                                       (display.default_center, display.default_width))
         lo, hi = display.value_range
+        hi = max(hi, lo + 1.0)  # a near-constant image must not make a slider with min == max
         c1, c2 = st.columns(2)
         center = c1.slider("Window centre", float(lo), float(hi), float(np.clip(center, lo, hi)), key=f"wc_{preset}")
         width = c2.slider("Window width", 1.0, float(max(2.0, hi - lo)), float(np.clip(width, 1, max(2.0, hi - lo))),

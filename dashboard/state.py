@@ -58,5 +58,7 @@ def model_card_or_error(settings: Settings):
     try:
         return model_card(str(settings.model_dir))
     except ModelCardMismatch as exc:
-        st.error(f"The configured model ({settings.model_dir}) cannot be used: {exc}")
+        from dashboard.text import plain
+
+        st.error(f"The configured model ({plain(settings.model_dir)}) cannot be used: {plain(exc)}")
         return None

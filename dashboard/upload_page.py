@@ -9,6 +9,7 @@ import streamlit as st
 from core.ingest import ingest_upload
 from dashboard.auth import require_user
 from dashboard.state import DISCLAIMER, settings_and_engine
+from dashboard.text import plain
 
 RESULTS_KEY = "upload_results"
 
@@ -41,18 +42,19 @@ def _show_results(results: list[dict]) -> None:
     st.write(", ".join(f"{n} {k}" for k, n in counts.items()))
     for r in results:
         if r["result"] == "rejected":
-            st.error(f"**{r['file']}**: rejected. {r['message']}")
+            st.error(f"**{plain(r['file'])}**: rejected. {plain(r['message'])}")
         elif r["result"] == "duplicate":
-            st.info(f"**{r['file']}**: duplicate of study {r['study']}.")
+            st.info(f"**{plain(r['file'])}**: duplicate of study {r['study']}.")
             st.page_link("pages/review.py", label=f"Open study {r['study']}", query_params={"study": r["study"]})
         else:
-            st.success(f"**{r['file']}**: accepted as study {r['study']}, queued for analysis.")
+            st.success(f"**{plain(r['file'])}**: accepted as study {r['study']}, queued for analysis.")
 
 
 @st.fragment(run_every=timedelta(seconds=2))
 def _queue_progress(engine) -> None:
     from core.worker import queue_counts
 
+    require_user()  # a fragment reruns on its own: a disabled user's panel stops here
     counts = queue_counts(engine)
     total = sum(counts.values())
     finished = counts["done"] + counts["failed"]

@@ -14,7 +14,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = 10_000  # one wait for another writer's lock
+WRITE_DEADLINE_S = 30.0  # all retries of one write together: then a clear, retryable message
+
+
+class DatabaseBusy(RuntimeError):
+    """Another process held the database's write lock too long; trying again later works."""
 
 
 def make_engine(url: str) -> Engine:
@@ -72,18 +77,25 @@ def is_lock_error(exc: BaseException) -> bool:
     return "database is locked" in text or "could not serialize" in text or "deadlock" in text
 
 
-def run_write(engine: Engine, work: Callable[[Session], T], retries: int = 8) -> T:
+def run_write(engine: Engine, work: Callable[[Session], T], deadline_s: float = WRITE_DEADLINE_S) -> T:
     """Run ``work`` in a write transaction, retrying on lock contention with backoff.
 
-    The busy timeout already waits; this catches the remaining cases (a lock held
-    past the timeout under heavy load) so no 'database is locked' reaches a user.
+    The busy timeout waits for another writer; retries cover a lock held past it under
+    load. The whole wait is bounded by ``deadline_s``: then :class:`DatabaseBusy` says
+    so in words, instead of a traceback minutes later.
     """
-    for attempt in range(retries):
+    start = time.monotonic()
+    attempt = 0
+    while True:
         try:
             with write_session(engine) as session:
                 return work(session)
         except OperationalError as exc:
-            if not is_lock_error(exc) or attempt == retries - 1:
+            if not is_lock_error(exc):
                 raise
-            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-    raise RuntimeError("unreachable")
+            waited = time.monotonic() - start
+            if waited >= deadline_s:
+                raise DatabaseBusy(f"The database is busy (another process held its write lock for {waited:.0f} s); "
+                                   "nothing was changed. Try again in a moment.") from exc
+            time.sleep(min(2.0, 0.05 * 2**attempt, max(0.0, deadline_s - waited)) * (0.5 + random.random()))
+            attempt += 1

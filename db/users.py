@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from db import audit
 from db.schema import AuditEvent, User, utcnow
@@ -23,6 +23,8 @@ ROLES = ("reviewer", "admin")
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
 MIN_PASSWORD = 10
+MAX_USERNAME = 80  # the column's size: longer input is cut before it is used or stored
+MAX_PASSWORD = 1024  # argon2 hashes anything, but a megabyte "password" is an attack
 _hasher = PasswordHasher()
 
 
@@ -44,19 +46,32 @@ class SignInError(Exception):
 
 
 def create_user(engine: Engine, username: str, password: str, role: str = "reviewer",
-                actor: str | None = None) -> Identity:
+                actor: str | None = None, only_if_no_user: bool = False) -> Identity:
+    """Create an account. The password is hashed before the write transaction opens, so
+    argon2's deliberate slowness never holds the database's write lock.
+
+    ``only_if_no_user``: the check that no account exists and the insert happen in one
+    serialised transaction (SQLite's BEGIN IMMEDIATE; an exclusive table lock on
+    PostgreSQL), so two people cannot both become the first administrator.
+    """
     username = username.strip()
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
-    if not username or len(username) > 80:
-        raise ValueError("a user name of 1 to 80 characters is needed")
+    if not username or len(username) > MAX_USERNAME:
+        raise ValueError(f"a user name of 1 to {MAX_USERNAME} characters is needed")
     if len(password) < MIN_PASSWORD:
         raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
+    password_hash = _hasher.hash(password)
 
     def work(session) -> Identity:
+        if only_if_no_user:
+            if session.bind.dialect.name == "postgresql":
+                session.execute(text("LOCK TABLE users IN EXCLUSIVE MODE"))
+            if session.execute(select(func.count()).select_from(User)).scalar_one():
+                raise PermissionError("an administrator already exists; ask them for an account")
         if session.execute(select(User.id).where(User.username == username)).first():
             raise ValueError(f"user {username!r} already exists")
-        user = User(username=username, password_hash=_hasher.hash(password), role=role)
+        user = User(username=username, password_hash=password_hash, role=role)
         session.add(user)
         session.flush()
         audit.record(session, "user_created", actor or username, None, username=username, role=role)
@@ -67,13 +82,7 @@ def create_user(engine: Engine, username: str, password: str, role: str = "revie
 
 def create_first_admin(engine: Engine, username: str, password: str) -> Identity:
     """Only while no user exists: the first-run form cannot be reused to add admins."""
-
-    def work(session) -> None:
-        if session.execute(select(func.count()).select_from(User)).scalar_one():
-            raise PermissionError("an administrator already exists; ask them for an account")
-
-    run_write(engine, work)
-    return create_user(engine, username, password, "admin", actor="first-run")
+    return create_user(engine, username, password, "admin", actor="first-run", only_if_no_user=True)
 
 
 def user_count(engine: Engine) -> int:
@@ -81,44 +90,52 @@ def user_count(engine: Engine) -> int:
         return conn.execute(select(func.count()).select_from(User)).scalar_one()
 
 
-def _recent_failures(session, username: str) -> int:
+def _recent_failures(conn, username: str) -> int:
     since = utcnow() - FAILURE_WINDOW
-    rows = session.execute(
-        select(AuditEvent.detail).where(AuditEvent.action == "sign_in_failed", AuditEvent.at >= since)
-    ).scalars()
-    return sum(1 for d in rows if d and d.get("username") == username)
+    return conn.execute(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "sign_in_failed", AuditEvent.actor == username, AuditEvent.at >= since)).scalar_one()
 
 
 def authenticate(engine: Engine, username: str, password: str) -> Identity:
-    """Check a password; after MAX_FAILURES failures in 15 minutes the account waits."""
-    username = (username or "").strip()
+    """Check a password; after MAX_FAILURES failures in 15 minutes the account waits.
 
-    def work(session) -> Identity | str:
-        if _recent_failures(session, username) >= MAX_FAILURES:
-            audit.record(session, "sign_in_failed", username, None, username=username, reason="rate_limited")
-            return "Too many failed attempts: try again in 15 minutes."
-        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
-        ok = False
-        if user is not None and user.password_hash:
-            try:
-                ok = _hasher.verify(user.password_hash, password or "")
-            except (VerifyMismatchError, VerificationError, InvalidHashError):
-                ok = False
-        else:
-            _hasher.hash("timing-equaliser")  # same work whether or not the user exists
-        if not ok or not user.active:
-            audit.record(session, "sign_in_failed", username, None, username=username,
-                         reason="disabled" if ok else "bad_credentials")
-            return "Wrong user name or password, or the account is disabled."
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = _hasher.hash(password)
+    The lookup is a read, argon2 runs outside any transaction, and only the outcome is
+    written (a short write): a spray of attempts never holds the write lock. A name is
+    cut to MAX_USERNAME characters before anything is stored, and failures are audited
+    only up to the lock (one further row says the name was locked), so the append-only
+    audit trail cannot be flooded through this form.
+    """
+    username = (username or "").strip()[:MAX_USERNAME]
+    password = (password or "")[:MAX_PASSWORD]
+    with engine.connect() as conn:
+        failures = _recent_failures(conn, username)
+        row = conn.execute(select(User.id, User.username, User.role, User.active, User.password_hash)
+                           .where(User.username == username)).first()
+    if failures >= MAX_FAILURES:
+        raise SignInError("Too many failed attempts: try again in 15 minutes.")
+    ok = False
+    if row is not None and row.password_hash:
+        try:
+            ok = _hasher.verify(row.password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+    else:
+        _hasher.hash("timing-equaliser")  # same work whether or not the user exists
+    if not ok or not row.active:
+        reason = "disabled" if ok else "bad_credentials"
+        locked = failures + 1 >= MAX_FAILURES
+        run_write(engine, lambda s: audit.record(s, "sign_in_failed", username, None, username=username,
+                                                 reason=reason, locked=locked))
+        raise SignInError("Wrong user name or password, or the account is disabled.")
+    new_hash = _hasher.hash(password) if _hasher.check_needs_rehash(row.password_hash) else None
+
+    def work(session) -> None:
+        if new_hash:
+            session.get(User, row.id).password_hash = new_hash
         audit.record(session, "sign_in", username, None, username=username)
-        return Identity(user.id, user.username, user.role)
 
-    result = run_write(engine, work)
-    if isinstance(result, str):
-        raise SignInError(result)
-    return result
+    run_write(engine, work)
+    return Identity(row.id, row.username, row.role)
 
 
 def current_identity(engine: Engine, user_id: int) -> Identity | None:
