@@ -15,11 +15,13 @@ from sqlalchemy import insert
 from core import storage
 from core.labels import LABELS
 from core.pixel_transforms import to_uint8
+from core.triage import priority_key, suspicion, waiting_rate
 from db.schema import Prediction, Study, StudyScores, User, Verdict, VerdictSet, utcnow
 
 
 def seed(engine, data_dir: Path, image: Path, n: int, reviewed_fraction: float = 0.0, seed: int = 0,
-         chunk: int = 5000) -> None:
+         chunk: int = 5000, overdue_hours: float = 24.0) -> None:
+    """Studies scored and keyed by the same functions the worker uses (core.triage)."""
     from core.decode import decode_bytes
 
     rng = np.random.default_rng(seed)
@@ -34,6 +36,8 @@ def seed(engine, data_dir: Path, image: Path, n: int, reviewed_fraction: float =
         conn.execute(insert(User), [{"id": 1, "username": "bench", "password_hash": None, "role": "admin",
                                      "active": True, "created_at": now}])
     thresholds = rng.uniform(0.2, 0.6, len(LABELS))
+    threshold_map = dict(zip(LABELS, thresholds.tolist(), strict=True))
+    rate = waiting_rate(overdue_hours, LABELS)
     for start in range(0, n, chunk):
         ids = range(start + 1, min(n, start + chunk) + 1)
         truth = rng.random((len(ids), len(LABELS))) < 0.15
@@ -42,10 +46,11 @@ def seed(engine, data_dir: Path, image: Path, n: int, reviewed_fraction: float =
         for k, sid in enumerate(ids):
             created = now - timedelta(minutes=int(rng.integers(0, 60 * 24 * 60)))
             flagged = probs[k] >= thresholds
+            score = suspicion(dict(zip(LABELS, probs[k].tolist(), strict=True)), threshold_map)
             studies.append({"id": sid, "sha256": f"{sid:064x}", "original_name": f"study_{sid:06d}.png",
                             "stored_path": rel, "file_format": "png", "width": decoded.width,
-                            "height": decoded.height, "status": "done", "priority": 0.0,
-                            "triage_score": float((probs[k] - thresholds)[flagged].sum()), "attempts": 1,
+                            "height": decoded.height, "status": "done", "priority": priority_key(score, created, rate),
+                            "triage_score": score, "attempts": 1,
                             "created_at": created, "updated_at": created, "processed_at": created,
                             "model_version": "bench", "view_position": ["PA", "AP"][sid % 2],
                             "patient_sex": ["M", "F"][sid % 3 % 2], "patient_age": int(rng.integers(18, 90)),

@@ -23,7 +23,9 @@ from core.decode import DecodedImage, Limits, decode_bytes, sniff_format
 from core.errors import ImageTooLarge, RejectedInput
 from core.pixel_transforms import to_uint8
 from db import audit
-from db.schema import Study, StudyStatus
+from core.labels import LABELS
+from core.triage import priority_key, waiting_rate
+from db.schema import Study, StudyStatus, utcnow
 from db.session import DatabaseBusy, run_write
 
 log = logging.getLogger("cxr.ingest")
@@ -103,7 +105,8 @@ def _ingest_image(engine: Engine, settings: Settings, name: str, data: bytes,
     try:
         storage.store_bytes(settings.data_dir, relpath, data)
         storage.store_bytes(settings.data_dir, files[1], storage.png_bytes(to_uint8(decoded.pixels)))
-        study_id = run_write(engine, lambda s: _insert_study(s, sha, name, relpath, decoded, actor, user_id))
+        rate = waiting_rate(settings.overdue_hours, LABELS)
+        study_id = run_write(engine, lambda s: _insert_study(s, sha, name, relpath, decoded, actor, user_id, rate))
     except IntegrityError:  # the same bytes arrived concurrently
         existing = _find_by_hash(engine, sha)
         return IngestResult(name, "duplicate", existing, f"Already uploaded as study {existing}.")
@@ -121,9 +124,11 @@ def _find_by_hash(engine: Engine, sha: str) -> int | None:
 
 
 def _insert_study(session, sha: str, name: str, relpath: str, decoded: DecodedImage,
-                  actor: str | None, user_id: int | None) -> int:
+                  actor: str | None, user_id: int | None, rate: float) -> int:
     meta = decoded.metadata
+    now = utcnow()
     study = Study(
+        created_at=now, priority=priority_key(0.0, now, rate),
         sha256=sha, original_name=display_name(name), stored_path=relpath,
         file_format=meta["format"], modality=meta.get("modality"), view_position=meta.get("view_position"),
         width=decoded.width, height=decoded.height, pixel_spacing=meta.get("pixel_spacing"),

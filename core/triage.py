@@ -1,15 +1,30 @@
 """Worklist order: most suspicious first, and no study left waiting for ever.
 
 A study's suspicion is how far its findings are above their thresholds, weighted by
-urgency (a pneumothorax outranks a hernia). Waiting time adds to it, so an unflagged
-study (a possible false negative) rises steadily and is read within the overdue time.
+urgency (a pneumothorax outranks a hernia); a study outside the model's domain scores 0.
+Waiting time adds to it at a constant rate, chosen so that the guarantee below holds:
+
+    A study that has waited ``overdue_hours`` longer than another is ranked above it,
+    whatever either's findings. In particular a study waiting ``overdue_hours`` outranks
+    every study that has just arrived.
+
+Proof: suspicion lies in [0, max_suspicion]; the rate is (max_suspicion + 1) per
+``overdue_hours``; so a waiting-time lead of ``overdue_hours`` adds max_suspicion + 1,
+more than any difference in suspicion.
+
+Because the boost grows at the same rate for every study, the order depends only on
+``priority_key = suspicion - rate x (hours since 1970 at arrival)``: a number fixed when
+the study is analysed, stored in ``studies.priority`` and ordered by an index in SQL.
 """
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 from core.labels import NO_FINDING, URGENCY
 
 
-def suspicion(probabilities: dict[str, float], thresholds: dict[str, float]) -> float:
+def suspicion(probabilities: dict[str, float], thresholds: dict[str, float],
+              urgency: dict[str, float] = URGENCY) -> float:
     """Sum over findings at or above threshold of urgency x margin, margin in [0, 1].
 
     margin = (p - t) / (1 - t): 0 at the threshold, 1 at certainty. A flagged finding
@@ -22,13 +37,42 @@ def suspicion(probabilities: dict[str, float], thresholds: dict[str, float]) -> 
         t = thresholds.get(label, 0.5)
         if p >= t:
             margin = (p - t) / max(1e-6, 1.0 - t)
-            total += URGENCY.get(label, 1.0) * (0.1 + 0.9 * margin)
+            total += urgency.get(label, 1.0) * (0.1 + 0.9 * margin)
     return round(total, 6)
 
 
-def waiting_boost(hours_waiting: float, overdue_hours: float) -> float:
-    """Grows linearly; at the overdue time it equals a certain pneumothorax (3.0), so
-    an overdue study outranks any fresh one."""
+def max_suspicion(labels: list[str] | tuple[str, ...], urgency: dict[str, float] = URGENCY) -> float:
+    """The score of a study with every finding certain: the ceiling of :func:`suspicion`."""
+    return float(sum(urgency.get(label, 1.0) for label in labels if label != NO_FINDING))
+
+
+def waiting_rate(overdue_hours: float, labels: list[str] | tuple[str, ...],
+                 urgency: dict[str, float] = URGENCY) -> float:
+    """Priority gained per hour of waiting (see the module's guarantee)."""
     if overdue_hours <= 0:
         return 0.0
-    return max(0.0, hours_waiting) / overdue_hours * 3.0
+    return (max_suspicion(labels, urgency) + 1.0) / overdue_hours
+
+
+def waiting_boost(hours_waiting: float, overdue_hours: float, labels: list[str] | tuple[str, ...],
+                  urgency: dict[str, float] = URGENCY) -> float:
+    """What waiting adds to a study's priority after ``hours_waiting``."""
+    return max(0.0, hours_waiting) * waiting_rate(overdue_hours, labels, urgency)
+
+
+def epoch_hours(moment: datetime) -> float:
+    """Hours since 1970-01-01 UTC of a naive-UTC (as stored) or aware datetime."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp() / 3600.0
+
+
+def priority_key(score: float | None, arrived: datetime, rate: float) -> float:
+    """The stored order key: higher first. Equal to priority now minus a constant
+    shared by all studies, so ordering by it is ordering by current priority."""
+    return float(score or 0.0) - rate * epoch_hours(arrived)
+
+
+def current_priority(key: float, now: datetime, rate: float) -> float:
+    """The priority shown to people: suspicion plus the boost so far."""
+    return key + rate * epoch_hours(now)

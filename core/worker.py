@@ -27,7 +27,7 @@ from core.config import Settings, load_settings
 from core.decode import Limits, decode_bytes
 from core.errors import RejectedInput
 from core.pixel_transforms import to_uint8
-from core.triage import suspicion
+from core.triage import priority_key, suspicion, waiting_rate
 from db import queue
 from db.packing import pack_floats
 from db.schema import Heatmap, Prediction, StudyScores, StudyStatus, ThresholdSet, WorkerHeartbeat, utcnow
@@ -89,6 +89,8 @@ class Worker:
                              thresholds=card.threshold_version, previous=(last or {}).get("version"))
 
         run_write(self.engine, work)
+        # a changed overdue time or label set re-keys the studies already stored
+        queue.rekey_priorities(self.engine, waiting_rate(self.settings.overdue_hours, card.labels))
 
     def run_forever(self, idle_sleep: float = 1.0) -> None:
         self.announce_model()
@@ -148,7 +150,7 @@ class Worker:
                 self._fail(study.id, problem, report, permanent=True)
                 continue
             try:
-                stored = self._store(study.id, analysis, thresholds, threshold_version)
+                stored = self._store(study, analysis, thresholds, threshold_version)
             except Exception as exc:  # noqa: BLE001 - disk full, constraint, database error: this study only
                 log.exception("study %s: results not stored", study.id)
                 self._fail(study.id, f"Results could not be stored: {type(exc).__name__}: {exc}", report)
@@ -167,9 +169,11 @@ class Worker:
             log.exception("study %s: failure could not be recorded", study_id)
 
     # ------------------------------------------------------------------ results
-    def _store(self, study_id: int, analysis, thresholds: dict[str, float], threshold_version: str) -> bool:
+    def _store(self, study, analysis, thresholds: dict[str, float], threshold_version: str) -> bool:
         """Heatmap files first (idempotent), then every row and the status in one transaction."""
         card = self.analyzer.card
+        study_id = study.id
+        rate = waiting_rate(self.settings.overdue_hours, self.analyzer.labels)
         files = self._write_heatmaps(study_id, analysis, card.version)
 
         def work(session) -> bool:
@@ -177,7 +181,8 @@ class Worker:
             queue.clear_results(session, study_id, card.version)
             score = suspicion(analysis.probabilities, thresholds) if analysis.in_domain else 0.0
             if not queue.mark_done(session, study_id, self.worker_id, model_version=card.version,
-                                   triage_score=score, abnormal=analysis.abnormal,
+                                   triage_score=score, priority=priority_key(score, study.created_at, rate),
+                                   abnormal=analysis.abnormal,
                                    in_domain=analysis.in_domain, domain_score=analysis.domain_score):
                 raise LeaseLost(study_id)
             for label, p in analysis.probabilities.items():

@@ -16,8 +16,9 @@ def render() -> None:
     require_user()
     settings, engine = settings_and_engine()
     st.title("Worklist")
-    st.caption("Most suspicious first (margin above threshold x urgency); studies waiting past "
-               f"{settings.overdue_hours:g} h rise above any fresh study. " + DISCLAIMER)
+    st.caption("Most suspicious first (margin above threshold x urgency; outside the model's domain counts 0); "
+               f"a study that has waited {settings.overdue_hours:g} h longer than another always ranks above it, "
+               "so one waiting that long outranks every new arrival. " + DISCLAIMER)
     flt = _filters(engine)
     df = worklist(engine, flt, settings.overdue_hours, limit=200)
     st.write(f"{len(df)} studies shown (at most 200)")

@@ -25,6 +25,7 @@ class ClaimedStudy:
     stored_path: str
     original_name: str
     attempts: int
+    created_at: datetime
 
 
 def _claimable(now: datetime):
@@ -75,7 +76,7 @@ def claim_batch(engine: Engine, worker_id: str, limit: int, lease_seconds: float
             )
         )
         rows = session.execute(
-            select(Study.id, Study.stored_path, Study.original_name, Study.attempts)
+            select(Study.id, Study.stored_path, Study.original_name, Study.attempts, Study.created_at)
             .where(Study.id.in_(ids), Study.lease_owner == worker_id).order_by(Study.priority.desc(), Study.id)
         ).all()
         return [ClaimedStudy(*row) for row in rows]
@@ -126,6 +127,25 @@ def mark_error(engine: Engine, study_id: int, worker_id: str, error: str, max_at
         if done_trying:
             audit.record(session, "study_failed", "worker", study_id, reason=error[:500])
         return study.status
+
+    return run_write(engine, work)
+
+
+def rekey_priorities(engine: Engine, rate: float) -> int:
+    """Recompute every study's stored order key for a waiting rate (run when a worker
+    starts, so a changed CXR_OVERDUE_HOURS applies to studies already stored).
+    The SQL mirrors :func:`core.triage.priority_key` on each dialect."""
+    from sqlalchemy import text
+
+    hours = {"sqlite": "((julianday(created_at) - 2440587.5) * 24.0)",
+             "postgresql": "(EXTRACT(EPOCH FROM created_at) / 3600.0)"}
+
+    def work(session: Session) -> int:
+        expr = hours.get(session.bind.dialect.name)
+        if expr is None:
+            return 0
+        sql = f"UPDATE studies SET priority = COALESCE(triage_score, 0) - :rate * {expr}"  # noqa: S608 - fixed text
+        return session.execute(text(sql), {"rate": rate}).rowcount
 
     return run_write(engine, work)
 

@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import Engine, and_, exists, select
 
 from core.labels import LABELS, NO_FINDING
-from core.triage import waiting_boost
+from core.triage import current_priority, waiting_rate
 from db import audit
 from db.packing import mask_of
 from db.schema import Heatmap, Prediction, Study, StudyNote, StudyStatus, User, Verdict, VerdictSet, utcnow
@@ -30,15 +30,17 @@ class WorklistFilter:
 
 
 def worklist(engine: Engine, flt: WorklistFilter, overdue_hours: float, limit: int = 200) -> pd.DataFrame:
-    """Studies in triage order: suspicion plus a waiting-time boost, highest first.
+    """Studies in triage order (:mod:`core.triage`): unreviewed first, then by the stored
+    priority key, highest first, ordered and limited in SQL on an index.
 
     Filters are bound parameters (never string-built SQL); the name search escapes
-    LIKE wildcards so a '%' typed by a user matches a literal '%'.
+    LIKE wildcards so a '%' typed by a user matches a literal '%'. ``priority`` in the
+    result is the current priority (suspicion + waiting boost); reviewed studies show -1.
     """
     reviewed = exists().where(Verdict.study_id == Study.id)
     query = select(Study.id, Study.original_name, Study.status, Study.triage_score, Study.created_at,
                    Study.view_position, Study.file_format, Study.error, reviewed.label("reviewed"),
-                   Study.abnormal, Study.in_domain)
+                   Study.abnormal, Study.in_domain, Study.priority.label("priority_key"))
     conds = [Study.status.in_(flt.statuses)] if flt.statuses else []
     if flt.finding:
         conds.append(exists().where(Prediction.study_id == Study.id, Prediction.label == flt.finding,
@@ -54,24 +56,22 @@ def worklist(engine: Engine, flt: WorklistFilter, overdue_hours: float, limit: i
     if flt.name_contains:
         escaped = flt.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         conds.append(Study.original_name.like(f"%{escaped}%", escape="\\"))
+    query = (query.where(and_(*conds)).order_by(reviewed, Study.priority.desc(), Study.abnormal.desc(), Study.id)
+             .limit(limit))
+    columns = ["id", "original_name", "status", "triage_score", "created_at", "view_position", "file_format",
+               "error", "reviewed", "abnormal", "in_domain", "priority_key"]
     with engine.connect() as conn:
-        df = pd.DataFrame(conn.execute(query.where(and_(*conds))).mappings().all(),
-                          columns=["id", "original_name", "status", "triage_score", "created_at", "view_position",
-                                   "file_format", "error", "reviewed", "abnormal", "in_domain"])
+        df = pd.DataFrame(conn.execute(query).mappings().all(), columns=columns)
     if df.empty:
         df["priority"] = []
         df["flagged"] = []
-        return df
-    hours = (pd.Timestamp(utcnow()) - pd.to_datetime(df["created_at"])).dt.total_seconds() / 3600
-    boost = hours.map(lambda h: waiting_boost(h, overdue_hours))
-    # reviewed studies sink: they no longer need a radiologist's first look
-    df["priority"] = (df["triage_score"].fillna(0) + boost).where(~df["reviewed"].astype(bool), -1.0)
-    # among equal priorities (e.g. no flags), the higher calibrated P(abnormal) first
-    df["_abnormal"] = pd.to_numeric(df["abnormal"], errors="coerce").fillna(-1.0)
-    df = (df.sort_values(["priority", "_abnormal", "id"], ascending=[False, False, True]).head(limit)
-          .drop(columns="_abnormal").reset_index(drop=True))
+        return df.drop(columns="priority_key")
+    rate = waiting_rate(overdue_hours, LABELS)
+    now = utcnow()
+    current = df["priority_key"].astype(float).map(lambda key: round(current_priority(key, now, rate), 4))
+    df["priority"] = current.where(~df["reviewed"].astype(bool), -1.0)
     df["flagged"] = df["id"].map(_flagged_labels(engine, df["id"].tolist()))
-    return df
+    return df.drop(columns="priority_key")
 
 
 def _flagged_labels(engine: Engine, ids: list[int]) -> dict[int, str]:

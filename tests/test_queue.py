@@ -83,7 +83,13 @@ def test_worker_killed_mid_batch_loses_nothing(settings, db_engine):
 
 def test_sigterm_stops_worker_cleanly(settings, db_engine):
     worker = _worker(settings, "--worker-id", "graceful")
-    time.sleep(8)
+    # signal handlers are installed before the loop's first heartbeat: wait for it, not a fixed time
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and worker.poll() is None:
+        with db_engine.connect() as conn:
+            if conn.execute(select(WorkerHeartbeat.state).where(WorkerHeartbeat.worker_id == "graceful")).first():
+                break
+        time.sleep(0.2)
     worker.send_signal(signal.SIGTERM)
     out, _ = worker.communicate(timeout=60)
     assert worker.returncode == 0, out
