@@ -16,6 +16,7 @@ def record(session: Session, action: str, actor: str | None = None, study_id: in
     bad = FORBIDDEN_KEYS.intersection(detail)
     if bad:
         raise ValueError(f"audit detail must not contain {sorted(bad)}")
+    actor = None if actor is None else str(actor)[:80]  # the column's size, also on SQLite
     event = AuditEvent(action=action, actor=actor, study_id=study_id, detail=detail or None)
     session.add(event)
     return event
