@@ -237,11 +237,29 @@ def _raster_to_unit(img: Image.Image, significant_bits: int | None = None) -> np
 
 # --------------------------------------------------------------------------- DICOM
 
+# GDCM answers some corrupt JPEG frames by throwing a C++ exception that nothing catches:
+# std::terminate aborts the whole process (the app and its embedded worker), found by the
+# mutation fuzzer (tests/test_fuzz.py). pylibjpeg (libjpeg, OpenJPEG), pyjpegls (CharLS)
+# and pydicom's own RLE decoder cover every transfer syntax accepted here and fail with
+# Python exceptions, so GDCM is never asked to decode pixels.
+UNSAFE_DECODER_PLUGINS = ("gdcm",)
+
+
+def _drop_unsafe_decoders() -> None:
+    from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS
+
+    for decoder, _ in _PIXEL_DATA_DECODERS.values():
+        for label in UNSAFE_DECODER_PLUGINS:
+            if label in getattr(decoder, "_available", {}) or label in getattr(decoder, "_unavailable", {}):
+                decoder.remove_plugin(label)
+
+
 def read_dicom(data: bytes):
     """Parse a DICOM file with pydicom; a non-DICOM or broken header is a rejection."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    _drop_unsafe_decoders()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
