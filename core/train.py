@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", choices=["efficientnetb0", "efficientnet_lite0"], default="efficientnetb0")
     parser.add_argument("--init", choices=["random", "imagenet"], default="imagenet",
                         help="imagenet: the converted EfficientNet-Lite0 weights (core.pretrained)")
+    parser.add_argument("--train-sources", nargs="*", default=None,
+                        help="learn only from these image folders' training patients (default: all)")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--adapt-bn", type=int, choices=[0, 1], default=0,
@@ -337,6 +339,9 @@ def train(args: argparse.Namespace) -> int:
     print(f"decoded and resized in {time.time() - t0:.1f}s; device {device_name()}; mixed precision {mixed}", flush=True)
 
     tr, va = parts["train"], parts["val"]
+    if args.train_sources:  # a recipe choice: learn from these folders only (split unchanged)
+        tr = tr[table.loc[tr, "source"].isin(args.train_sources).to_numpy()]
+        print(f"training on {len(tr)} images from {', '.join(args.train_sources)}", flush=True)
     rng = np.random.default_rng(args.seed)
     probs = sampling_weights(y_all[tr], args.sampling_power)
     steps = max(1, math.ceil(len(tr) / args.batch_size))
@@ -429,6 +434,8 @@ def train(args: argparse.Namespace) -> int:
         "n_patients": {k: int(table.loc[v, "Patient ID"].nunique()) for k, v in parts.items()},
         "n_images_by_source": {k: table.loc[v, "source"].value_counts().to_dict() for k, v in parts.items()},
         "positives_in_training": {lab: int(y_all[tr, j].sum()) for j, lab in enumerate(LABELS)},
+        "images_learnt_from": int(len(tr)),
+        "learnt_from_sources": args.train_sources or sorted(table["source"].unique()),
         "split": split_how,
         "input_size": args.input_size,
         "source_resolution": sorted({f"{w}x{h}" for w, h in _sizes(table["path"])}),
@@ -472,6 +479,8 @@ _ARCHITECTURES = {
 def _reproduce_args(args: argparse.Namespace) -> list[str]:
     out = ["--images", *[f"../shared/data/nih/{p.name}" for p in args.images],
            "--labels", "../shared/data/nih/labels/Data_Entry_2017_v2020.csv.gz", "--out", args.out.as_posix()]
+    if args.train_sources:
+        out += ["--train-sources", *args.train_sources]
     for flag in ("backbone", "init", "input_size", "epochs", "adapt_bn", "batch_size", "lr", "dropout",
                  "freeze_bn", "frozen_stages",
                  "sampling_power", "low_res_probability", "patience", "test_fraction", "val_fraction",
@@ -527,6 +536,14 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
                    "1.25 x the 99.5th percentile of the validation images' distances"),
         "features_from": f"{len(parts['train'])} training images",
     }
+    val_sources = table.loc[parts["val"], "source"].to_numpy()
+    NF = LABELS.index(NO_FINDING)  # noqa: N806
+    card.training["validation"] = {
+        src: {"n_images": int(m.sum()), "mean_auc_findings": _round4(mean_auc(y["val"][m], p_val[m])),
+              "abnormal_auc": _round4(metrics_auc(1 - y["val"][m][:, NF], 1 - p_val[m][:, NF]))}
+        for src, m in [("all", np.ones(len(val_sources), bool))]
+        + [(s, val_sources == s) for s in sorted(set(val_sources))]
+    }
     card.abnormal = {"method": "calibrated 1 - P(No Finding)",
                      "why": ("No Finding is trained as a label; its calibrated complement is the probability "
                              "that a reader finds something, one number for the worklist order")}
@@ -563,6 +580,16 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
     card.abnormal["held_out_ci95"] = report["abnormal_vs_no_finding_ci95"]
     card.save(out)
     return report
+
+
+def _round4(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 4)
+
+
+def metrics_auc(y: np.ndarray, p: np.ndarray) -> float:
+    from core.metrics import auc
+
+    return auc(y, p)
 
 
 def _engine_scores(engine, paths: list[Path], batch: int = 16) -> tuple[np.ndarray, np.ndarray]:

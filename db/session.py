@@ -72,6 +72,11 @@ def write_session(engine: Engine) -> Iterator[Session]:
             yield session
 
 
+def sqlite_path_of(engine: Engine) -> str:
+    """The file behind a SQLite engine (for tools that open it directly)."""
+    return str(engine.url.database)
+
+
 def is_lock_error(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "database is locked" in text or "could not serialize" in text or "deadlock" in text

@@ -1,13 +1,12 @@
 """The worker cannot die of one study (issue 10, items 1-3): poison inputs and results,
 a full disk, slow batches under short leases, and requeued studies."""
 import errno
-import io
 import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from core import storage
 from core.ingest import ingest_upload
@@ -150,3 +149,39 @@ def test_item1_poison_pixels_never_reach_the_queue(settings, db_engine):
     with db_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Study)).scalar_one() == 0
     assert not any(settings.data_dir.joinpath("originals").rglob("*.dcm")) if (settings.data_dir / "originals").exists() else True
+
+
+def test_item4_concurrent_first_start_migrates_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, CXR_DATA_DIR=str(tmp_path / "data"))
+    env.pop("CXR_DATABASE_URL", None)
+    procs = [subprocess.Popen([sys.executable, "-m", "db.migrate"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert all("database at head" in o for o in outs)
+
+
+def test_item4_a_held_write_lock_gives_a_clear_bounded_message(settings, db_engine):
+    import sqlite3
+
+    from db import audit
+    from db.session import DatabaseBusy, run_write, sqlite_path_of
+
+    if db_engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single writer lock")
+    holder = sqlite3.connect(sqlite_path_of(db_engine), timeout=1, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(DatabaseBusy, match="Try again"):
+            run_write(db_engine, lambda s: audit.record(s, "tick", "t", None), deadline_s=2.0)
+        assert time.monotonic() - started < 2.0 + 12.0  # the deadline plus at most one busy wait
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -1,0 +1,202 @@
+"""Worker faults, measured: ``python -m bench.worker_faults``.
+
+1. Poison in a batch: 50 real radiographs are queued; 5 are poison (2 stored files
+   damaged on disk, 2 whose model output is non-finite, 1 whose heatmaps meet a full
+   disk); one worker runs the queue without any restart. Expected: 45 done, the 5 failed
+   or requeued with a reason. Baseline in the same run: the same queue with the result
+   checks and storage guards switched off (the first wave's worker), whose loop dies.
+2. Slow batches under short leases: lease 2 s, every batch takes 10 s; two workers share
+   the queue. Counted: how many times each study was analysed. Expected: once each.
+   Baseline in the same run: the same workers without lease renewal.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.common import require_shared, table
+
+
+class CountingAnalyzer:
+    """The real engine, counting how often each image was analysed, optionally slow."""
+
+    def __init__(self, real, delay_s: float = 0.0) -> None:
+        self.real, self.delay_s = real, delay_s
+        self.card, self.labels, self.device, self.views = real.card, real.labels, real.device, real.views
+        self.calls: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def analyse(self, images, thresholds=None):
+        with self._lock:
+            for img in images:
+                self.calls[hash(img.tobytes())] += 1
+        time.sleep(self.delay_s)
+        return self.real.analyse(images, thresholds)
+
+
+def _fresh(tmp: str, lease_seconds: float):
+    from core.config import load_settings
+    from db.bootstrap import open_database
+
+    os.environ.update(CXR_DATA_DIR=tmp, CXR_LEASE_SECONDS=str(lease_seconds), CXR_BATCH_SIZE="8",
+                      CXR_TTA_VIEWS="identity", CXR_EMBEDDED_WORKER="0")
+    os.environ.pop("CXR_DATABASE_URL", None)
+    settings = load_settings()
+    return settings, open_database(settings)
+
+
+def _queue(engine, settings, files: list[Path]) -> list[int]:
+    from core.ingest import ingest_upload
+
+    return [ingest_upload(engine, settings, f.name, f.read_bytes())[0].study_id for f in files]
+
+
+def _statuses(engine) -> Counter:
+    from sqlalchemy import func, select
+
+    from db.schema import Study
+
+    with engine.connect() as conn:
+        return Counter(dict(conn.execute(select(Study.status, func.count()).group_by(Study.status)).all()))
+
+
+class PoisonAnalyzer(CountingAnalyzer):
+    """Returns non-finite probabilities for the images in ``poison`` (as a NaN pixel,
+    RescaleSlope NaN or a corrupt model would)."""
+
+    def __init__(self, real, poison: set[int]) -> None:
+        super().__init__(real)
+        self.poison = poison
+
+    def analyse(self, images, thresholds=None):
+        from dataclasses import replace
+
+        out = self.real.analyse(images, thresholds)
+        return [replace(a, probabilities={k: float("nan") for k in a.probabilities})
+                if hash(img.tobytes()) in self.poison else a for img, a in zip(images, out, strict=True)]
+
+
+def poison_run(real, files: list[Path], guarded: bool) -> dict:
+    """5 poison studies among 50: 2 stored files damaged on disk, 2 with non-finite model
+    output, 1 whose heatmaps hit a full disk. ``guarded=False`` is the first wave's
+    worker: result checks off and storage errors propagate out of the loop."""
+    import errno
+
+    from sqlalchemy import select
+
+    import core.worker as worker_module
+    from core import storage
+    from core.decode import decode_bytes
+    from core.worker import Worker
+    from db.schema import Study
+
+    saved = worker_module.invalid_result, storage.atomic_write
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, engine = _fresh(tmp, 120)
+        ids = _queue(engine, settings, files)
+        damaged, nan_ids, full_disk = ids[3:5], ids[13:15], ids[23]
+        with engine.connect() as conn:
+            rels = dict(conn.execute(select(Study.id, Study.stored_path).where(Study.id.in_(damaged))).all())
+        for rel in rels.values():
+            path = storage.safe_join(settings.data_dir, rel)
+            path.write_bytes(path.read_bytes()[:300])
+        poison = {hash(decode_bytes(files[ids.index(i)].read_bytes()).pixels.tobytes()) for i in nan_ids}
+
+        def full(path, data, _real=storage.atomic_write):
+            if f"/heatmaps/{full_disk}/" in str(path):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return _real(path, data)
+
+        storage.atomic_write = full
+        if not guarded:
+            worker_module.invalid_result = lambda analysis: None
+        worker = Worker(settings, engine, PoisonAnalyzer(real, poison), worker_id="bench")
+        if not guarded:
+            real_fail = worker._fail
+
+            def unguarded(study_id, reason, report, permanent=False):
+                if reason.startswith("Results could not be stored"):
+                    raise RuntimeError(reason)  # the first wave had no guard around storing
+                real_fail(study_id, reason, report, permanent)
+
+            worker._fail = unguarded
+        t = time.perf_counter()
+        stopped = None
+        try:
+            while worker.run_once().claimed:
+                pass
+        except Exception as exc:  # noqa: BLE001 - the baseline's loop dies here
+            stopped = type(exc).__name__
+        finally:
+            worker_module.invalid_result, storage.atomic_write = saved
+        seconds = time.perf_counter() - t
+        counts = _statuses(engine)
+        engine.dispose()
+    return {"worker": "guarded (now)" if guarded else "unguarded (baseline)", "done": counts["done"],
+            "failed": counts["failed"], "requeued": counts["queued"], "stuck processing": counts["processing"],
+            "loop stopped by": stopped or "-", "seconds": round(seconds, 1)}
+
+
+def lease_run(real, files: list[Path], renew: bool) -> dict:
+    import core.worker as worker_module
+    from core.worker import Worker
+
+    analyzer = CountingAnalyzer(real, delay_s=10.0)
+    original = worker_module.LeaseKeeper
+    if not renew:
+        class NoRenewal(original):
+            def _run(self) -> None:
+                self._stop.wait()
+
+        worker_module.LeaseKeeper = NoRenewal
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings, engine = _fresh(tmp, 2.0)
+            _queue(engine, settings, files)
+            workers = [Worker(settings, engine, analyzer, worker_id=f"w{i}") for i in range(2)]
+
+            def drain(w):
+                idle = 0
+                while idle < 3:
+                    idle = idle + 1 if w.run_once().claimed == 0 else 0
+                    time.sleep(0.5)
+
+            threads = [threading.Thread(target=drain, args=(w,)) for w in workers]
+            t = time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            seconds = time.perf_counter() - t
+            counts = _statuses(engine)
+            engine.dispose()
+    finally:
+        worker_module.LeaseKeeper = original
+    calls = analyzer.calls
+    return {"leases": "renewed (now)" if renew else "not renewed (baseline)", "studies": len(files),
+            "analysed once": sum(1 for c in calls.values() if c == 1),
+            "analysed twice or more": sum(1 for c in calls.values() if c > 1),
+            "analyses in all": sum(calls.values()), "done": counts["done"], "failed": counts["failed"],
+            "seconds": round(seconds, 1)}
+
+
+def main() -> None:
+    from core.inference import InferenceEngine
+    from core.config import DEFAULT_MODEL_DIR
+
+    shared = require_shared()
+    files = sorted((shared / "nih" / "dev512").glob("*.png"))[:50]
+    real = InferenceEngine(DEFAULT_MODEL_DIR, views=["identity"])
+    table([poison_run(real, files, guarded=True), poison_run(real, files, guarded=False)],
+          "50 real studies, 5 poison, one worker, no restart")
+    slow = files[:16]
+    table([lease_run(real, slow, renew=True), lease_run(real, slow, renew=False)],
+          "lease 2 s, each batch 10 s, two workers, 16 studies")
+
+
+if __name__ == "__main__":
+    main()
