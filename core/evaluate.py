@@ -31,7 +31,10 @@ def evaluation_report(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, n
     all15 = [per_label[lab]["auc"] for lab in LABELS if per_label[lab]["auc"] is not None]
     nf = LABELS.index(NO_FINDING)
     abnormal = auc_ci(1 - y[:, nf], 1 - p[:, nf], groups=groups, n_boot=n_boot, seed=seed + 99)
+    mean_ci = mean_auc_ci(y[:, [LABELS.index(f) for f in FINDINGS]], p[:, [LABELS.index(f) for f in FINDINGS]],
+                          groups, n_boot=n_boot, seed=seed + 7)
     return {
+        "mean_auc_findings_ci95": mean_ci,
         "n_images": int(len(y)),
         "n_patients": int(len(np.unique(groups))) if groups is not None else None,
         "per_label": per_label,
@@ -42,6 +45,35 @@ def evaluation_report(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, n
         "abnormal_vs_no_finding_ci95": [_round(abnormal.low), _round(abnormal.high)],
         "bootstrap": f"{n_boot} resamples, {'by patient' if groups is not None else 'by image'}, percentile 95% CI",
     }
+
+
+def mean_auc_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, n_boot: int = 1000,
+                seed: int = 0) -> list[float | None]:
+    """Percentile 95% CI of the mean AUC over labels, resampling whole patients: each
+    resample's mean is over the labels that have both classes in it."""
+    from scipy.stats import rankdata
+
+    def auc(yy: np.ndarray, pp: np.ndarray) -> float:  # Mann-Whitney with tied ranks = ROC AUC
+        n1 = int(yy.sum())
+        n0 = len(yy) - n1
+        if n1 == 0 or n0 == 0:
+            return float("nan")
+        return float((rankdata(pp)[yy > 0].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+    rng = np.random.default_rng(seed)
+    keys = np.asarray(groups) if groups is not None else np.arange(len(y))
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+    means = []
+    for _ in range(n_boot):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
+        values = [auc(y[idx, j], p[idx, j]) for j in range(y.shape[1])]
+        values = [v for v in values if not np.isnan(v)]
+        if values:
+            means.append(np.mean(values))
+    if not means:
+        return [None, None]
+    return [_round(float(np.percentile(means, 2.5))), _round(float(np.percentile(means, 97.5)))]
 
 
 def _round(x: float) -> float | None:

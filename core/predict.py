@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -25,7 +26,12 @@ def predict_file(engine, path: Path, gradcam_dir: Path | None, limits: Limits) -
         return {"file": str(path), "ok": False, "error": str(exc)}
     except OSError as exc:
         return {"file": str(path), "ok": False, "error": f"cannot read: {exc.strerror}"}
-    analysis = engine.analyse([decoded.pixels])[0]
+    try:
+        analysis = engine.analyse([decoded.pixels])[0]
+    except Exception as exc:  # noqa: BLE001 - one input's failure is its own line, the run goes on
+        return {"file": str(path), "ok": False, "error": f"the model could not analyse it ({type(exc).__name__})"}
+    if not all(math.isfinite(v) for v in analysis.probabilities.values()):
+        return {"file": str(path), "ok": False, "error": "the model produced non-finite output for this image"}
     out = {
         "file": str(path), "ok": True,
         "probabilities": {k: round(v, 6) for k, v in analysis.probabilities.items()},
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in iter_input_paths(args.paths):
         result = predict_file(engine, path, args.gradcam, Limits(settings.max_pixels, settings.min_side))
         failed += not result["ok"]
-        print(json.dumps(result), flush=True)
+        print(json.dumps(result, allow_nan=False), flush=True)
     return 1 if failed else 0
 
 

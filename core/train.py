@@ -558,7 +558,8 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
     report["by_source"] = {
         src: {k: v for k, v in evaluation_report(y["test"][sources == src], p_test[sources == src],
                                                  groups[sources == src], n_boot=300).items()
-              if k in ("n_images", "n_patients", "mean_auc_findings", "abnormal_vs_no_finding_auc",
+              if k in ("n_images", "n_patients", "mean_auc_findings", "mean_auc_findings_ci95",
+                       "abnormal_vs_no_finding_auc",
                        "abnormal_vs_no_finding_ci95")}
         for src in sorted(set(sources))
     }
