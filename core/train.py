@@ -502,6 +502,7 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
        after, and P(abnormal)'s AUC, written into the card.
     """
     from core.calibration import expected_calibration_error, fit_platt, reliability_bins
+    from core.domain import METHOD as DOMAIN_METHOD
     from core.domain import STATS_FILE, fit_gate
     from core.evaluate import evaluation_report
     from core.inference import InferenceEngine
@@ -531,9 +532,7 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
     stats = gate.save(out)
     card.domain_gate = {
         "file": STATS_FILE, "sha256": file_sha256(stats), "threshold": round(gate.threshold, 6),
-        "method": ("Mahalanobis distance of the pooled last-block features (identity view) in the 64 principal "
-                   "axes of the training images' features, plus the scaled residual outside them; threshold = "
-                   "1.25 x the 99.5th percentile of the validation images' distances"),
+        "method": DOMAIN_METHOD.format(k=gate.k, margin=1.1),
         "features_from": f"{len(parts['train'])} training images",
     }
     val_sources = table.loc[parts["val"], "source"].to_numpy()

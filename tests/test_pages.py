@@ -169,3 +169,21 @@ def test_disabled_user_session_ends(app_db):
     set_active(app_db["engine"], "carol", False, actor="alice")
     at.run()
     assert "Please sign in" in _text(at) and "user_id" not in at.session_state
+
+
+def test_item8_oversized_study_link_is_a_clear_message(app_db):
+    at = _app("pages/review.py", app_db["reviewer"])
+    at.query_params["study"] = "99999999999999999999"
+    at.run()
+    assert not at.exception
+    assert "The study link is not valid." in _text(at)
+
+
+def test_review_shows_abnormal_score_and_threshold_basis(app_db):
+    sid = app_db["ids"]["cr_chest.dcm"]
+    at = _app("pages/review.py", app_db["reviewer"], study_id=sid).run()
+    assert not at.exception
+    assert any(m.label == "P(abnormal), calibrated" for m in at.metric)
+    scores = at.dataframe[0].value
+    assert "threshold basis" in scores.columns
+    assert scores["threshold basis"].str.contains("positives").all()

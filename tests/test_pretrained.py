@@ -116,10 +116,10 @@ def test_gate_separates_a_shifted_distribution(tmp_path):
     basis = rng.normal(size=(20, 100))
     train = rng.normal(size=(800, 20)) @ basis
     val = rng.normal(size=(200, 20)) @ basis
-    gate = fit_gate(train, val, n_components=16)
+    gate = fit_gate(train, val, k=5)
     same = rng.normal(size=(500, 20)) @ basis
     other = rng.normal(size=(500, 100)) * 6  # off the training subspace
     assert gate.in_domain(same).mean() >= 0.98
     assert not gate.in_domain(other).any()
     reloaded = DomainGate.load(gate.save(tmp_path))
-    np.testing.assert_allclose(reloaded.score(other[:5]), gate.score(other[:5]))
+    np.testing.assert_allclose(reloaded.score(other[:5]), gate.score(other[:5]), atol=2e-3)  # stored as float16
