@@ -64,6 +64,20 @@ def head_cams(features: tf.Tensor, head: Callable[[tf.Tensor], tf.Tensor]) -> tu
     return logits, tf.math.divide_no_nan(cams, peak)
 
 
+def _load_gate_trunk(folder: Path, spec: dict, size: int):
+    """The gate's own feature trunk (EfficientNet-Lite0, ImageNet) from the model folder."""
+    from core.errors import ModelCardMismatch
+    from core.model_card import file_sha256
+    from core.pretrained import build_lite0
+
+    path = folder / spec["file"]
+    if not path.is_file() or file_sha256(path) != spec.get("sha256"):
+        raise ModelCardMismatch(f"the domain gate's trunk {path.name} is missing or differs from the card")
+    trunk = build_lite0(include_top=False, input_size=size)
+    trunk.load_weights(path)
+    return trunk
+
+
 class InferenceEngine:
     """Loads a model folder once, traces its functions once, and analyses batches."""
 
@@ -77,8 +91,12 @@ class InferenceEngine:
         self.views: list[View] = resolve_views(views)
         self.backbone, self.head = split_model(self.model, self.card.backbone)
         self.calibration = {lab: Platt(**self.card.calibration[lab]) for lab in self.card.calibration}
-        self.gate = (DomainGate.load(Path(model_dir) / self.card.domain_gate["file"])
-                     if self.card.domain_gate else None)
+        gate_card = self.card.domain_gate or {}
+        self.gate = DomainGate.load(Path(model_dir) / gate_card["file"]) if "file" in gate_card else None
+        # the gate may read its own ImageNet trunk: a fine-tuned or batch-norm-adapted trunk
+        # can map photographs close to radiographs, a generic one does not
+        self.gate_trunk = (_load_gate_trunk(Path(model_dir), gate_card["extractor"], self.size)
+                           if "extractor" in gate_card else None)
         # identity first: its features feed Grad-CAM; extra identity is dropped from the mean
         names = [v.name for v in self.views]
         self._all_views = self.views if names[0] == "identity" else resolve_views(["identity"]) + self.views
@@ -124,6 +142,8 @@ class InferenceEngine:
         _, cams = head_cams(identity, self._head_logits)
         logits = self._head_logits(features)
         probs = tf.reshape(tf.sigmoid(logits), [b, v, -1])[:, self._mean_slice]
+        if self.gate_trunk is not None:
+            identity = self.gate_trunk(tf.gather(views, tf.range(b) * v), training=False)
         pooled = tf.reduce_mean(tf.cast(identity, tf.float32), axis=[1, 2])
         return probs, cams, pooled
 

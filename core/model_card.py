@@ -51,6 +51,8 @@ class ModelCard:
         parts = [self.weights_sha256, self.labels, self.input_size]
         if self.calibration or self.domain_gate:  # older cards keep their version
             parts += [self.calibration, self.domain_gate.get("sha256"), self.domain_gate.get("threshold")]
+            if self.domain_gate.get("extractor"):
+                parts.append(self.domain_gate["extractor"].get("sha256"))
         text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -114,7 +116,12 @@ class ModelCard:
         unknown = set(self.calibration) - set(self.labels)
         if unknown:
             raise ModelCardMismatch(f"card calibrates unknown label(s) {sorted(unknown)}")
-        if self.domain_gate:
+        extractor = self.domain_gate.get("extractor") if self.domain_gate else None
+        if extractor:
+            trunk = folder / extractor.get("file", "")
+            if not trunk.is_file() or file_sha256(trunk) != extractor.get("sha256"):
+                raise ModelCardMismatch(f"domain gate trunk {trunk.name} is missing or differs from the card")
+        if self.domain_gate and "file" in self.domain_gate:
             stats = folder / self.domain_gate.get("file", "")
             if not stats.is_file() or file_sha256(stats) != self.domain_gate.get("sha256"):
                 raise ModelCardMismatch(f"domain statistics {stats.name} are missing or differ from the card")

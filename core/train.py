@@ -164,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="imagenet: the converted EfficientNet-Lite0 weights (core.pretrained)")
     parser.add_argument("--train-sources", nargs="*", default=None,
                         help="learn only from these image folders' training patients (default: all)")
+    parser.add_argument("--probe-c", type=float, nargs="+", default=list(PROBE_C_GRID),
+                        help="L2 strengths the linear probe's cross-validation chooses from")
+    parser.add_argument("--gate-trunk", choices=["model", "imagenet-lite0"], default="model",
+                        help="features of the out-of-domain gate: the model's own trunk, or a separate ImageNet "
+                             "EfficientNet-Lite0 trunk saved in the model folder")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--adapt-bn", type=int, choices=[0, 1], default=0,
@@ -190,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only recompute calibration, gate and held-out evaluation of the model folder --out")
     args = parser.parse_args(argv)
     if args.evaluate_only:
-        return evaluate_only(args.out, args.images, args.labels, args.target_sensitivity)
+        return evaluate_only(args.out, args.images, args.labels, args.target_sensitivity, args.gate_trunk)
     return train(args)
 
 
@@ -247,13 +252,14 @@ def fit_probe(features: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-def choose_probe_c(features: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5) -> tuple[float, dict]:
+def choose_probe_c(features: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5,
+                   grid: tuple[float, ...] = PROBE_C_GRID) -> tuple[float, dict]:
     """The L2 strength with the best mean AUC over findings in patient-grouped CV of the
     training patients (validation and test patients are not touched)."""
     from sklearn.model_selection import GroupKFold
 
     scores = {}
-    for c in PROBE_C_GRID:
+    for c in grid:
         oof = np.zeros_like(y, dtype=np.float64)
         for tr, te in GroupKFold(folds).split(features, y, groups):
             kernel, bias = fit_probe(features[tr], y[tr], c)
@@ -392,7 +398,8 @@ def train(args: argparse.Namespace) -> int:
         # linear probe first: a strongly regularised head on the frozen trunk, fitted in
         # closed form, then (optionally) fine-tuning from there (LP-FT)
         feats = pooled_features(model, args.backbone, x_all[tr])
-        c, cv = choose_probe_c(feats, y_all[tr], table.loc[tr, "Patient ID"].astype(str).to_numpy())
+        c, cv = choose_probe_c(feats, y_all[tr], table.loc[tr, "Patient ID"].astype(str).to_numpy(),
+                               grid=tuple(args.probe_c))
         kernel, bias = fit_probe(feats, y_all[tr], c)
         model.get_layer("logits").set_weights([kernel, bias])
         probe_note = (f"per-label L2 logistic regression on the frozen trunk's pooled features (class-balanced), "
@@ -464,7 +471,7 @@ def train(args: argparse.Namespace) -> int:
     card.save(args.out)
     table[["Image Index", "Patient ID", "source", "split"]].to_csv(args.out / "training_images.csv", index=False)
     (args.out / "test_images.txt").write_text("\n".join(table.loc[parts["test"], "Image Index"]) + "\n")
-    report = calibrate_and_evaluate(args.out, table, y_all, parts, args.target_sensitivity)
+    report = calibrate_and_evaluate(args.out, table, y_all, parts, args.target_sensitivity, args.gate_trunk)
     print(json.dumps({k: report[k] for k in ("mean_auc_findings", "abnormal_vs_no_finding_auc")}), flush=True)
     return 0
 
@@ -481,6 +488,7 @@ def _reproduce_args(args: argparse.Namespace) -> list[str]:
            "--labels", "../shared/data/nih/labels/Data_Entry_2017_v2020.csv.gz", "--out", args.out.as_posix()]
     if args.train_sources:
         out += ["--train-sources", *args.train_sources]
+    out += ["--probe-c", *[f"{c:g}" for c in args.probe_c], "--gate-trunk", args.gate_trunk]
     for flag in ("backbone", "init", "input_size", "epochs", "adapt_bn", "batch_size", "lr", "dropout",
                  "freeze_bn", "frozen_stages",
                  "sampling_power", "low_res_probability", "patience", "test_fraction", "val_fraction",
@@ -489,8 +497,21 @@ def _reproduce_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _write_gate_trunk(out: Path, size: int) -> dict:
+    """Save the ImageNet EfficientNet-Lite0 trunk into the model folder for the gate."""
+    from core import pretrained
+    from core.model_card import file_sha256
+
+    trunk = pretrained.build_lite0(include_top=False, input_size=size)
+    pretrained.load_lite0_into(trunk, pretrained.read_legacy_state_dict(pretrained.default_checkpoint()))
+    path = out / "domain_trunk.weights.h5"
+    trunk.save_weights(path)
+    return {"file": path.name, "sha256": file_sha256(path), "backbone": "efficientnet_lite0",
+            "source": pretrained.SOURCE}
+
+
 def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, parts: dict[str, np.ndarray],
-                           target: float) -> dict:
+                           target: float, gate_trunk: str = "model") -> dict:
     """Everything chosen after the weights, on validation patients only, then the test:
 
     1. Platt scaling per label on the validation patients' TTA means;
@@ -510,6 +531,8 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
 
     card = ModelCard.load(out)
     card.calibration, card.domain_gate = {}, {}
+    if gate_trunk == "imagenet-lite0":
+        card.domain_gate = {"extractor": _write_gate_trunk(out, card.input_size)}
     card.save(out)
     engine = InferenceEngine(out)
     raw = {s: _engine_scores(engine, list(table.loc[idx, "path"])) for s, idx in parts.items() if s != "train"}
@@ -530,11 +553,16 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
                              f"marks a threshold unreliable; sources: " + json.dumps(how))
     gate = fit_gate(train_pooled, raw["val"][1])
     stats = gate.save(out)
+    extractor = card.domain_gate.get("extractor")
     card.domain_gate = {
         "file": STATS_FILE, "sha256": file_sha256(stats), "threshold": round(gate.threshold, 6),
         "method": DOMAIN_METHOD.format(k=gate.k, margin=1.1),
         "features_from": f"{len(parts['train'])} training images",
+        "trunk": ("its own ImageNet EfficientNet-Lite0 trunk (domain_trunk.weights.h5)" if extractor
+                  else "the model's trunk"),
     }
+    if extractor:
+        card.domain_gate["extractor"] = extractor
     val_sources = table.loc[parts["val"], "source"].to_numpy()
     NF = LABELS.index(NO_FINDING)  # noqa: N806
     card.training["validation"] = {
@@ -614,7 +642,7 @@ def _analyse_all(engine, paths: list[Path], batch: int = 16) -> list:
     return out
 
 
-def evaluate_only(out: Path, images: list[Path], labels: Path, target: float) -> int:
+def evaluate_only(out: Path, images: list[Path], labels: Path, target: float, gate_trunk: str = "model") -> int:
     """Recompute calibration, gate and held-out evaluation of a finished model folder
     from its own split (training_images.csv)."""
     from core.evaluate import matched_table
@@ -625,7 +653,7 @@ def evaluate_only(out: Path, images: list[Path], labels: Path, target: float) ->
     table["split"] = table["Image Index"].map(split)
     y = np.stack([label_vector(t) for t in table["Finding Labels"]])
     parts = {s: table.index[table["split"] == s].to_numpy() for s in ("train", "val", "test")}
-    report = calibrate_and_evaluate(out, table, y, parts, target)
+    report = calibrate_and_evaluate(out, table, y, parts, target, gate_trunk)
     print(json.dumps({"mean_auc_findings": report["mean_auc_findings"], "n_images": report["n_images"]}))
     return 0
 
