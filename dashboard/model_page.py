@@ -18,6 +18,7 @@ def render() -> None:
     st.caption(f"version {card.version} · thresholds {card.threshold_version} · input {card.input_size}px")
     st.warning(DISCLAIMER, icon="⚠️")
     st.caption(f"Intended use: {card.intended_use}")
+    _other_models(settings, card)
     st.subheader("Held-out evaluation")
     ev = card.evaluation
     if ev:
@@ -27,7 +28,12 @@ def render() -> None:
         c[1].metric("Mean AUC, all labels with positives (incl. No Finding)", ev.get("mean_auc_15_labels"))
         c[2].metric("Abnormal vs No Finding AUC", ev.get("abnormal_vs_no_finding_auc"))
         st.caption(f"{ev.get('n_images')} images of {ev.get('n_patients')} patients; {ev.get('split')}; "
-                   f"{ev.get('bootstrap')}; {ev.get('tta_views')} TTA views.")
+                   f"{ev.get('bootstrap')}; {ev.get('tta_views')} TTA views; mean AUC 95% CI "
+                   f"{ev.get('mean_auc_findings_ci95')}.")
+        short = {k: v["short_by"] for k, v in ev.get("targets", {}).items() if isinstance(v, dict) and v["short_by"]}
+        if short:
+            st.warning("Below the project's targets (mean AUC 0.70, abnormal AUC 0.75) by "
+                       + ", ".join(f"{v:.3f} ({k.replace('_', ' ')})" for k, v in short.items()))
         rows = [{"label": k, "AUC": v["auc"], "95% CI low": v["ci95"][0], "95% CI high": v["ci95"][1],
                  "positives": v["n_positive"], "negatives": v["n_negative"],
                  "threshold": card.thresholds.get(k)} for k, v in ev["per_label"].items()]
@@ -95,3 +101,21 @@ def _runs_compared(runs: list[dict] | None) -> None:
         return
     st.subheader("Training runs compared (same patient split)")
     st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch")
+
+
+def _other_models(settings, card) -> None:
+    """Say when another bundled model scored better on validation, and how to select it."""
+    from core.config import PROJECT_ROOT
+    from core.model_card import ModelCard
+
+    folder = PROJECT_ROOT / "models" / "lite0"
+    if not folder.is_dir() or folder.resolve() == settings.model_dir.resolve():
+        return
+    try:
+        other = ModelCard.load(folder)
+    except Exception:  # noqa: BLE001 - a broken second folder must not hide this page
+        return
+    ev = other.evaluation
+    st.info(f"Also bundled: {other.name} ({other.architecture.split(' + ')[0]}), held-out mean AUC "
+            f"{ev.get('mean_auc_findings')} and abnormal AUC {ev.get('abnormal_vs_no_finding_auc')}, better than "
+            f"this model on the validation patients. Select it with CXR_MODEL=models/lite0.")
