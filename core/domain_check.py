@@ -26,8 +26,7 @@ SKIMAGE_IMAGES = ("astronaut", "brick", "camera", "cat", "cell", "checkerboard",
                   "coins", "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry",
                   "logo", "microaneurysms", "moon", "page", "retina", "rocket", "text", "shepp_logan_phantom")
 PYDICOM_SCANS = ("CT_small.dcm", "MR_small.dcm", "liver_1frame.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm",
-                 "693_J2KI.dcm", "JPEG-lossy.dcm", "JPEGLSNearLossless_16.dcm", "MR_small_jp2klossless.dcm",
-                 "emri_small.dcm", "SC_rgb.dcm")
+                 "693_J2KI.dcm", "JPEG-lossy.dcm", "JPEGLSNearLossless_16.dcm", "MR_small_jp2klossless.dcm")
 CHEST_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm"}
 
 

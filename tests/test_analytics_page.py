@@ -26,7 +26,8 @@ def analysed(tmp_path_factory, inference_engine):
     old = dict(os.environ)
     os.environ.update(CXR_EMBEDDED_WORKER="0", CXR_MODEL=str(DEFAULT_MODEL))
     names = (DEFAULT_MODEL / "test_images.txt").read_text().split()
-    files = [SHARED / "nih" / "small64" / n for n in names]
+    folders = [SHARED / "nih" / "dev512", SHARED / "nih" / "small64"]
+    files = [next(f / n for f in folders if (f / n).exists()) for n in names]
     ctx = populate(tmp_path_factory.mktemp("analytics") / "data", inference_engine, files)
     ctx["import"] = import_labels(ctx["engine"], NIH_LABELS, actor="alice")
     yield ctx
@@ -40,7 +41,8 @@ def test_reference_import_matches_every_study(analysed):
 
 
 def test_page_auc_equals_core_evaluate(analysed):
-    proc = subprocess.run([sys.executable, "-m", "core.evaluate", "--images", str(SHARED / "nih" / "small64"),
+    proc = subprocess.run([sys.executable, "-m", "core.evaluate", "--images", str(SHARED / "nih" / "dev512"),
+                           str(SHARED / "nih" / "small64"),
                            "--labels", str(NIH_LABELS), "--only", str(DEFAULT_MODEL / "test_images.txt"), "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
