@@ -7,7 +7,13 @@ Every failure is a :class:`core.errors.RejectedInput` with a message for the use
 from __future__ import annotations
 
 import io
+import os
+import sys
+import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +159,56 @@ def check_png_chunks(data: bytes) -> None:
         pos = end + 4
 
 
+# What the native decoders print (on file descriptor 2, not as Python warnings) when they
+# meet corrupt data and carry on with a partial image: libjpeg-turbo, libjpeg, OpenJPEG.
+CORRUPTION_PHRASES = ("Corrupt JPEG data", "Premature end of JPEG", "premature end of data segment",
+                      "Bogus", "Invalid JPEG", "Tile part length size inconsistent", "Stream too short",
+                      "Expected a SOC marker", "Marker is not compliant")
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def native_messages() -> Iterator[list[str]]:
+    """Collect what native code writes to stderr (fd 2) inside the block.
+
+    libjpeg reports "Corrupt JPEG data" as a warning on stderr and returns a partial
+    image; Python never sees it. One block at a time (a lock), and whatever was captured
+    is written back to the real stderr afterwards, so no other message is lost."""
+    out: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+            if text:
+                out.append(text)
+                os.write(2, text.encode("utf-8", "replace"))
+
+
+def refuse_if_corrupt(messages: list[str]) -> None:
+    text = "".join(messages)
+    for phrase in CORRUPTION_PHRASES:
+        if phrase in text:
+            line = next(ln for ln in text.splitlines() if phrase in ln)
+            raise UnreadableImage(f"The image data is corrupt or incomplete ({line.strip()[:160]}).")
+
+
+def check_jpeg_data(data: bytes) -> None:
+    """Decode once with OpenCV's libjpeg-turbo, which reports corrupt entropy-coded data
+    (Pillow's build stays silent), and refuse the file if it complains."""
+    import cv2
+
+    with native_messages() as messages:
+        cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    refuse_if_corrupt(messages)
+
+
 def _decode_raster(data: bytes, kind: str, limits: Limits) -> DecodedImage:
     if kind == "png":
         check_png_chunks(data)
@@ -163,6 +219,8 @@ def _decode_raster(data: bytes, kind: str, limits: Limits) -> DecodedImage:
             width, height = img.size
             # Checked before load(): a forged header must not make us allocate.
             _check_shape(height, width, limits)
+            if kind == "jpeg":
+                check_jpeg_data(data)
             img.load()
     except RejectedInput:
         raise
@@ -383,6 +441,8 @@ def check_encapsulated_frame_size(ds, rows: int, cols: int) -> None:
     if size is not None and size != (rows, cols):
         raise UnreadableImage(f"The compressed frame declares {size[1]}x{size[0]} pixels but the DICOM header says "
                               f"{cols}x{rows}: the file is corrupt or forged.")
+    if str(syntax) == "1.2.840.10008.1.2.4.50":  # JPEG Baseline: the frame is a plain JPEG stream
+        check_jpeg_data(bytes(frame))
 
 
 def codestream_size(head: bytes) -> tuple[int, int] | None:
@@ -422,7 +482,11 @@ def dicom_modality_values(ds) -> np.ndarray:
             # a missing delimiter or short frame is reported as a warning: refuse, never
             # show a partial image as if it were complete
             warnings.simplefilter("error", UserWarning)
-            arr = ds.pixel_array
+            with native_messages() as messages:
+                arr = ds.pixel_array
+            refuse_if_corrupt(messages)
+    except RejectedInput:
+        raise
     except UserWarning as exc:
         raise UnreadableImage(f"The image data is corrupt or incomplete ({exc}).") from exc
     except Exception as exc:

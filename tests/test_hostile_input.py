@@ -232,3 +232,26 @@ def test_item10_audit_and_verdict_exports_use_the_safe_writer():
 def test_card_json_is_strict():
     """The default model's card is valid JSON (no NaN) after training wrote it."""
     json.loads((DEFAULT_MODEL / "model_card.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+
+
+@pytest.mark.parametrize("rel", ["other/16747_3_1.jpg", "dicom/cr_chest.dcm"])
+def test_item7_bit_flipped_jpeg_data_is_refused_when_libjpeg_notices(rel):
+    """libjpeg reports corrupt entropy-coded data on stderr and returns a partial image;
+    those reports are now rejections. Flips it cannot notice (JPEG has no checksum) still
+    decode, so the test asks for a good share of rejections and no other outcome."""
+    import random
+
+    data = shared(*rel.split("/")).read_bytes()
+    rng = random.Random(7)
+    outcomes = []
+    for _ in range(40):
+        b = bytearray(data)
+        for _ in range(2):
+            pos = rng.randrange(len(b) // 3, len(b) - 2)
+            b[pos] ^= 1 << rng.randrange(8)
+        try:
+            decode_bytes(bytes(b))
+            outcomes.append("decoded")
+        except RejectedInput as exc:
+            outcomes.append("corrupt" if "corrupt or incomplete" in str(exc) else "other rejection")
+    assert outcomes.count("corrupt") >= 10, outcomes
