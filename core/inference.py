@@ -13,6 +13,7 @@ import tensorflow as tf
 from core import gradcam
 from core.calibration import Platt
 from core.domain import DomainGate
+from core.labels import NO_FINDING
 from core.model import device_name, load_model, split_model, use_mixed_precision_if_gpu
 from core.tta import View, resolve_views
 
@@ -66,15 +67,10 @@ def head_cams(features: tf.Tensor, head: Callable[[tf.Tensor], tf.Tensor]) -> tu
 
 def _load_gate_trunk(folder: Path, spec: dict, size: int):
     """The gate's own feature trunk (EfficientNet-Lite0, ImageNet) from the model folder."""
-    from core.errors import ModelCardMismatch
-    from core.model_card import file_sha256
     from core.pretrained import build_lite0
 
-    path = folder / spec["file"]
-    if not path.is_file() or file_sha256(path) != spec.get("sha256"):
-        raise ModelCardMismatch(f"the domain gate's trunk {path.name} is missing or differs from the card")
     trunk = build_lite0(include_top=False, input_size=size)
-    trunk.load_weights(path)
+    trunk.load_weights(folder / spec["file"])  # its sha256 was checked when the card was loaded
     return trunk
 
 
@@ -186,11 +182,12 @@ class InferenceEngine:
         mean = self.calibrate(views.mean(axis=1))
         spread = self.calibrate(views).std(axis=1)
         domain = self.gate.score(pooled) if self.gate is not None else None
-        nf = self.labels.index("No Finding") if "No Finding" in self.labels else None
+        inside_all = domain <= self.gate.threshold if domain is not None else np.ones(len(images), bool)
+        nf = self.labels.index(NO_FINDING) if NO_FINDING in self.labels else None
         out = []
         for i, img in enumerate(images):
             probs = {lab: float(mean[i, j]) for j, lab in enumerate(self.labels)}
-            inside = bool(domain is None or domain[i] <= self.gate.threshold)
+            inside = bool(inside_all[i])
             flagged = [lab for lab in self.labels if inside and probs[lab] >= thresholds[lab]]
             out.append(Analysis(
                 probabilities=probs,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from core.decode import Limits, decode_bytes
 from core.errors import RejectedInput
 from core.gradcam import overlay
 from core.ingest import iter_input_paths
+from core.worker import invalid_result
 from core.pixel_transforms import to_uint8
 
 
@@ -30,8 +30,9 @@ def predict_file(engine, path: Path, gradcam_dir: Path | None, limits: Limits) -
         analysis = engine.analyse([decoded.pixels])[0]
     except Exception as exc:  # noqa: BLE001 - one input's failure is its own line, the run goes on
         return {"file": str(path), "ok": False, "error": f"the model could not analyse it ({type(exc).__name__})"}
-    if not all(math.isfinite(v) for v in analysis.probabilities.values()):
-        return {"file": str(path), "ok": False, "error": "the model produced non-finite output for this image"}
+    problem = invalid_result(analysis)  # the worker's own check: what it would refuse to store
+    if problem:
+        return {"file": str(path), "ok": False, "error": problem}
     out = {
         "file": str(path), "ok": True,
         "probabilities": {k: round(v, 6) for k, v in analysis.probabilities.items()},

@@ -522,11 +522,12 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
     4. the held-out evaluation (engine with TTA, calibrated), calibration error before and
        after, and P(abnormal)'s AUC, written into the card.
     """
-    from core.calibration import expected_calibration_error, fit_platt, reliability_bins
+    from core.calibration import Platt, expected_calibration_error, fit_platt, reliability_bins
     from core.domain import METHOD as DOMAIN_METHOD
     from core.domain import STATS_FILE, fit_gate
     from core.evaluate import evaluation_report
     from core.inference import InferenceEngine
+    from core.metrics import auc
     from core.model_card import ModelCard, file_sha256
 
     card = ModelCard.load(out)
@@ -539,13 +540,16 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
     plain = InferenceEngine(out, views=["identity"])
     train_pooled = _engine_scores(plain, list(table.loc[parts["train"], "path"]))[1]
     y = {s: y_all[idx] for s, idx in parts.items()}
-    p_val_raw = raw["val"][0]
-    platt = {lab: fit_platt(y["val"][:, j], p_val_raw[:, j]) for j, lab in enumerate(LABELS)}
-    card.calibration = {lab: c.to_dict() for lab, c in platt.items()}
-    p_val = np.stack([platt[lab].apply(p_val_raw[:, j]) for j, lab in enumerate(LABELS)], axis=1)
-    thresholds, how = {}, {}
-    p_dummy = np.zeros((0, len(LABELS)))
-    thresholds, how = choose_thresholds(y["val"], p_val, y["val"][:0], p_dummy, target)
+    # the rounded values the card stores are the ones applied, here and in the engine
+    card.calibration = {lab: fit_platt(y["val"][:, j], raw["val"][0][:, j]).to_dict() for j, lab in enumerate(LABELS)}
+    platt = {lab: Platt(**c) for lab, c in card.calibration.items()}
+
+    def calibrated(p_raw: np.ndarray) -> np.ndarray:
+        return np.stack([platt[lab].apply(p_raw[:, j]) for j, lab in enumerate(LABELS)], axis=1)
+
+    p_val = calibrated(raw["val"][0])
+    # no fallback to training images: a label without validation positives gets the default
+    thresholds, how = choose_thresholds(y["val"], p_val, y["val"][:0], p_val[:0], target)
     card.thresholds = thresholds
     card.threshold_support = {lab: int(y["val"][:, j].sum()) for j, lab in enumerate(LABELS)}
     card.threshold_method = (f"per label, the highest threshold whose sensitivity on the validation patients "
@@ -567,7 +571,7 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
     NF = LABELS.index(NO_FINDING)  # noqa: N806
     card.training["validation"] = {
         src: {"n_images": int(m.sum()), "mean_auc_findings": _round4(mean_auc(y["val"][m], p_val[m])),
-              "abnormal_auc": _round4(metrics_auc(1 - y["val"][m][:, NF], 1 - p_val[m][:, NF]))}
+              "abnormal_auc": _round4(auc(1 - y["val"][m][:, NF], 1 - p_val[m][:, NF]))}
         for src, m in [("all", np.ones(len(val_sources), bool))]
         + [(s, val_sources == s) for s in sorted(set(val_sources))]
     }
@@ -576,9 +580,9 @@ def calibrate_and_evaluate(out: Path, table: pd.DataFrame, y_all: np.ndarray, pa
                              "that a reader finds something, one number for the worklist order")}
     card.save(out)
 
-    engine = InferenceEngine(out)  # now calibrated and gated: what the app runs
-    test_paths = list(table.loc[parts["test"], "path"])
-    p_test = np.asarray([[a.probabilities[lab] for lab in LABELS] for a in _analyse_all(engine, test_paths)])
+    # the engine's analyse() is calibrate(TTA mean of raw views): the same numbers from the
+    # test pass above, without running the 8 views of every test image a second time
+    p_test = calibrated(raw["test"][0])
     groups = table.loc[parts["test"], "Patient ID"].astype(str).to_numpy()
     report = evaluation_report(y["test"], p_test, groups)
     sources = table.loc[parts["test"], "source"].to_numpy()
@@ -614,12 +618,6 @@ def _round4(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 4)
 
 
-def metrics_auc(y: np.ndarray, p: np.ndarray) -> float:
-    from core.metrics import auc
-
-    return auc(y, p)
-
-
 def _engine_scores(engine, paths: list[Path], batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """(raw TTA-mean probabilities, pooled identity features) for files, decoded as the worker does."""
     from core.decode import decode_bytes
@@ -631,15 +629,6 @@ def _engine_scores(engine, paths: list[Path], batch: int = 16) -> tuple[np.ndarr
         probs.append(views.mean(axis=1))
         pooled.append(feats)
     return np.concatenate(probs), np.concatenate(pooled)
-
-
-def _analyse_all(engine, paths: list[Path], batch: int = 16) -> list:
-    from core.decode import decode_bytes
-
-    out = []
-    for start in range(0, len(paths), batch):
-        out.extend(engine.analyse([decode_bytes(p.read_bytes()).pixels for p in paths[start:start + batch]]))
-    return out
 
 
 def evaluate_only(out: Path, images: list[Path], labels: Path, target: float, gate_trunk: str = "model") -> int:

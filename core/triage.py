@@ -54,12 +54,6 @@ def waiting_rate(overdue_hours: float, labels: list[str] | tuple[str, ...],
     return (max_suspicion(labels, urgency) + 1.0) / overdue_hours
 
 
-def waiting_boost(hours_waiting: float, overdue_hours: float, labels: list[str] | tuple[str, ...],
-                  urgency: dict[str, float] = URGENCY) -> float:
-    """What waiting adds to a study's priority after ``hours_waiting``."""
-    return max(0.0, hours_waiting) * waiting_rate(overdue_hours, labels, urgency)
-
-
 def epoch_hours(moment: datetime) -> float:
     """Hours since 1970-01-01 UTC of a naive-UTC (as stored) or aware datetime."""
     if moment.tzinfo is None:
