@@ -48,7 +48,7 @@ def _users(engine, user) -> None:
                 create_user(engine, name, password, role, actor=user.username)
                 st.success(f"Created {role} {plain(name)}.")
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
     names = [u["username"] for u in list_users(engine) if u["username"] != user.username]
     if names:
         c1, c2 = st.columns(2)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.text import plain
 from db.users import Identity, SignInError, authenticate, create_first_admin, current_identity, user_count
 
 SESSION_KEY = "user_id"
@@ -89,7 +90,7 @@ def sign_in_page() -> None:
         try:
             user = authenticate(engine, username, password)
         except SignInError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             st.session_state[SESSION_KEY] = user.id
             st.rerun()
@@ -105,7 +106,7 @@ def _first_run_form(engine) -> None:
         try:
             user = create_first_admin(engine, username, password)
         except (ValueError, PermissionError) as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             st.session_state[SESSION_KEY] = user.id
             st.rerun()
