@@ -1,4 +1,5 @@
 """Helpers shared by the benchmarks: timing, the real data folder, a table printer."""
+
 from __future__ import annotations
 
 import statistics
@@ -43,3 +44,13 @@ def table(rows: list[dict], title: str) -> None:
 
 def _fmt(v) -> str:
     return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def bench_settings(data_dir, **overrides):
+    """Settings for a benchmark's temporary data folder (SQLite, default model, no embedded
+    worker), built directly rather than through the environment."""
+    from core.config import DEFAULT_MODEL_DIR, Settings, sqlite_url
+
+    data_dir = Path(data_dir).resolve()
+    overrides.setdefault("embedded_worker", False)
+    return Settings(data_dir, sqlite_url(data_dir / "cxr.sqlite3"), DEFAULT_MODEL_DIR, **overrides)

@@ -2,11 +2,11 @@
 
 Run: python bench/ingest.py [--n 300]
 """
+
 from __future__ import annotations
 
 import argparse
 import io
-import os
 import tempfile
 import time
 
@@ -33,16 +33,24 @@ def main() -> None:
     shared = require_shared()
     from core.decode import decode_bytes
 
-    inputs = [("PNG 1024x1024", shared / "nih/full/00000001_000.png", "png"),
-              ("CR DICOM (JPEG baseline)", shared / "dicom/cr_chest.dcm", "dicom"),
-              ("JPEG 2373x2373", shared / "other/covid-19-pneumonia-58-prior.jpg", "jpeg")]
+    inputs = [
+        ("PNG 1024x1024", shared / "nih/full/00000001_000.png", "png"),
+        ("CR DICOM (JPEG baseline)", shared / "dicom/cr_chest.dcm", "dicom"),
+        ("JPEG 2373x2373", shared / "other/covid-19-pneumonia-58-prior.jpg", "jpeg"),
+    ]
     rows = []
     for name, path, kind in inputs:
         data = path.read_bytes()
-        ours = median_ms(lambda: decode_bytes(data))
-        base = median_ms(lambda: plain_decode(data, kind))
-        rows.append({"input": name, "decode_ms (ours: checks, LUTs, [0,1])": ours,
-                     "baseline_ms (plain library read)": base, "ratio": ours / base})
+        ours = median_ms(lambda data=data: decode_bytes(data))
+        base = median_ms(lambda data=data, kind=kind: plain_decode(data, kind))
+        rows.append(
+            {
+                "input": name,
+                "decode_ms (ours: checks, LUTs, [0,1])": ours,
+                "baseline_ms (plain library read)": base,
+                "ratio": ours / base,
+            }
+        )
     table(rows, "Decode, median of 15")
 
     files = sorted((shared / "nih/small64").glob("*.png"))[: args.n]
@@ -52,13 +60,11 @@ def main() -> None:
         plain_decode(b, "png")
     base_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["CXR_DATA_DIR"] = tmp
-        os.environ.pop("CXR_DATABASE_URL", None)
-        from core.config import load_settings
-        from core.ingest import ingest_upload
+        from bench.common import bench_settings
         from db.bootstrap import open_database
+        from services.ingest import ingest_upload
 
-        settings = load_settings()
+        settings = bench_settings(tmp)
         engine = open_database(settings)
         t = time.perf_counter()
         for name, b in blobs:
@@ -69,11 +75,17 @@ def main() -> None:
             ingest_upload(engine, settings, name, b)
         dup_s = time.perf_counter() - t
         engine.dispose()
-    table([{"what": f"ingest {len(blobs)} real PNGs into SQLite (decode, hash, store, enqueue, audit)",
-            "studies_per_s": len(blobs) / ours_s},
-           {"what": "same bytes again (duplicates detected by hash)", "studies_per_s": len(blobs) / dup_s},
-           {"what": "baseline: Pillow decode only, no storage", "studies_per_s": len(blobs) / base_s}],
-          "Ingest throughput")
+    table(
+        [
+            {
+                "what": f"ingest {len(blobs)} real PNGs into SQLite (decode, hash, store, enqueue, audit)",
+                "studies_per_s": len(blobs) / ours_s,
+            },
+            {"what": "same bytes again (duplicates detected by hash)", "studies_per_s": len(blobs) / dup_s},
+            {"what": "baseline: Pillow decode only, no storage", "studies_per_s": len(blobs) / base_s},
+        ],
+        "Ingest throughput",
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Baseline in the same run: the straightforward worklist, ORM objects with one que
 study for its predictions (N+1), sorted in Python.
 Run: python -m bench.pages [--n 10000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,20 +30,6 @@ def time_page(path: str, user_id: int, repeat: int, state: dict | None = None) -
     return times
 
 
-def naive_worklist(engine) -> list:
-    from sqlalchemy.orm import Session
-
-    from db.schema import Prediction, Study
-
-    with Session(engine) as s:
-        studies = s.query(Study).filter(Study.status == "done").all()
-        scored = []
-        for st in studies:
-            preds = s.query(Prediction).filter(Prediction.study_id == st.id).all()
-            scored.append((sum(p.probability - p.threshold for p in preds if p.flagged), st.id))
-        return sorted(scored, reverse=True)[:200]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=10_000)
@@ -50,18 +37,37 @@ def main() -> None:
     args = parser.parse_args()
     shared = require_shared()
     from bench.seed import seeded_database
+    from db.baselines import naive_worklist
+    from tests.conftest import app_settings
 
-    with seeded_database(args.n, 0.2, shared / "nih/full/00000001_000.png") as engine:
+    with (
+        seeded_database(args.n, 0.2, shared / "nih/full/00000001_000.png") as (settings, engine),
+        app_settings(settings),
+    ):
         rows = []
-        for name, path, state in (("Worklist", "pages/worklist.py", None),
-                                  ("Review", "pages/review.py", {"study_id": args.n // 2})):
+        for name, path, state in (
+            ("Worklist", "pages/worklist.py", None),
+            ("Review", "pages/review.py", {"study_id": args.n // 2}),
+        ):
             times = time_page(path, 1, args.repeat, state)
-            rows.append({"page": name, "median_ms": statistics.median(times[1:] or times),
-                         "first_run_ms": times[0], "max_ms": max(times)})
+            rows.append(
+                {
+                    "page": name,
+                    "median_ms": statistics.median(times[1:] or times),
+                    "first_run_ms": times[0],
+                    "max_ms": max(times),
+                }
+            )
         t = time.perf_counter()
         naive_worklist(engine)
-        rows.append({"page": "baseline: naive worklist query (ORM, N+1)", "median_ms": (time.perf_counter() - t) * 1000,
-                     "first_run_ms": float("nan"), "max_ms": float("nan")})
+        rows.append(
+            {
+                "page": "baseline: naive worklist query (ORM, N+1)",
+                "median_ms": (time.perf_counter() - t) * 1000,
+                "first_run_ms": float("nan"),
+                "max_ms": float("nan"),
+            }
+        )
         table(rows, f"AppTest render time with {args.n} studies (target < 1000 ms each)")
 
 

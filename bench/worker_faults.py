@@ -10,9 +10,9 @@
    analysed. Expected: once each.
    Baseline in the same run: the same workers without lease renewal.
 """
+
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 import time
@@ -40,29 +40,23 @@ class CountingAnalyzer:
 
 
 def _fresh(tmp: str, lease_seconds: float):
-    from core.config import load_settings
+    from bench.common import bench_settings
     from db.bootstrap import open_database
 
-    os.environ.update(CXR_DATA_DIR=tmp, CXR_LEASE_SECONDS=str(lease_seconds), CXR_BATCH_SIZE="8",
-                      CXR_TTA_VIEWS="identity", CXR_EMBEDDED_WORKER="0")
-    os.environ.pop("CXR_DATABASE_URL", None)
-    settings = load_settings()
+    settings = bench_settings(tmp, lease_seconds=lease_seconds, batch_size=8, tta_views=("identity",))
     return settings, open_database(settings)
 
 
 def _queue(engine, settings, files: list[Path]) -> list[int]:
-    from core.ingest import ingest_upload
+    from services.ingest import ingest_upload
 
     return [ingest_upload(engine, settings, f.name, f.read_bytes())[0].study_id for f in files]
 
 
 def _statuses(engine) -> Counter:
-    from sqlalchemy import func, select
+    from db.queue import queue_counts
 
-    from db.schema import Study
-
-    with engine.connect() as conn:
-        return Counter(dict(conn.execute(select(Study.status, func.count()).group_by(Study.status)).all()))
+    return Counter({status: n for status, n in queue_counts(engine).items() if n})
 
 
 class PoisonAnalyzer(CountingAnalyzer):
@@ -77,8 +71,12 @@ class PoisonAnalyzer(CountingAnalyzer):
         from dataclasses import replace
 
         out = self.real.analyse(images, thresholds)
-        return [replace(a, probabilities={k: float("nan") for k in a.probabilities})
-                if hash(img.tobytes()) in self.poison else a for img, a in zip(images, out, strict=True)]
+        return [
+            replace(a, probabilities={k: float("nan") for k in a.probabilities})
+            if hash(img.tobytes()) in self.poison
+            else a
+            for img, a in zip(images, out, strict=True)
+        ]
 
 
 def poison_run(real, files: list[Path], guarded: bool) -> dict:
@@ -87,21 +85,18 @@ def poison_run(real, files: list[Path], guarded: bool) -> dict:
     worker: result checks off and storage errors propagate out of the loop."""
     import errno
 
-    from sqlalchemy import select
-
-    import core.worker as worker_module
+    import services.worker as worker_module
     from core import storage
     from core.decode import decode_bytes
-    from core.worker import Worker
-    from db.schema import Study
+    from db.studies import stored_paths
+    from services.worker import Worker
 
     saved = worker_module.invalid_result, storage.atomic_write
     with tempfile.TemporaryDirectory() as tmp:
         settings, engine = _fresh(tmp, 120)
         ids = _queue(engine, settings, files)
         damaged, nan_ids, full_disk = ids[3:5], ids[13:15], ids[23]
-        with engine.connect() as conn:
-            rels = dict(conn.execute(select(Study.id, Study.stored_path).where(Study.id.in_(damaged))).all())
+        rels = stored_paths(engine, damaged)
         for rel in rels.values():
             path = storage.safe_join(settings.data_dir, rel)
             path.write_bytes(path.read_bytes()[:300])
@@ -137,18 +132,25 @@ def poison_run(real, files: list[Path], guarded: bool) -> dict:
         seconds = time.perf_counter() - t
         counts = _statuses(engine)
         engine.dispose()
-    return {"worker": "guarded (now)" if guarded else "unguarded (baseline)", "done": counts["done"],
-            "failed": counts["failed"], "requeued": counts["queued"], "stuck processing": counts["processing"],
-            "loop stopped by": stopped or "-", "seconds": round(seconds, 1)}
+    return {
+        "worker": "guarded (now)" if guarded else "unguarded (baseline)",
+        "done": counts["done"],
+        "failed": counts["failed"],
+        "requeued": counts["queued"],
+        "stuck processing": counts["processing"],
+        "loop stopped by": stopped or "-",
+        "seconds": round(seconds, 1),
+    }
 
 
 def lease_run(real, files: list[Path], renew: bool) -> dict:
-    import core.worker as worker_module
-    from core.worker import Worker
+    import services.worker as worker_module
+    from services.worker import Worker
 
     analyzer = CountingAnalyzer(real, delay_s=10.0)
     original = worker_module.LeaseKeeper
     if not renew:
+
         class NoRenewal(original):
             def _run(self) -> None:
                 self._stop.wait()
@@ -190,29 +192,38 @@ def lease_run(real, files: list[Path], renew: bool) -> dict:
     finally:
         worker_module.LeaseKeeper = original
     calls = analyzer.calls
-    return {"leases": "renewed (now)" if renew else "not renewed (baseline)", "studies": len(files),
-            "analysed once": sum(1 for c in calls.values() if c == 1),
-            "analysed twice or more": sum(1 for c in calls.values() if c > 1),
-            "analyses in all": sum(calls.values()), "results discarded (lease lost)": lost[0],
-            "done": counts["done"], "failed": counts["failed"],
-            "seconds": round(seconds, 1)}
+    return {
+        "leases": "renewed (now)" if renew else "not renewed (baseline)",
+        "studies": len(files),
+        "analysed once": sum(1 for c in calls.values() if c == 1),
+        "analysed twice or more": sum(1 for c in calls.values() if c > 1),
+        "analyses in all": sum(calls.values()),
+        "results discarded (lease lost)": lost[0],
+        "done": counts["done"],
+        "failed": counts["failed"],
+        "seconds": round(seconds, 1),
+    }
 
 
 def main() -> None:
     import logging
 
     logging.disable(logging.CRITICAL)  # the baseline's expected tracebacks are counted, not printed
-    from core.inference import InferenceEngine
     from core.config import DEFAULT_MODEL_DIR
+    from core.inference import Analyzer
 
     shared = require_shared()
     files = sorted((shared / "nih" / "dev512").glob("*.png"))[:50]
-    real = InferenceEngine(DEFAULT_MODEL_DIR, views=["identity"])
-    table([poison_run(real, files, guarded=True), poison_run(real, files, guarded=False)],
-          "50 real studies, 5 poison, one worker, no restart")
+    real = Analyzer(DEFAULT_MODEL_DIR, views=["identity"])
+    table(
+        [poison_run(real, files, guarded=True), poison_run(real, files, guarded=False)],
+        "50 real studies, 5 poison, one worker, no restart",
+    )
     slow = files[:16]
-    table([lease_run(real, slow, renew=True), lease_run(real, slow, renew=False)],
-          "lease 2 s, each batch 10 s, three workers (one arriving at 3 s), 16 studies")
+    table(
+        [lease_run(real, slow, renew=True), lease_run(real, slow, renew=False)],
+        "lease 2 s, each batch 10 s, three workers (one arriving at 3 s), 16 studies",
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Member names are only used as labels (the study's original name); nothing in the
 decides where a file is written. Counts, sizes and compression ratios are checked
 from the central directory before anything is decompressed, and again while reading.
 """
+
 from __future__ import annotations
 
 import io
@@ -45,7 +46,9 @@ def check_archive(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[zipfile.Zi
         if info.file_size > limits.max_member_bytes:
             raise UnsafeArchive(f"Archive member {info.filename!r} is too large ({info.file_size:,} bytes).")
         if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1_000_000:
-            raise UnsafeArchive(f"Archive member {info.filename!r} expands {info.file_size // info.compress_size}:1 (a zip bomb?).")
+            raise UnsafeArchive(
+                f"Archive member {info.filename!r} expands {info.file_size // info.compress_size}:1 (a zip bomb?)."
+            )
         total += info.file_size
     if total > limits.max_total_bytes:
         raise UnsafeArchive(f"The archive expands to {total:,} bytes, above the limit of {limits.max_total_bytes:,}.")

@@ -7,6 +7,7 @@ patients, maps them back to observed rates (the intercept undoes the sampling pr
 the slope the over-confidence). It is monotone with a positive slope, so AUCs are
 unchanged and only thresholds and displayed percentages move.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,10 +68,23 @@ def reliability_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[dic
     """Equal-width bins over [0, 1] of every (image, label) pair: count, mean predicted,
     observed positive rate (from :func:`core.metrics.expected_calibration_error`)."""
     _, table = metrics.expected_calibration_error(np.ravel(y), np.ravel(p), n_bins)
-    return [{"low": float(lo), "high": float(hi), "n": int(n),
-             "mean_predicted": float(mp) if n else None, "observed": float(fp) if n else None}
-            for lo, hi, n, mp, fp in zip(table["bin_low"], table["bin_high"], table["count"],
-                                         table["mean_predicted"], table["fraction_positive"], strict=True)]
+    return [
+        {
+            "low": float(lo),
+            "high": float(hi),
+            "n": int(n),
+            "mean_predicted": float(mp) if n else None,
+            "observed": float(fp) if n else None,
+        }
+        for lo, hi, n, mp, fp in zip(
+            table["bin_low"],
+            table["bin_high"],
+            table["count"],
+            table["mean_predicted"],
+            table["fraction_positive"],
+            strict=True,
+        )
+    ]
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:

@@ -1,7 +1,7 @@
 """Cohort ground truth and per-finding metrics over arrays (no database, no Streamlit).
 
-A cohort is n studies x 15 labels: probabilities, the thresholds each prediction was
-made with, and truth (1 present, 0 absent, NaN unknown). Truth comes from reviewers'
+A cohort is n studies x L labels (the model card's labels, in its order): probabilities,
+the thresholds each prediction was made with, and truth (1 present, 0 absent, NaN unknown). Truth comes from reviewers'
 verdicts or from imported reference labels. Reviewers can disagree; the rule is explicit:
 
 - ``majority``: the majority of reviewers; a tie is settled by an adjudicator's verdict
@@ -9,6 +9,7 @@ verdicts or from imported reference labels. Reviewers can disagree; the rule is 
 - ``adjudicator``: an adjudicator's (admin's) verdict wins; otherwise the majority.
 - ``reviewer``: only the chosen reviewer's verdicts count.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.labels import LABELS
+from core.labels import LABELS as NIH_LABELS
 from core.metrics import auc_ci, confusion_at, group_index, group_weights
 
 RULES = ("majority", "adjudicator", "reviewer")
@@ -30,56 +31,72 @@ class Cohort:
     truth: np.ndarray  # (n, 15): 1.0, 0.0 or NaN
     groups: np.ndarray  # (n,) patient key, or a per-study key where unknown
     meta: pd.DataFrame  # one row per study, same order: original_name, created_at, view_position, ...
+    labels: tuple[str, ...] = ()  # column order of probs, thresholds and truth
 
     def label(self, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(y, scores, thresholds, study positions) of the studies with known truth."""
-        j = LABELS.index(label)
-        known = ~np.isnan(self.truth[:, j])
+        """(y, scores, thresholds, study positions) of the studies with known truth and a score."""
+        j = self.labels.index(label)
+        known = ~np.isnan(self.truth[:, j]) & ~np.isnan(self.probs[:, j])
         return self.truth[known, j] > 0.5, self.probs[known, j], self.thresholds[known, j], np.flatnonzero(known)
 
 
-def truth_from_votes(study_pos: np.ndarray, present: np.ndarray, n: int, rule: str = "majority",
-                     reviewer_ids: np.ndarray | None = None, chosen: int | None = None,
-                     adjudicator: np.ndarray | None = None) -> np.ndarray:
-    """Combine reviewers' verdicts into (n, 15) truth.
+def truth_from_votes(
+    study_pos: np.ndarray,
+    present: np.ndarray,
+    n: int,
+    rule: str = "majority",
+    reviewer_ids: np.ndarray | None = None,
+    chosen: int | None = None,
+    adjudicator: np.ndarray | None = None,
+    known: np.ndarray | None = None,
+) -> np.ndarray:
+    """Combine reviewers' verdicts into (n, L) truth.
 
-    study_pos: (m,) position of the study of each reviewer's verdict set; present: (m, 15)
-    bool; adjudicator: (m,) bool, whether that reviewer adjudicates.
+    study_pos: (m,) position of the study of each reviewer's verdict set; present: (m, L)
+    bool; known: (m, L) bool, False where a verdict set has no verdict for a label (it was
+    written under another label set; default all known); adjudicator: (m,) bool.
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}")
-    truth = np.full((n, len(LABELS)), np.nan)
+    present = np.asarray(present, dtype=bool).reshape(len(study_pos), -1)
+    n_labels = present.shape[1]
+    known = np.ones_like(present) if known is None else np.asarray(known, dtype=bool)
+    votes = np.where(known, present.astype(np.float64), np.nan)  # (m, L): 1, 0 or NaN
+    truth = np.full((n, n_labels), np.nan)
     if len(study_pos) == 0:
         return truth
-    present = np.asarray(present, dtype=bool)
     if rule == "reviewer":
         if chosen is None or reviewer_ids is None:
             raise ValueError("the 'reviewer' rule needs a reviewer")
         mine = np.asarray(reviewer_ids) == chosen
-        truth[study_pos[mine]] = present[mine]
+        truth[study_pos[mine]] = votes[mine]
         return truth
-    count = np.bincount(study_pos, minlength=n).astype(np.float64)
-    pos = np.stack([np.bincount(study_pos, weights=present[:, j], minlength=n) for j in range(len(LABELS))], axis=1)
-    neg = count[:, None] - pos
+    count = np.stack([np.bincount(study_pos, weights=known[:, j], minlength=n) for j in range(n_labels)], axis=1)
+    pos = np.stack(
+        [np.bincount(study_pos, weights=present[:, j] & known[:, j], minlength=n) for j in range(n_labels)], axis=1
+    )
+    neg = count - pos
     majority = np.where(pos > neg, 1.0, np.where(pos < neg, 0.0, np.nan))
     majority[count == 0] = np.nan
-    adj = np.full((n, len(LABELS)), np.nan)
+    adj = np.full((n, n_labels), np.nan)
     if adjudicator is not None and np.any(adjudicator):
         a = np.asarray(adjudicator, dtype=bool)
-        adj[study_pos[a]] = present[a]
+        adj[study_pos[a]] = votes[a]
     if rule == "adjudicator":
         return np.where(~np.isnan(adj), adj, majority)
     return np.where(np.isnan(majority), adj, majority)
 
 
-def truth_from_finding_labels(texts: list[str | None]) -> np.ndarray:
-    """(n, 15) truth from NIH 'Finding Labels' strings; None (no reference) is unknown."""
-    out = np.full((len(texts), len(LABELS)), np.nan)
+def truth_from_finding_labels(texts: list[str | None], labels: tuple[str, ...]) -> np.ndarray:
+    """(n, L) truth from NIH 'Finding Labels' strings; None (no reference) is unknown, and
+    so is a label the NIH table does not know."""
+    out = np.full((len(texts), len(labels)), np.nan)
+    nih = np.array([lab in NIH_LABELS for lab in labels])
     for i, text in enumerate(texts):
         if text is None or (isinstance(text, float) and np.isnan(text)):
             continue
         names = {t.strip() for t in str(text).split("|")}
-        out[i] = [1.0 if lab in names else 0.0 for lab in LABELS]
+        out[i] = np.where(nih, [1.0 if lab in names else 0.0 for lab in labels], np.nan)
     return out
 
 
@@ -102,17 +119,32 @@ def finding_table(cohort: Cohort, n_boot: int | None = None, seed: int = 0) -> p
     gidx, g = group_index(cohort.groups, n)
     weights = group_weights(g, boots, np.random.default_rng(seed)) if n else None
     rows = []
-    for label in LABELS:
+    for label in cohort.labels:
         y, s, t, where = cohort.label(label)
         if y.size == 0:
             continue
         ci = auc_ci(y, s, weights=weights, gidx=gidx[where])
         conf = confusion_at(y, s, t)  # each prediction at the threshold it was made with
-        row = {"finding": label, "n": int(y.size), "positives": int(y.sum()), "negatives": int((~y).sum()),
-               "prevalence": float(y.mean()), "auc": ci.value, "auc_low": ci.low, "auc_high": ci.high,
-               "tp": conf.tp, "fp": conf.fp, "tn": conf.tn, "fn": conf.fn}
-        for name, interval in (("sensitivity", conf.sensitivity()), ("specificity", conf.specificity()),
-                               ("ppv", conf.ppv()), ("npv", conf.npv())):
+        row = {
+            "finding": label,
+            "n": int(y.size),
+            "positives": int(y.sum()),
+            "negatives": int((~y).sum()),
+            "prevalence": float(y.mean()),
+            "auc": ci.value,
+            "auc_low": ci.low,
+            "auc_high": ci.high,
+            "tp": conf.tp,
+            "fp": conf.fp,
+            "tn": conf.tn,
+            "fn": conf.fn,
+        }
+        for name, interval in (
+            ("sensitivity", conf.sensitivity()),
+            ("specificity", conf.specificity()),
+            ("ppv", conf.ppv()),
+            ("npv", conf.npv()),
+        ):
             row.update({name: interval.value, f"{name}_low": interval.low, f"{name}_high": interval.high})
         row["false_positive_rate"] = conf.false_positive_rate().value
         row["wrong_share_of_positive_calls"] = conf.false_discovery_rate().value
@@ -125,8 +157,14 @@ def false_positives(cohort: Cohort) -> pd.DataFrame:
     flagged = cohort.probs >= cohort.thresholds
     absent = cohort.truth == 0.0
     i, j = np.nonzero(flagged & absent)
-    return pd.DataFrame({"study_id": cohort.study_ids[i], "label": np.asarray(LABELS, dtype=object)[j],
-                         "probability": cohort.probs[i, j], "threshold": cohort.thresholds[i, j]})
+    return pd.DataFrame(
+        {
+            "study_id": cohort.study_ids[i],
+            "label": np.asarray(cohort.labels, dtype=object)[j],
+            "probability": cohort.probs[i, j],
+            "threshold": cohort.thresholds[i, j],
+        }
+    )
 
 
 def co_flagged_in_false_positives(fps: pd.DataFrame) -> pd.DataFrame:
@@ -147,7 +185,9 @@ def age_band(age: float | None) -> str:
     return f"{low}-{low + 19}"
 
 
-def cohen_kappa_by_finding(study_pos: np.ndarray, reviewer_ids: np.ndarray, present: np.ndarray) -> pd.DataFrame:
+def cohen_kappa_by_finding(
+    study_pos: np.ndarray, reviewer_ids: np.ndarray, present: np.ndarray, labels: tuple[str, ...]
+) -> pd.DataFrame:
     """Cohen's kappa per finding over studies read by at least two reviewers (the two
     lowest reviewer ids of each study are compared)."""
     from sklearn.metrics import cohen_kappa_score
@@ -163,9 +203,15 @@ def cohen_kappa_by_finding(study_pos: np.ndarray, reviewer_ids: np.ndarray, pres
     if len(b) < 2:
         return pd.DataFrame(columns=cols)
     rows = []
-    for j, label in enumerate(LABELS):
+    for j, label in enumerate(labels):
         ya, yb = a[:, j].astype(int), b[:, j].astype(int)
         kappa = cohen_kappa_score(ya, yb) if len(set(ya) | set(yb)) > 1 else float("nan")
-        rows.append({"finding": label, "studies_read_twice": int(len(b)), "agreement": float((ya == yb).mean()),
-                     "cohen_kappa": kappa})
+        rows.append(
+            {
+                "finding": label,
+                "studies_read_twice": int(len(b)),
+                "agreement": float((ya == yb).mean()),
+                "cohen_kappa": kappa,
+            }
+        )
     return pd.DataFrame(rows, columns=cols)

@@ -2,11 +2,12 @@
 
 ``python -m core.compare_runs --images DIR... --labels CSV RUN_DIR... [--into MODEL_DIR]``
 scores each run's test images (its own ``test_images.txt``; runs on one split share it)
-with the engine as deployed (TTA, calibration), and prints one row per run: held-out
+with the analyzer as deployed (TTA, calibration), and prints one row per run: held-out
 mean AUC over findings with its patient-bootstrap 95% CI, abnormal-versus-normal AUC,
 the same on the full-quality images alone, validation figures, training time. With
 ``--into`` the table is stored in that model's card (``training.runs_compared``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,50 +19,59 @@ import numpy as np
 
 
 def compare(run: Path, images: list[Path], labels: Path) -> dict:
-    from core.evaluate import evaluation_report, matched_table, predict_folder
-    from core.inference import InferenceEngine
-    from core.labels import label_vector
-
     import pandas as pd
 
-    engine = InferenceEngine(run)
-    card = engine.card
+    from core.evaluate import evaluation_report, matched_table, predict_folder
+    from core.inference import Analyzer
+    from core.labels import label_vector
+
+    analyzer = Analyzer(run)
+    card = analyzer.card
     split = pd.read_csv(run / "training_images.csv").set_index("Image Index")["split"]
     table = matched_table(images, labels)
     table["split"] = table["Image Index"].map(split)
-    val = _figures(engine, table[table["split"] == "val"].reset_index(drop=True))
+    val = _figures(analyzer, table[table["split"] == "val"].reset_index(drop=True))
     test = table[table["split"] == "test"].reset_index(drop=True)
     y = np.stack([label_vector(t) for t in test["Finding Labels"]])
-    p = predict_folder(engine, list(test["path"]))
+    p = predict_folder(analyzer, list(test["path"]))
     groups = test["Patient ID"].astype(str).to_numpy()
     full = evaluation_report(y, p, groups)
     mask = (test["source"] != "small64").to_numpy()
     hq = evaluation_report(y[mask], p[mask], groups[mask])
     training = card.training
     return {
-        "run": card.name, "folder": run.name, "backbone": card.backbone,
+        "run": card.name,
+        "folder": run.name,
+        "backbone": card.backbone,
         "initialisation": "ImageNet" if "ImageNet" in training.get("initialisation", "") else "random",
-        "recipe": ("linear probe" + (" + batch-norm adaptation" if training.get("batch_norm_adapted") else "")
-                   if training.get("best_epoch") == 0 else f"trained, best epoch {training.get('best_epoch')}"),
+        "recipe": (
+            "linear probe" + (" + batch-norm adaptation" if training.get("batch_norm_adapted") else "")
+            if training.get("best_epoch") == 0
+            else f"trained, best epoch {training.get('best_epoch')}"
+        ),
         "learnt from": ", ".join(training.get("learnt_from_sources", [])),
-        "val mean AUC": val["all"][0], "val abnormal AUC": val["all"][1],
-        "val mean AUC, full quality": val["full"][0], "val abnormal AUC, full quality": val["full"][1],
-        "test mean AUC": full["mean_auc_findings"], "test 95% CI": full["mean_auc_findings_ci95"],
+        "val mean AUC": val["all"][0],
+        "val abnormal AUC": val["all"][1],
+        "val mean AUC, full quality": val["full"][0],
+        "val abnormal AUC, full quality": val["full"][1],
+        "test mean AUC": full["mean_auc_findings"],
+        "test 95% CI": full["mean_auc_findings_ci95"],
         "test abnormal AUC": full["abnormal_vs_no_finding_auc"],
-        "full-quality test mean AUC": hq["mean_auc_findings"], "full-quality 95% CI": hq["mean_auc_findings_ci95"],
+        "full-quality test mean AUC": hq["mean_auc_findings"],
+        "full-quality 95% CI": hq["mean_auc_findings_ci95"],
         "full-quality abnormal AUC": hq["abnormal_vs_no_finding_auc"],
         "per-label test AUC": {k: v["auc"] for k, v in full["per_label"].items()},
         "training minutes (2-core CPU)": round(training.get("training_seconds", 0) / 60, 1),
     }
 
 
-def _figures(engine, frame) -> dict[str, tuple[float, float]]:
+def _figures(analyzer, frame) -> dict[str, tuple[float, float]]:
     """(mean AUC over findings, abnormal AUC) of the validation images, all and full quality."""
     from core.evaluate import evaluation_report, predict_folder
     from core.labels import label_vector
 
     y = np.stack([label_vector(t) for t in frame["Finding Labels"]])
-    p = predict_folder(engine, list(frame["path"]))
+    p = predict_folder(analyzer, list(frame["path"]))
     out = {}
     for key, mask in (("all", np.ones(len(frame), bool)), ("full", (frame["source"] != "small64").to_numpy())):
         r = evaluation_report(y[mask], p[mask], None, n_boot=10)

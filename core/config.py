@@ -3,14 +3,37 @@
 One place decides where data lives, which database and which model are used, and the
 limits applied to uploads, so that the app, the worker and the scripts agree.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.triage import TriagePolicy
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "models" / "default"
+
+# How much a finding above its threshold raises a study in the worklist: findings that
+# need action within hours weigh more than chronic ones. A site changes them with
+# CXR_TRIAGE_WEIGHTS="Pneumothorax=3,Hernia=0.5" (entries not named keep these values).
+DEFAULT_TRIAGE_WEIGHTS: dict[str, float] = {
+    "Pneumothorax": 3.0,
+    "Edema": 1.5,
+    "Consolidation": 1.5,
+    "Pneumonia": 1.5,
+    "Effusion": 1.3,
+    "Mass": 1.3,
+    "Cardiomegaly": 1.1,
+    "Atelectasis": 1.0,
+    "Infiltration": 1.0,
+    "Nodule": 1.1,
+    "Emphysema": 0.8,
+    "Fibrosis": 0.8,
+    "Hernia": 0.8,
+    "Pleural_Thickening": 0.8,
+}
 
 
 def _env_int(name: str, default: int) -> int:
@@ -40,6 +63,12 @@ class Settings:
     batch_size: int = 8
     tta_views: tuple[str, ...] = field(default_factory=tuple)
     overdue_hours: float = 24.0
+    triage_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TRIAGE_WEIGHTS))
+    embedded_worker: bool = True  # the app runs one worker thread (the embedded default)
+
+    def triage(self) -> TriagePolicy:
+        """The worklist order these settings define (weights and overdue time)."""
+        return TriagePolicy(self.triage_weights, self.overdue_hours)
 
     @property
     def originals_dir(self) -> Path:
@@ -62,8 +91,25 @@ def sqlite_url(path: Path) -> str:
     return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
 
+def _env_weights(name: str) -> dict[str, float]:
+    """``"Pneumothorax=3,Hernia=0.5"`` over the defaults; a malformed entry is an error
+    at start-up, not a silently different worklist."""
+    weights = dict(DEFAULT_TRIAGE_WEIGHTS)
+    for item in filter(None, (part.strip() for part in os.environ.get(name, "").split(","))):
+        label, sep, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not sep or not label.strip() or not weight >= 0:
+            raise ValueError(f"{name}: {item!r} is not LABEL=WEIGHT with a weight >= 0")
+        weights[label.strip()] = weight
+    return weights
+
+
 def load_settings() -> Settings:
-    """Read ``CXR_*`` variables; defaults give an embedded SQLite file under ./data."""
+    """Read ``CXR_*`` variables once per process (entry points call this and pass the
+    result down); defaults give an embedded SQLite file under ./data."""
     data_dir = Path(os.environ.get("CXR_DATA_DIR", "./data")).resolve()
     url = os.environ.get("CXR_DATABASE_URL") or sqlite_url(data_dir / "cxr.sqlite3")
     model_dir = Path(os.environ.get("CXR_MODEL", str(DEFAULT_MODEL_DIR))).resolve()
@@ -80,4 +126,6 @@ def load_settings() -> Settings:
         batch_size=_env_int("CXR_BATCH_SIZE", 8),
         tta_views=views,
         overdue_hours=_env_float("CXR_OVERDUE_HOURS", 24.0),
+        triage_weights=_env_weights("CXR_TRIAGE_WEIGHTS"),
+        embedded_worker=os.environ.get("CXR_EMBEDDED_WORKER", "1") == "1",
     )

@@ -4,6 +4,7 @@ The result is what the model sees. Display windowing for reviewers is separate
 (:mod:`core.display`) so a reviewer's window/level never changes the model input.
 Every failure is a :class:`core.errors.RejectedInput` with a message for the user.
 """
+
 from __future__ import annotations
 
 import io
@@ -37,9 +38,33 @@ ZIP_MAGIC = b"PK\x03\x04"
 # Plain projection radiography; CT, MR, US, NM, PT, MG and the rest are refused.
 RADIOGRAPH_MODALITIES = {"CR", "DX", "RG", "DR", "OT"}
 NON_CHEST_BODY_PARTS = {
-    "HEAD", "SKULL", "BRAIN", "HAND", "WRIST", "FOOT", "ANKLE", "KNEE", "HIP", "PELVIS",
-    "ELBOW", "SHOULDER", "LEG", "ARM", "FINGER", "TOE", "BREAST", "CSPINE", "LSPINE",
-    "ABDOMEN", "EXTREMITY", "JAW", "TMJ", "FEMUR", "TIBIA", "HUMERUS", "FOREARM",
+    "HEAD",
+    "SKULL",
+    "BRAIN",
+    "HAND",
+    "WRIST",
+    "FOOT",
+    "ANKLE",
+    "KNEE",
+    "HIP",
+    "PELVIS",
+    "ELBOW",
+    "SHOULDER",
+    "LEG",
+    "ARM",
+    "FINGER",
+    "TOE",
+    "BREAST",
+    "CSPINE",
+    "LSPINE",
+    "ABDOMEN",
+    "EXTREMITY",
+    "JAW",
+    "TMJ",
+    "FEMUR",
+    "TIBIA",
+    "HUMERUS",
+    "FOREARM",
 }
 CHEST_BODY_PARTS = {"CHEST", "THORAX", "LUNG", "RIBS", "TSPINE", ""}
 MAX_ASPECT_RATIO = 2.5
@@ -115,28 +140,25 @@ def decode_bytes(data: bytes, limits: Limits | None = None) -> DecodedImage:
 def check_pixels(pixels: np.ndarray) -> None:
     """Refuse what the model must never see: NaN/Inf, or an image of one value."""
     if not np.isfinite(pixels).all():
-        raise UnreadableImage("The image holds non-finite pixel values (NaN or infinity): it is corrupt or its "
-                              "rescale/window attributes are invalid.")
+        raise UnreadableImage(
+            "The image holds non-finite pixel values (NaN or infinity): it is corrupt or its "
+            "rescale/window attributes are invalid."
+        )
     if pixels.size and float(pixels.max()) - float(pixels.min()) <= 0.0:
         raise UnreadableImage("Every pixel of the image has the same value: there is no image to read.")
 
 
 def _check_shape(height: int, width: int, limits: Limits) -> None:
     if height * width > limits.max_pixels:
-        raise ImageTooLarge(
-            f"Image is {width}x{height} pixels, above the limit of {limits.max_pixels:,} pixels."
-        )
+        raise ImageTooLarge(f"Image is {width}x{height} pixels, above the limit of {limits.max_pixels:,} pixels.")
     if min(height, width) < limits.min_side:
-        raise ImageTooSmall(
-            f"Image is {width}x{height} pixels; at least {limits.min_side} pixels a side are needed."
-        )
+        raise ImageTooSmall(f"Image is {width}x{height} pixels; at least {limits.min_side} pixels a side are needed.")
     if max(height, width) / max(1, min(height, width)) > MAX_ASPECT_RATIO:
-        raise NotARadiograph(
-            f"Image is {width}x{height}: too elongated to be a chest radiograph."
-        )
+        raise NotARadiograph(f"Image is {width}x{height}: too elongated to be a chest radiograph.")
 
 
 # --------------------------------------------------------------------------- PNG / JPEG
+
 
 def check_png_chunks(data: bytes) -> None:
     """Verify every PNG chunk's CRC: a flipped bit in image data is refused, not shown."""
@@ -145,13 +167,13 @@ def check_png_chunks(data: bytes) -> None:
 
     pos = len(PNG_MAGIC)
     while pos + 12 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
         end = pos + 8 + length
         if end + 4 > len(data):
             raise UnreadableImage("The PNG file is truncated or corrupt (a chunk runs past the end of the file).")
-        (crc,) = struct.unpack(">I", data[end:end + 4])
-        if zlib.crc32(data[pos + 4:end]) & 0xFFFFFFFF != crc:
+        (crc,) = struct.unpack(">I", data[end : end + 4])
+        if zlib.crc32(data[pos + 4 : end]) & 0xFFFFFFFF != crc:
             name = kind.decode("latin-1") if kind.isalpha() else repr(kind)
             raise UnreadableImage(f"The PNG file is truncated or corrupt (chunk {name} fails its checksum).")
         if kind == b"IEND":
@@ -161,9 +183,17 @@ def check_png_chunks(data: bytes) -> None:
 
 # What the native decoders print (on file descriptor 2, not as Python warnings) when they
 # meet corrupt data and carry on with a partial image: libjpeg-turbo, libjpeg, OpenJPEG.
-CORRUPTION_PHRASES = ("Corrupt JPEG data", "Premature end of JPEG", "premature end of data segment",
-                      "Bogus", "Invalid JPEG", "Tile part length size inconsistent", "Stream too short",
-                      "Expected a SOC marker", "Marker is not compliant")
+CORRUPTION_PHRASES = (
+    "Corrupt JPEG data",
+    "Premature end of JPEG",
+    "premature end of data segment",
+    "Bogus",
+    "Invalid JPEG",
+    "Tile part length size inconsistent",
+    "Stream too short",
+    "Expected a SOC marker",
+    "Marker is not compliant",
+)
 _STDERR_LOCK = threading.Lock()
 
 
@@ -255,8 +285,8 @@ def _png_significant_bits(data: bytes) -> int | None:
 
     pos = len(PNG_MAGIC)
     while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
         if kind == b"sBIT" and length >= 1:
             return int(data[pos + 8])
         if kind in (b"IDAT", b"IEND"):
@@ -271,7 +301,7 @@ def high_bit_depth_scale(arr: np.ndarray, significant_bits: int | None) -> float
     (at least 8). A 12-bit image stored in 16-bit samples is thus divided by 4095, not
     65535, which would leave it almost black."""
     if significant_bits and 1 <= significant_bits <= 16:
-        return float(2 ** significant_bits - 1)
+        return float(2**significant_bits - 1)
     top = int(arr.max(initial=0))
     return float(2 ** max(8, top.bit_length()) - 1)
 
@@ -339,8 +369,9 @@ def check_dicom_header(ds, limits: Limits) -> None:
     """Refuse from the header alone: no pixels, wrong modality, multi-frame, wrong size."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if "Rows" in ds or "Columns" in ds:
-            raise UnreadableImage("The DICOM file describes an image but its Pixel Data is missing: "
-                                  "the file is truncated or corrupt.")
+            raise UnreadableImage(
+                "The DICOM file describes an image but its Pixel Data is missing: the file is truncated or corrupt."
+            )
         raise NoPixelData("This DICOM object has no image (no Pixel Data): e.g. a report or structured document.")
     modality = str(ds.get("Modality", "") or "").upper()
     if modality and modality not in RADIOGRAPH_MODALITIES:
@@ -439,8 +470,10 @@ def check_encapsulated_frame_size(ds, rows: int, cols: int) -> None:
         raise UnreadableImage("The DICOM compressed pixel data is corrupt (no readable frame).") from exc
     size = codestream_size(frame[:65536])
     if size is not None and size != (rows, cols):
-        raise UnreadableImage(f"The compressed frame declares {size[1]}x{size[0]} pixels but the DICOM header says "
-                              f"{cols}x{rows}: the file is corrupt or forged.")
+        raise UnreadableImage(
+            f"The compressed frame declares {size[1]}x{size[0]} pixels but the DICOM header says "
+            f"{cols}x{rows}: the file is corrupt or forged."
+        )
     if str(syntax) == "1.2.840.10008.1.2.4.50":  # JPEG Baseline: the frame is a plain JPEG stream
         check_jpeg_data(bytes(frame))
 
@@ -458,17 +491,17 @@ def codestream_size(head: bytes) -> tuple[int, int] | None:
             if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
                 pos += 2
                 continue
-            (length,) = struct.unpack(">H", head[pos + 2:pos + 4])
+            (length,) = struct.unpack(">H", head[pos + 2 : pos + 4])
             if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7):
                 if pos + 9 > len(head):
                     return None
-                rows, cols = struct.unpack(">HH", head[pos + 5:pos + 9])
+                rows, cols = struct.unpack(">HH", head[pos + 5 : pos + 9])
                 return rows, cols
             pos += 2 + length
         return None
     at = head.find(b"\xff\x51")  # JPEG 2000 SIZ: Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz
     if head[:4] in (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0c") and at >= 0 and at + 22 <= len(head):
-        xsiz, ysiz, xo, yo = struct.unpack(">IIII", head[at + 6:at + 22])
+        xsiz, ysiz, xo, yo = struct.unpack(">IIII", head[at + 6 : at + 22])
         return ysiz - yo, xsiz - xo
     return None
 
@@ -490,9 +523,7 @@ def dicom_modality_values(ds) -> np.ndarray:
     except UserWarning as exc:
         raise UnreadableImage(f"The image data is corrupt or incomplete ({exc}).") from exc
     except Exception as exc:
-        raise UnreadableImage(
-            f"The DICOM pixel data cannot be decoded ({type(exc).__name__}: {exc})."
-        ) from exc
+        raise UnreadableImage(f"The DICOM pixel data cannot be decoded ({type(exc).__name__}: {exc}).") from exc
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         if photometric.startswith("YBR"):

@@ -1,4 +1,5 @@
 """Reviewer display: window/level on the original values, separate from model input."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

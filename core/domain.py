@@ -8,6 +8,7 @@ needs no distributional assumption and no covariance of 1,280 features estimated
 a few hundred images. The threshold is set on the validation patients (a margin above
 the largest validation distance), never on the images it is later judged on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 STATS_FILE = "domain_stats.npz"
-METHOD = ("cosine distance of the pooled last-block features (identity view) to the k-th nearest of the training "
-          "images' features (k = {k}); threshold = {margin} x the largest distance among the validation images")
+METHOD = (
+    "cosine distance of the pooled last-block features (identity view) to the k-th nearest of the training "
+    "images' features (k = {k}); threshold = {margin} x the largest distance among the validation images"
+)
 
 
 def _unit(features: np.ndarray) -> np.ndarray:
@@ -29,7 +32,7 @@ def _unit(features: np.ndarray) -> np.ndarray:
 class DomainGate:
     reference: np.ndarray  # (N, C) unit-length training features
     k: int
-    threshold: float       # scores above this are outside the domain
+    threshold: float  # scores above this are outside the domain
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Cosine distance (0 = identical direction, up to 2) to the k-th nearest reference."""
@@ -43,15 +46,19 @@ class DomainGate:
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / STATS_FILE
-        np.savez_compressed(path, reference=self.reference.astype(np.float16), k=np.int64(self.k),
-                            threshold=np.float64(self.threshold))
+        np.savez_compressed(
+            path, reference=self.reference.astype(np.float16), k=np.int64(self.k), threshold=np.float64(self.threshold)
+        )
         return path
 
     @classmethod
     def load(cls, path: Path) -> DomainGate:
         with np.load(path, allow_pickle=False) as data:
-            return cls(reference=_unit(data["reference"].astype(np.float32)), k=int(data["k"]),
-                       threshold=float(data["threshold"]))
+            return cls(
+                reference=_unit(data["reference"].astype(np.float32)),
+                k=int(data["k"]),
+                threshold=float(data["threshold"]),
+            )
 
 
 def fit_gate(train_features: np.ndarray, val_features: np.ndarray, k: int = 5, margin: float = 1.1) -> DomainGate:

@@ -11,6 +11,7 @@ Every image goes through the product's own decoder (``core.decode``) before the 
 ``python -m core.domain_check [--model DIR] [--shared DIR] [--write-card]`` prints the
 figures (and writes them into the model card with ``--write-card``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,43 @@ from pathlib import Path
 
 import numpy as np
 
-SKIMAGE_IMAGES = ("astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee",
-                  "coins", "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry",
-                  "logo", "microaneurysms", "moon", "page", "retina", "rocket", "text", "shepp_logan_phantom")
-PYDICOM_SCANS = ("CT_small.dcm", "MR_small.dcm", "liver_1frame.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm",
-                 "693_J2KI.dcm", "JPEG-lossy.dcm", "JPEGLSNearLossless_16.dcm", "MR_small_jp2klossless.dcm")
+SKIMAGE_IMAGES = (
+    "astronaut",
+    "brick",
+    "camera",
+    "cat",
+    "cell",
+    "checkerboard",
+    "chelsea",
+    "clock",
+    "coffee",
+    "coins",
+    "colorwheel",
+    "grass",
+    "gravel",
+    "horse",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "logo",
+    "microaneurysms",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "text",
+    "shepp_logan_phantom",
+)
+PYDICOM_SCANS = (
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "liver_1frame.dcm",
+    "JPEG2000.dcm",
+    "MR_small_RLE.dcm",
+    "693_J2KI.dcm",
+    "JPEG-lossy.dcm",
+    "JPEGLSNearLossless_16.dcm",
+    "MR_small_jp2klossless.dcm",
+)
 CHEST_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm"}
 
 
@@ -83,8 +116,8 @@ def chest_radiographs(shared: Path) -> Iterator[tuple[str, bytes]]:
             yield str(path.relative_to(shared)), path.read_bytes()
 
 
-def gate_results(engine, items: Iterator[tuple[str, bytes]], batch: int = 16) -> list[dict]:
-    """Decode each item with the product's decoder and score it with the engine's gate.
+def gate_results(analyzer, items: Iterator[tuple[str, bytes]], batch: int = 16) -> list[dict]:
+    """Decode each item with the product's decoder and score it with the analyzer's gate.
 
     Uses the plain forward pass of the identity view, which is what the gate reads.
     """
@@ -96,10 +129,10 @@ def gate_results(engine, items: Iterator[tuple[str, bytes]], batch: int = 16) ->
     def flush():
         if not pending:
             return
-        _, _, pooled = engine.raw_scores([img for _, img in pending])
-        scores = engine.gate.score(pooled)
+        _, _, pooled = analyzer.raw_scores([img for _, img in pending])
+        scores = analyzer.gate.score(pooled)
         for (name, _), score in zip(pending, scores, strict=True):
-            results.append({"name": name, "score": float(score), "inside": bool(score <= engine.gate.threshold)})
+            results.append({"name": name, "score": float(score), "inside": bool(score <= analyzer.gate.threshold)})
         pending.clear()
 
     for name, data in items:
@@ -113,38 +146,46 @@ def gate_results(engine, items: Iterator[tuple[str, bytes]], batch: int = 16) ->
     return results
 
 
-def domain_report(engine, shared: Path) -> dict:
+def domain_report(analyzer, shared: Path) -> dict:
     """Fractions marked outside (non-radiographs) and inside (radiographs)."""
-    outside = gate_results(engine, outside_images())
-    inside = gate_results(engine, chest_radiographs(shared))
+    outside = gate_results(analyzer, outside_images())
+    inside = gate_results(analyzer, chest_radiographs(shared))
     scored_out = [r for r in outside if "score" in r]
     scored_in = [r for r in inside if "score" in r]
     return {
-        "non_radiographs": {"n": len(scored_out), "n_rejected_by_decoder": len(outside) - len(scored_out),
-                            "fraction_outside": round(float(np.mean([not r["inside"] for r in scored_out])), 4),
-                            "marked_inside": [r["name"] for r in scored_out if r["inside"]]},
-        "chest_radiographs": {"n": len(scored_in), "n_rejected_by_decoder": len(inside) - len(scored_in),
-                              "fraction_inside": round(float(np.mean([r["inside"] for r in scored_in])), 4),
-                              "marked_outside": [r["name"] for r in scored_in if not r["inside"]]},
-        "sources": ("outside: scikit-image and scikit-learn sample images, pydicom's CT/MR test files rendered "
-                    "to 8-bit PNG; inside: every radiograph in shared/data (NIH 1024/512/64 px, CR DICOM, "
-                    "PadChest, COVID, TBX11K)"),
+        "non_radiographs": {
+            "n": len(scored_out),
+            "n_rejected_by_decoder": len(outside) - len(scored_out),
+            "fraction_outside": round(float(np.mean([not r["inside"] for r in scored_out])), 4),
+            "marked_inside": [r["name"] for r in scored_out if r["inside"]],
+        },
+        "chest_radiographs": {
+            "n": len(scored_in),
+            "n_rejected_by_decoder": len(inside) - len(scored_in),
+            "fraction_inside": round(float(np.mean([r["inside"] for r in scored_in])), 4),
+            "marked_outside": [r["name"] for r in scored_in if not r["inside"]],
+        },
+        "sources": (
+            "outside: scikit-image and scikit-learn sample images, pydicom's CT/MR test files rendered "
+            "to 8-bit PNG; inside: every radiograph in shared/data (NIH 1024/512/64 px, CR DICOM, "
+            "PadChest, COVID, TBX11K)"
+        ),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.inference import InferenceEngine
+    from core.inference import Analyzer
 
     parser = argparse.ArgumentParser(prog="python -m core.domain_check")
     parser.add_argument("--model", type=Path, default=Path("models/default"))
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--write-card", action="store_true", help="store the figures in the model card")
     args = parser.parse_args(argv)
-    engine = InferenceEngine(args.model, views=["identity"])
-    if engine.gate is None:
+    analyzer = Analyzer(args.model, views=["identity"])
+    if analyzer.gate is None:
         print(f"{args.model} has no domain gate", file=sys.stderr)
         return 2
-    report = domain_report(engine, args.shared)
+    report = domain_report(analyzer, args.shared)
     print(json.dumps(report, indent=2))
     if args.write_card:
         from core.model_card import ModelCard

@@ -1,4 +1,5 @@
 """Typed rejections: each carries a message meant for the person who uploaded the file."""
+
 from __future__ import annotations
 
 

@@ -3,6 +3,7 @@
 ``python -m core.evaluate --images DIR --labels CSV --json`` prints the report that the
 training pipeline also writes into the model card, computed by the same function.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,22 +18,30 @@ from core.labels import FINDINGS, LABELS, NO_FINDING, label_vector, read_label_t
 from core.metrics import auc_ci
 
 
-def evaluation_report(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, n_boot: int = 1000,
-                      seed: int = 0) -> dict:
+def evaluation_report(
+    y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, n_boot: int = 1000, seed: int = 0
+) -> dict:
     """Per-label AUC (95% CI), counts, means over findings and over all 15, abnormal AUC."""
     per_label = {}
     for j, label in enumerate(LABELS):
         ci = auc_ci(y[:, j], p[:, j], groups=groups, n_boot=n_boot, seed=seed + j)
         per_label[label] = {
-            "auc": _round(ci.value), "ci95": [_round(ci.low), _round(ci.high)],
-            "n_positive": int(y[:, j].sum()), "n_negative": int(len(y) - y[:, j].sum()),
+            "auc": _round(ci.value),
+            "ci95": [_round(ci.low), _round(ci.high)],
+            "n_positive": int(y[:, j].sum()),
+            "n_negative": int(len(y) - y[:, j].sum()),
         }
     findings = [per_label[f]["auc"] for f in FINDINGS if per_label[f]["auc"] is not None]
     all15 = [per_label[lab]["auc"] for lab in LABELS if per_label[lab]["auc"] is not None]
     nf = LABELS.index(NO_FINDING)
     abnormal = auc_ci(1 - y[:, nf], 1 - p[:, nf], groups=groups, n_boot=n_boot, seed=seed + 99)
-    mean_ci = mean_auc_ci(y[:, [LABELS.index(f) for f in FINDINGS]], p[:, [LABELS.index(f) for f in FINDINGS]],
-                          groups, n_boot=n_boot, seed=seed + 7)
+    mean_ci = mean_auc_ci(
+        y[:, [LABELS.index(f) for f in FINDINGS]],
+        p[:, [LABELS.index(f) for f in FINDINGS]],
+        groups,
+        n_boot=n_boot,
+        seed=seed + 7,
+    )
     return {
         "mean_auc_findings_ci95": mean_ci,
         "n_images": int(len(y)),
@@ -47,8 +56,9 @@ def evaluation_report(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, n
     }
 
 
-def mean_auc_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, n_boot: int = 1000,
-                seed: int = 0) -> list[float | None]:
+def mean_auc_ci(
+    y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, n_boot: int = 1000, seed: int = 0
+) -> list[float | None]:
     """Percentile 95% CI of the mean AUC over labels, resampling whole patients: each
     resample's mean is over the labels that have both classes in it."""
     from scipy.stats import rankdata
@@ -80,14 +90,14 @@ def _round(x: float) -> float | None:
     return None if x is None or np.isnan(x) else round(float(x), 4)
 
 
-def predict_folder(engine, paths: list[Path], batch_size: int = 16) -> np.ndarray:
+def predict_folder(analyzer, paths: list[Path], batch_size: int = 16) -> np.ndarray:
     """TTA probabilities (n, 15) for files, decoded exactly as the worker decodes them."""
     from core.decode import decode_bytes
 
     out = []
     for start in range(0, len(paths), batch_size):
-        images = [decode_bytes(p.read_bytes()).pixels for p in paths[start:start + batch_size]]
-        out.extend([[a.probabilities[lab] for lab in LABELS] for a in engine.analyse(images)])
+        images = [decode_bytes(p.read_bytes()).pixels for p in paths[start : start + batch_size]]
+        out.extend([[a.probabilities[lab] for lab in LABELS] for a in analyzer.analyse(images)])
     return np.asarray(out, dtype=np.float64)
 
 
@@ -121,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    from core.inference import InferenceEngine
+    from core.inference import Analyzer
 
     table = matched_table(args.images, args.labels)
     if args.only:
@@ -130,18 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     if table.empty:
         print("no labelled images found in the folder", file=sys.stderr)
         return 2
-    engine = InferenceEngine(args.model or load_settings().model_dir, views=["identity"] if args.no_tta else None)
-    p = predict_folder(engine, list(table["path"]))
+    analyzer = Analyzer(args.model or load_settings().model_dir, views=["identity"] if args.no_tta else None)
+    p = predict_folder(analyzer, list(table["path"]))
     y = np.stack([label_vector(t) for t in table["Finding Labels"]])
     groups = table["Patient ID"].astype(str).to_numpy() if "Patient ID" in table else None
     report = evaluation_report(y, p, groups, n_boot=args.bootstrap)
-    report["model"] = {"name": engine.card.name, "version": engine.card.version}
-    report["tta_views"] = len(engine.views)
+    report["model"] = {"name": analyzer.card.name, "version": analyzer.card.version}
+    report["tta_views"] = len(analyzer.views)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         for label, row in report["per_label"].items():
-            print(f"{label:20s} AUC {row['auc']}  95% CI {row['ci95']}  pos {row['n_positive']} neg {row['n_negative']}")
+            print(
+                f"{label:20s} AUC {row['auc']}  95% CI {row['ci95']}  pos {row['n_positive']} neg {row['n_negative']}"
+            )
         print(f"mean AUC over findings with positives: {report['mean_auc_findings']}")
         print(f"abnormal vs No Finding AUC: {report['abnormal_vs_no_finding_auc']}")
     return 0

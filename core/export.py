@@ -6,6 +6,7 @@ user name typed on the sign-in page would run in a reviewer's spreadsheet. Follo
 OWASP's CSV-injection guidance, every text cell so starting is prefixed with a single
 quote, which spreadsheets show as text; numbers stay numbers.
 """
+
 from __future__ import annotations
 
 import pandas as pd

@@ -4,6 +4,7 @@ The engine supplies feature maps of the last convolutional block and the gradien
 each label's logit with respect to them; the functions here turn those into heatmaps
 and overlays. :func:`grad_cam_numpy` is the reference formula the tests check against.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -33,8 +34,9 @@ def upsample(cam: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def overlay(grey: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4,
-            colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
+def overlay(
+    grey: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4, colormap: int = cv2.COLORMAP_JET
+) -> np.ndarray:
     """RGB uint8 overlay of a [0, 1] heatmap on a grey image (uint8 or [0, 1] float).
 
     Pure: no file or model access, so the Review page can redraw at any opacity.

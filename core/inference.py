@@ -1,5 +1,6 @@
 """Batched inference: TTA views of a whole batch in one forward pass, and Grad-CAM for
 all 15 labels from one Jacobian of the small head, both inside traced tf.functions."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -39,12 +40,14 @@ class Analysis:
         return gradcam.upsample(self.cams[label_index], self.width, self.height)
 
 
-def prepare(pixels: np.ndarray, size: int) -> np.ndarray:
-    """[0, 1] grey image at any size -> (size, size) float32, area-averaged."""
+def prepare(pixels: np.ndarray, size: int, interpolation: str = "area") -> np.ndarray:
+    """[0, 1] grey image at any size -> (size, size) float32, resized as the card says
+    ("area": area-averaged when shrinking, bilinear when enlarging; "linear": bilinear)."""
     if pixels.ndim != 2:
         raise ValueError("expected a 2-D grey image")
     h, w = pixels.shape
-    interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
+    shrinking = h > size or w > size
+    interp = cv2.INTER_AREA if interpolation == "area" and shrinking else cv2.INTER_LINEAR
     return cv2.resize(pixels.astype(np.float32), (size, size), interpolation=interp)
 
 
@@ -74,25 +77,28 @@ def _load_gate_trunk(folder: Path, spec: dict, size: int):
     return trunk
 
 
-class InferenceEngine:
+class Analyzer:
     """Loads a model folder once, traces its functions once, and analyses batches."""
 
-    def __init__(self, model_dir: str | Path, views: tuple[str, ...] | list[str] | None = None,
-                 warm_up: bool = True) -> None:
+    def __init__(
+        self, model_dir: str | Path, views: tuple[str, ...] | list[str] | None = None, warm_up: bool = True
+    ) -> None:
         self.mixed_precision = use_mixed_precision_if_gpu()
         self.model, self.card = load_model(model_dir)
         self.labels = list(self.card.labels)
-        self.size = self.card.input_size
+        self.input_spec = self.card.input_spec()
+        self.size = self.input_spec.size
         self.device = device_name()
         self.views: list[View] = resolve_views(views)
-        self.backbone, self.head = split_model(self.model, self.card.backbone)
+        self.backbone, self.head = split_model(self.model, self.card)
         self.calibration = {lab: Platt(**self.card.calibration[lab]) for lab in self.card.calibration}
         gate_card = self.card.domain_gate or {}
         self.gate = DomainGate.load(Path(model_dir) / gate_card["file"]) if "file" in gate_card else None
         # the gate may read its own ImageNet trunk: a fine-tuned or batch-norm-adapted trunk
         # can map photographs close to radiographs, a generic one does not
-        self.gate_trunk = (_load_gate_trunk(Path(model_dir), gate_card["extractor"], self.size)
-                           if "extractor" in gate_card else None)
+        self.gate_trunk = (
+            _load_gate_trunk(Path(model_dir), gate_card["extractor"], self.size) if "extractor" in gate_card else None
+        )
         # identity first: its features feed Grad-CAM; extra identity is dropped from the mean
         names = [v.name for v in self.views]
         self._all_views = self.views if names[0] == "identity" else resolve_views(["identity"]) + self.views
@@ -107,8 +113,8 @@ class InferenceEngine:
 
     # ------------------------------------------------------------------ graphs
     def _to_model_input(self, grey: tf.Tensor) -> tf.Tensor:
-        """(N, S, S, 1) in [0, 1] -> (N, S, S, 3) in [0, 255], the EfficientNet convention."""
-        return tf.repeat(grey * 255.0, 3, axis=-1)
+        """(N, S, S, 1) in [0, 1] -> the card's scale and channels ([0, 255] x 3 for EfficientNet)."""
+        return tf.repeat(grey * self.input_spec.scale, self.input_spec.channels, axis=-1)
 
     def _make_views(self, grey: tf.Tensor) -> tf.Tensor:
         """(B, S, S, 1) -> (B*V, S, S, 1): every view of every image, image-major."""
@@ -117,8 +123,12 @@ class InferenceEngine:
         tiled = tf.repeat(grey, v, axis=0)
         transforms = tf.tile(self._transforms, [b, 1])
         warped = tf.raw_ops.ImageProjectiveTransformV3(
-            images=tiled, transforms=transforms, output_shape=tf.shape(grey)[1:3],
-            interpolation="BILINEAR", fill_mode="NEAREST", fill_value=0.0,
+            images=tiled,
+            transforms=transforms,
+            output_shape=tf.shape(grey)[1:3],
+            interpolation="BILINEAR",
+            fill_mode="NEAREST",
+            fill_value=0.0,
         )
         gammas = tf.reshape(tf.tile(self._gammas, [b]), [-1, 1, 1, 1])
         return tf.pow(tf.clip_by_value(warped, 0.0, 1.0), gammas)
@@ -151,7 +161,8 @@ class InferenceEngine:
 
     # ------------------------------------------------------------------ API
     def _batch(self, images: list[np.ndarray]) -> tf.Tensor:
-        return tf.constant(np.stack([prepare(img, self.size) for img in images])[..., None])
+        spec = self.input_spec
+        return tf.constant(np.stack([prepare(img, spec.size, spec.interpolation) for img in images])[..., None])
 
     def forward(self, images: list[np.ndarray]) -> np.ndarray:
         """Plain forward pass, no TTA: (N, 15) probabilities."""
@@ -189,12 +200,19 @@ class InferenceEngine:
             probs = {lab: float(mean[i, j]) for j, lab in enumerate(self.labels)}
             inside = bool(inside_all[i])
             flagged = [lab for lab in self.labels if inside and probs[lab] >= thresholds[lab]]
-            out.append(Analysis(
-                probabilities=probs,
-                spread={lab: float(spread[i, j]) for j, lab in enumerate(self.labels)},
-                flagged=flagged, cams=cams[i], width=int(img.shape[1]), height=int(img.shape[0]),
-                tta_views=len(self.views), thresholds=dict(thresholds),
-                abnormal=None if nf is None else float(1.0 - mean[i, nf]),
-                in_domain=inside, domain_score=None if domain is None else float(domain[i]),
-            ))
+            out.append(
+                Analysis(
+                    probabilities=probs,
+                    spread={lab: float(spread[i, j]) for j, lab in enumerate(self.labels)},
+                    flagged=flagged,
+                    cams=cams[i],
+                    width=int(img.shape[1]),
+                    height=int(img.shape[0]),
+                    tta_views=len(self.views),
+                    thresholds=dict(thresholds),
+                    abnormal=None if nf is None else float(1.0 - mean[i, nf]),
+                    in_domain=inside,
+                    domain_score=None if domain is None else float(domain[i]),
+                )
+            )
         return out

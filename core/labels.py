@@ -1,4 +1,8 @@
-"""The 15 NIH ChestX-ray14 labels and parsing of NIH-format label tables."""
+"""The 15 NIH ChestX-ray14 labels and parsing of NIH-format label tables.
+
+These are the labels of NIH-format truth tables and of the models this project trains;
+at run time the label set and its order come from the model card, never from here."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,20 +11,23 @@ import numpy as np
 import pandas as pd
 
 FINDINGS: tuple[str, ...] = (
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema",
-    "Fibrosis", "Hernia", "Infiltration", "Mass", "Nodule", "Pleural_Thickening",
-    "Pneumonia", "Pneumothorax",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Effusion",
+    "Emphysema",
+    "Fibrosis",
+    "Hernia",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pleural_Thickening",
+    "Pneumonia",
+    "Pneumothorax",
 )
 NO_FINDING = "No Finding"
 LABELS: tuple[str, ...] = FINDINGS + (NO_FINDING,)
-
-# How much a finding above its threshold raises a study in the worklist: findings that
-# need action within hours weigh more than chronic ones.
-URGENCY: dict[str, float] = {
-    "Pneumothorax": 3.0, "Edema": 1.5, "Consolidation": 1.5, "Pneumonia": 1.5, "Effusion": 1.3,
-    "Mass": 1.3, "Cardiomegaly": 1.1, "Atelectasis": 1.0, "Infiltration": 1.0, "Nodule": 1.1,
-    "Emphysema": 0.8, "Fibrosis": 0.8, "Hernia": 0.8, "Pleural_Thickening": 0.8, NO_FINDING: 0.0,
-}
 
 
 def parse_finding_labels(text: str) -> set[str]:
@@ -51,9 +58,11 @@ def patient_of(image_index: str) -> str:
     return Path(image_index).name.split("_")[0]
 
 
-if __name__ == "__main__":  # python -m core.labels import CSV
+if __name__ == "__main__":  # python -m core.labels import CSV (the command's old name)
     import sys
 
-    from core.reference_labels import main
+    from services.reference_labels import (
+        main,  # entry shim: the import lives in services
+    )
 
     sys.exit(main())

@@ -5,6 +5,7 @@ the bootstrap is vectorised as a weighted Mann-Whitney statistic so thousands of
 resamples of 100,000 studies stay fast. Resampling is by patient when groups are given,
 because images of one patient are not independent.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -92,8 +93,9 @@ def bootstrap_weights(n: int, n_boot: int, groups: np.ndarray | None, rng: np.ra
     return group_weights(g, n_boot, rng)[:, idx]
 
 
-def bootstrap_aucs(y: np.ndarray, s: np.ndarray, gidx: np.ndarray, weights: np.ndarray,
-                   bins: tuple[np.ndarray, int] | None = None) -> np.ndarray:
+def bootstrap_aucs(
+    y: np.ndarray, s: np.ndarray, gidx: np.ndarray, weights: np.ndarray, bins: tuple[np.ndarray, int] | None = None
+) -> np.ndarray:
     """AUC of each resample, given group-level ``weights`` (B, G) and each sample's group.
 
     The samples are summarised once as a sparse (groups x 2 bins) count matrix; every
@@ -117,9 +119,16 @@ def auc_from_tie_groups(y: np.ndarray, exact: np.ndarray) -> float:
     return float(auc_from_histograms(pos, neg)[0])
 
 
-def auc_ci(y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray | None = None, n_boot: int = 1000,
-           level: float = 0.95, seed: int = 0, weights: np.ndarray | None = None,
-           gidx: np.ndarray | None = None) -> Interval:
+def auc_ci(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
+    gidx: np.ndarray | None = None,
+) -> Interval:
     """AUC (Mann-Whitney, equal to scikit-learn's) with a percentile bootstrap CI,
     resampling whole ``groups``.
 
@@ -243,5 +252,10 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
         mean_conf = np.where(count > 0, conf / count, np.nan)
         frac_pos = np.where(count > 0, acc / count, np.nan)
     ece = float(np.nansum(count / max(1, len(y)) * np.abs(mean_conf - frac_pos)))
-    return ece, {"bin_low": edges[:-1], "bin_high": edges[1:], "count": count,
-                 "mean_predicted": mean_conf, "fraction_positive": frac_pos}
+    return ece, {
+        "bin_low": edges[:-1],
+        "bin_high": edges[1:],
+        "count": count,
+        "mean_predicted": mean_conf,
+        "fraction_positive": frac_pos,
+    }

@@ -1,4 +1,5 @@
 """Build and load the EfficientNetB0 classifier; no weights are ever downloaded."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from core.errors import ModelCardMismatch  # noqa: E402
-from core.labels import LABELS  # noqa: E402
 from core.model_card import ModelCard  # noqa: E402
 
 
@@ -41,7 +41,12 @@ def build_backbone(name: str, input_size: int) -> keras.Model:
     """The convolutional trunk, without weights (they come from a model folder or
     :mod:`core.pretrained`). Both normalise their [0, 255] input with Lite0's
     (x - 127) / 128, the statistics their ImageNet initialisation was trained with."""
-    from core.pretrained import LITE0_MEAN, LITE0_STD, build_lite0, set_input_normalisation
+    from core.pretrained import (
+        LITE0_MEAN,
+        LITE0_STD,
+        build_lite0,
+        set_input_normalisation,
+    )
 
     if name == "efficientnet_lite0":
         return build_lite0(include_top=False, input_size=input_size)
@@ -54,8 +59,9 @@ def build_backbone(name: str, input_size: int) -> keras.Model:
     return backbone
 
 
-def build_model(input_size: int = 224, n_labels: int = len(LABELS), dropout: float = 0.3,
-                backbone_name: str = "efficientnetb0") -> keras.Model:
+def build_model(
+    input_size: int = 224, n_labels: int = 15, dropout: float = 0.3, backbone_name: str = "efficientnetb0"
+) -> keras.Model:
     """Backbone + GAP + dropout + logits + float32 sigmoid.
 
     The backbone stays a nested model whose output is the last convolutional block
@@ -71,11 +77,22 @@ def build_model(input_size: int = 224, n_labels: int = len(LABELS), dropout: flo
     return keras.Model(inputs, probs, name=f"cxr_{backbone_name}")
 
 
-def split_model(model: keras.Model, backbone_name: str = "efficientnetb0") -> tuple[keras.Model, list[keras.layers.Layer]]:
-    """(feature extractor, head layers up to the logits) for Grad-CAM."""
-    backbone = model.get_layer(backbone_name)
-    head = [model.get_layer("pool"), model.get_layer("logits")]
-    return backbone, head
+def split_model(model: keras.Model, card: ModelCard) -> tuple[keras.Model, list[keras.layers.Layer]]:
+    """(feature extractor ending at the card's ``cam_layer``, head layers up to the logits)
+    for Grad-CAM. The CAM layer is the card's choice, checked here: the head that follows it
+    must be the pooling and logits this builder makes, so it is the trunk's last output."""
+    trunk_name, layer = card.cam_target()
+    try:
+        backbone = model.get_layer(trunk_name)
+        target = backbone.get_layer(layer)
+    except ValueError as exc:
+        raise ModelCardMismatch(f"cam_layer {card.cam_layer!r} is not a layer of this model") from exc
+    if target is not backbone.layers[-1]:
+        raise ModelCardMismatch(
+            f"cam_layer {card.cam_layer!r} must be the trunk's last output "
+            f"({trunk_name}/{backbone.layers[-1].name}): the Grad-CAM head is pool + logits"
+        )
+    return backbone, [model.get_layer("pool"), model.get_layer("logits")]
 
 
 def load_model(folder: str | Path) -> tuple[keras.Model, ModelCard]:

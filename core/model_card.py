@@ -1,5 +1,6 @@
 """The model card: labels, input, thresholds, training data and evaluation, shipped in
 the same folder as the weights so a score is never read without its context."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,10 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ModelCardMismatch
-from core.labels import LABELS
 
 CARD_FILE = "model_card.json"
+INTERPOLATIONS = {"area", "linear"}  # area when shrinking (linear when enlarging), or linear always
 MIN_THRESHOLD_SUPPORT = 10  # validation positives below which a threshold is marked unreliable
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    size: int
+    interpolation: str  # "area": area-averaged when shrinking, bilinear when enlarging
+    scale: float  # [0, 1] grey is multiplied by this
+    channels: int  # grey replicated to this many channels
 
 
 @dataclass
@@ -25,12 +34,18 @@ class ModelCard:
     thresholds: dict[str, float]
     threshold_method: str
     architecture: str = "EfficientNetB0 (keras.applications, weights=None) + GAP + dropout + 15-way sigmoid"
-    preprocessing: dict[str, Any] = field(default_factory=lambda: {
-        "grey": "decoded to one channel in [0, 1] (DICOM: modality LUT, VOI LUT/window, MONOCHROME1 inverted)",
-        "resize": "whole image to input_size x input_size, cv2.INTER_AREA, aspect not preserved",
-        "scale": "x255, replicated to 3 channels; EfficientNet's own rescaling/normalisation layers follow",
-    })
-    cam_layer: str = "efficientnetb0/top_activation"
+    # read by core.inference (see InputSpec); the prose keys describe the same steps
+    preprocessing: dict[str, Any] = field(
+        default_factory=lambda: {
+            "grey": "decoded to one channel in [0, 1] (DICOM: modality LUT, VOI LUT/window, MONOCHROME1 inverted)",
+            "resize": "whole image to input_size x input_size, cv2.INTER_AREA, aspect not preserved",
+            "scale": "x255, replicated to 3 channels; EfficientNet's own rescaling/normalisation layers follow",
+            "interpolation": "area",
+            "input_scale": 255.0,
+            "channels": 3,
+        }
+    )
+    cam_layer: str = "efficientnetb0/top_activation"  # "<trunk>/<its last conv output>": Grad-CAM reads it
     backbone: str = "efficientnetb0"  # which trunk core.model builds; the card drives the code
     # per label {"slope", "intercept"} of Platt scaling on logit(TTA mean); empty = raw sigmoid
     calibration: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -41,8 +56,10 @@ class ModelCard:
     abnormal: dict[str, Any] = field(default_factory=dict)  # how P(abnormal) is made, its held-out AUC
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
-    intended_use: str = ("Screening aid for radiologist review of frontal chest radiographs. "
-                         "Not a diagnosis; every output needs review by a radiologist.")
+    intended_use: str = (
+        "Screening aid for radiologist review of frontal chest radiographs. "
+        "Not a diagnosis; every output needs review by a radiologist."
+    )
     created_at: str = ""
 
     @property
@@ -55,6 +72,21 @@ class ModelCard:
                 parts.append(self.domain_gate["extractor"].get("sha256"))
         text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def input_spec(self) -> InputSpec:
+        """How an image in [0, 1] becomes the model's input, as the card states it."""
+        pre = self.preprocessing
+        return InputSpec(
+            self.input_size,
+            str(pre.get("interpolation", "area")),
+            float(pre.get("input_scale", 255.0)),
+            int(pre.get("channels", 3)),
+        )
+
+    def cam_target(self) -> tuple[str, str]:
+        """(trunk layer name, layer inside it) whose activations Grad-CAM explains."""
+        trunk, _, layer = self.cam_layer.partition("/")
+        return trunk, layer
 
     def threshold_reliable(self, label: str) -> bool | None:
         """False when fewer than MIN_THRESHOLD_SUPPORT validation positives chose it; None if unknown."""
@@ -85,7 +117,9 @@ class ModelCard:
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelCardMismatch(f"{path}: the card is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}).") from exc
+            raise ModelCardMismatch(
+                f"{path}: the card is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})."
+            ) from exc
         if not isinstance(data, dict):
             raise ModelCardMismatch(f"{path}: the card is not a JSON object.")
         stated_version = data.pop("version", None)
@@ -95,13 +129,24 @@ class ModelCard:
             raise ModelCardMismatch(f"{path}: malformed card ({exc}).") from exc
         card.validate(Path(folder))
         if stated_version and stated_version != card.version:
-            raise ModelCardMismatch(f"{path}: stated version {stated_version} does not match its content ({card.version}).")
+            raise ModelCardMismatch(
+                f"{path}: stated version {stated_version} does not match its content ({card.version})."
+            )
         return card
 
     def validate(self, folder: Path) -> None:
         """Card and weights must agree: refuse rather than score with the wrong labels."""
-        if list(self.labels) != list(LABELS):
-            raise ModelCardMismatch(f"card labels {self.labels} are not the 15 NIH labels in order")
+        if not self.labels or len(set(self.labels)) != len(self.labels) or any("|" in lab for lab in self.labels):
+            raise ModelCardMismatch(f"card labels {self.labels} must be a non-empty list of distinct names without '|'")
+        spec = self.input_spec()
+        if spec.interpolation not in INTERPOLATIONS or spec.channels not in (1, 3) or not spec.scale > 0:
+            raise ModelCardMismatch(
+                f"card preprocessing {self.preprocessing} is not one the engine can apply "
+                f"(interpolation {sorted(INTERPOLATIONS)}, channels 1 or 3, input_scale > 0)"
+            )
+        trunk, layer = self.cam_target()
+        if trunk != self.backbone or not layer:
+            raise ModelCardMismatch(f"cam_layer {self.cam_layer!r} must name a layer of the {self.backbone} trunk")
         missing = set(self.labels) - set(self.thresholds)
         if missing:
             raise ModelCardMismatch(f"card has no threshold for {sorted(missing)}")

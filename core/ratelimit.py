@@ -4,6 +4,7 @@ The per-account lockout stops guessing one password; it cannot stop one client s
 many names. This counts attempts per client (address) and refuses past a limit, before
 any database work or password hashing happens.
 """
+
 from __future__ import annotations
 
 import threading
@@ -13,8 +14,9 @@ from collections.abc import Callable
 
 
 class SlidingWindowLimiter:
-    def __init__(self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 100_000) -> None:
+    def __init__(
+        self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+    ) -> None:
         self.limit, self.window, self.clock, self.max_keys = limit, window_seconds, clock, max_keys
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()

@@ -1,5 +1,6 @@
 """Files under the data folder. Every path is derived from a content hash or a
 database id, never from anything a user supplied, and is checked to stay inside."""
+
 from __future__ import annotations
 
 import hashlib
@@ -76,3 +77,42 @@ def png_bytes(pixels_u8: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels_u8).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+CAMS_FILE = "cams.npz"
+
+
+def cams_relpath(study_id: int, model_version: str) -> str:
+    return f"{heatmap_dir_relpath(study_id, model_version)}/{CAMS_FILE}"
+
+
+def write_heatmaps(
+    data_dir: Path,
+    study_id: int,
+    model_version: str,
+    labels: list[str],
+    cams: np.ndarray,
+    full_size: dict[str, np.ndarray],
+) -> dict[str, str]:
+    """Every label's low-resolution map in one npz (for labels shown on request) and a
+    full-size PNG per flagged label; returns label -> PNG path. Rewriting is idempotent."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, cams=cams.astype(np.float16), labels=np.array(labels))
+    atomic_write(safe_join(data_dir, cams_relpath(study_id, model_version)), buf.getvalue())
+    files = {}
+    for label, heat_u8 in full_size.items():
+        rel = heatmap_relpath(study_id, model_version, label)
+        atomic_write(safe_join(data_dir, rel), png_bytes(heat_u8))
+        files[label] = rel
+    return files
+
+
+def load_cams(data_dir: Path, study_id: int, model_version: str) -> tuple[np.ndarray, list[str]] | None:
+    """A study's stored low-resolution Grad-CAM maps and their labels, if the worker wrote them."""
+    path = safe_join(data_dir, cams_relpath(study_id, model_version))
+    if not path.is_file():
+        return None
+    with np.load(path) as npz:
+        return npz["cams"].astype(np.float32), [str(x) for x in npz["labels"]]

@@ -5,6 +5,7 @@ what Cardiomegaly and side-specific findings look like; an upside-down chest nev
 occurs. Small rotations, scale changes, shifts (patient positioning) and gamma
 (exposure) do occur in practice, so those are the views offered.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,19 +35,29 @@ class View:
         return np.array([a[0, 0], a[0, 1], offset[0], a[1, 0], a[1, 1], offset[1], 0.0, 0.0], dtype=np.float32)
 
 
-AVAILABLE_VIEWS: dict[str, View] = {v.name: v for v in (
-    View("identity"),
-    View("rotate_p5", angle_deg=5.0),
-    View("rotate_m5", angle_deg=-5.0),
-    View("zoom_in", scale=1.08),
-    View("zoom_out", scale=0.93),
-    View("shift_up", shift_y=-0.03),
-    View("shift_down", shift_y=0.03),
-    View("gamma_low", gamma=0.85),
-    View("gamma_high", gamma=1.15),
-)}
+AVAILABLE_VIEWS: dict[str, View] = {
+    v.name: v
+    for v in (
+        View("identity"),
+        View("rotate_p5", angle_deg=5.0),
+        View("rotate_m5", angle_deg=-5.0),
+        View("zoom_in", scale=1.08),
+        View("zoom_out", scale=0.93),
+        View("shift_up", shift_y=-0.03),
+        View("shift_down", shift_y=0.03),
+        View("gamma_low", gamma=0.85),
+        View("gamma_high", gamma=1.15),
+    )
+}
 DEFAULT_VIEWS: tuple[str, ...] = (
-    "identity", "rotate_p5", "rotate_m5", "zoom_in", "zoom_out", "shift_up", "gamma_low", "gamma_high",
+    "identity",
+    "rotate_p5",
+    "rotate_m5",
+    "zoom_in",
+    "zoom_out",
+    "shift_up",
+    "gamma_low",
+    "gamma_high",
 )
 
 

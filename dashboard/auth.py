@@ -1,10 +1,18 @@
 """Sign-in: local accounts (argon2) or single sign-on through st.login when configured."""
+
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard.text import plain
-from db.users import Identity, SignInError, authenticate, create_first_admin, current_identity, user_count
+from db.users import (
+    Identity,
+    SignInError,
+    authenticate,
+    create_first_admin,
+    current_identity,
+    user_count,
+)
 
 SESSION_KEY = "user_id"
 CLIENT_ATTEMPTS, CLIENT_WINDOW_S = 20, 15 * 60  # sign-in attempts per client address
@@ -41,8 +49,11 @@ def signed_in_user() -> Identity | None:
         from db.users import sso_identity
 
         _, engine = settings_and_engine()
-        identity = sso_identity(engine, str(st.user.get("sub") or st.user.get("email") or ""),
-                                str(st.user.get("email") or st.user.get("name") or ""))
+        identity = sso_identity(
+            engine,
+            str(st.user.get("sub") or st.user.get("email") or ""),
+            str(st.user.get("email") or st.user.get("name") or ""),
+        )
         if identity is not None:
             st.session_state[SESSION_KEY] = identity.id
         return identity

@@ -1,64 +1,103 @@
-"""Process-wide resources for the app: settings, database engine, background worker."""
-from __future__ import annotations
+"""Process-wide resources for the app: settings (built once), the database engine, the
+embedded worker, the model card; and ``open_study``, the one way to open a study."""
 
-import os
+from __future__ import annotations
 
 import streamlit as st
 from sqlalchemy import Engine
 
 from core.config import Settings, load_settings
+from core.model_card import ModelCard
 from db.bootstrap import open_database
 
-DISCLAIMER = ("Screening aid for radiologist review, not a diagnosis. The model flags findings with a "
-              "high false-positive rate by design; every study needs a radiologist's read.")
+DISCLAIMER = (
+    "Screening aid for radiologist review, not a diagnosis. The model flags findings with a "
+    "high false-positive rate by design; every study needs a radiologist's read."
+)
+REVIEW_PAGE = "pages/review.py"
+STUDY_KEY = "study_id"
+
+_override: Settings | None = None
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Run the app on these settings instead of the environment's (tests build a Settings
+    and pass it here; the app's own process never calls this)."""
+    global _override
+    _override = settings
 
 
 @st.cache_resource(show_spinner=False)
-def _resources(data_dir: str, url: str) -> tuple[Settings, Engine]:
-    settings = load_settings()
-    return settings, open_database(settings)
+def _environment_settings() -> Settings:
+    return load_settings()
+
+
+def settings() -> Settings:
+    """The settings of this process: read from the environment once."""
+    return _override if _override is not None else _environment_settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _database(url: str, data_dir: str) -> Engine:
+    return open_database(settings())
 
 
 def settings_and_engine() -> tuple[Settings, Engine]:
-    settings = load_settings()
-    return _resources(str(settings.data_dir), settings.database_url)
+    current = settings()
+    return current, _database(current.database_url, str(current.data_dir))
 
 
 @st.cache_resource(show_spinner=False)
-def _embedded_worker(data_dir: str, url: str):
-    from core.worker import start_background_worker
+def _embedded_worker(url: str, data_dir: str):
+    from services.worker import start_background_worker
 
-    settings, engine = _resources(data_dir, url)
-    return start_background_worker(settings, engine)
+    current, engine = settings_and_engine()
+    return start_background_worker(current, engine)
 
 
 def ensure_worker() -> None:
-    """The embedded default runs one worker thread in the app process (once per server).
-
-    Set CXR_EMBEDDED_WORKER=0 when workers run as separate processes (GPU machines).
-    """
-    if os.environ.get("CXR_EMBEDDED_WORKER", "1") != "1":
-        return
-    settings = load_settings()
-    _embedded_worker(str(settings.data_dir), settings.database_url)
+    """The embedded default runs one worker thread in the app process (once per server);
+    CXR_EMBEDDED_WORKER=0 when workers run as separate processes (GPU machines)."""
+    current = settings()
+    if current.embedded_worker:
+        _embedded_worker(current.database_url, str(current.data_dir))
 
 
 @st.cache_resource(show_spinner=False)
-def model_card(model_dir: str):
+def model_card(model_dir: str) -> ModelCard:
     """The card of the configured model, read without loading TensorFlow."""
-    from core.model_card import ModelCard
-
     return ModelCard.load(model_dir)
 
 
-def model_card_or_error(settings: Settings):
+def model_card_or_error(current: Settings) -> ModelCard | None:
     """The card, or None after showing why the configured model folder is unusable."""
     from core.errors import ModelCardMismatch
 
     try:
-        return model_card(str(settings.model_dir))
+        return model_card(str(current.model_dir))
     except ModelCardMismatch as exc:
         from dashboard.text import plain
 
-        st.error(f"The configured model ({plain(settings.model_dir)}) cannot be used: {plain(exc)}")
+        st.error(f"The configured model ({plain(current.model_dir)}) cannot be used: {plain(exc)}")
         return None
+
+
+def open_study(study_id: int) -> None:
+    """Open a study on the Review page (from the worklist, analytics, an upload result)."""
+    st.session_state[STUDY_KEY] = int(study_id)
+    st.switch_page(REVIEW_PAGE, query_params={"study": str(int(study_id))})
+
+
+def requested_study() -> int | None:
+    """The study the Review page should show: the link's ?study=N, else the one opened last."""
+    raw = st.query_params.get("study")
+    if raw is not None:
+        try:
+            sid = int(raw)
+        except ValueError:
+            sid = 0
+        if not 1 <= sid < 2**63:
+            st.error("The study link is not valid.")
+        else:
+            st.session_state[STUDY_KEY] = sid
+    return st.session_state.get(STUDY_KEY)

@@ -6,6 +6,7 @@ live link or an image beacon. :func:`plain` escapes every markdown metacharacter
 removes bidirectional controls (a right-to-left override makes ``gpj.exe`` read as
 ``exe.jpg``), so the text reads exactly as stored.
 """
+
 from __future__ import annotations
 
 import re

@@ -8,12 +8,13 @@ page backup API restarts on every write). Restore: stop the app and workers, the
 ``python -m db.backup --restore BACKUP``; the file is refused unless it is an intact
 database of this application, and the database it replaces is kept beside it.
 """
+
 from __future__ import annotations
 
 import argparse
 import sqlite3
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -82,7 +83,7 @@ def restore(url: str, backup_file: Path) -> Path | None:
     check_database(backup_file)
     target = sqlite_path(url)
     kept = None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if target.exists():
         # fold the WAL into the file first, so the copy kept aside is complete
         with sqlite3.connect(f"{target.resolve().as_uri()}", uri=True, timeout=30) as conn:
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             kept = restore(settings.database_url, args.restore)
             print(f"restored {args.restore}" + (f"; the replaced database is kept as {kept}" if kept else ""))
             return 0
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         dest = args.dest or settings.data_dir / "backups" / f"cxr-{stamp}.sqlite3"
         print(f"backup written: {backup(settings.database_url, dest)}")
     except BackupError as exc:

@@ -1,4 +1,5 @@
 """Open the configured database at the latest schema, creating the data folder."""
+
 from __future__ import annotations
 
 from sqlalchemy import Engine

@@ -1,4 +1,5 @@
 """Bring a database to the latest schema with Alembic (``python -m db.migrate``)."""
+
 from __future__ import annotations
 
 import threading

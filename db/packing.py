@@ -1,27 +1,60 @@
-"""Packing of the 15 per-label values into compact columns (label order of core.labels)."""
+"""Packing of per-label values into compact columns, with the label order they were
+written in: a row written under one model's label set is read correctly under another
+(labels it lacks read as unknown, never as another label's value)."""
+
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from core.labels import LABELS
+SEPARATOR = "|"
 
 
-def pack_floats(values: dict[str, float]) -> bytes:
-    return np.array([values[lab] for lab in LABELS], dtype="<f4").tobytes()
+def label_key(labels: Sequence[str]) -> str:
+    """The stored form of a label order (labels never contain '|': NIH tables split on it)."""
+    if any(SEPARATOR in lab for lab in labels):
+        raise ValueError(f"a label must not contain {SEPARATOR!r}")
+    return SEPARATOR.join(labels)
 
 
-def unpack_floats(blobs: list[bytes]) -> np.ndarray:
-    """(n, 15) float32 from n packed rows."""
-    if not blobs:
-        return np.zeros((0, len(LABELS)), np.float32)
-    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), len(LABELS))
+def pack_floats(values: Mapping[str, float], labels: Sequence[str]) -> bytes:
+    return np.array([values[lab] for lab in labels], dtype="<f4").tobytes()
 
 
-def mask_of(present: dict[str, bool]) -> int:
-    return sum(1 << j for j, lab in enumerate(LABELS) if present[lab])
+def _columns(row_key: str, wanted: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For each wanted label: its column in rows written with ``row_key``, and whether it has one."""
+    index = {lab: j for j, lab in enumerate(row_key.split(SEPARATOR))}
+    cols = np.array([index.get(lab, 0) for lab in wanted], dtype=np.int64)
+    return cols, np.array([lab in index for lab in wanted], dtype=bool)
 
 
-def unmask(masks: np.ndarray) -> np.ndarray:
-    """(n, 15) bool from n bit masks."""
-    bits = np.arange(len(LABELS), dtype=np.int64)
-    return ((np.asarray(masks, dtype=np.int64)[:, None] >> bits) & 1).astype(bool)
+def unpack_floats(blobs: Sequence[bytes], row_keys: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
+    """(n, len(wanted)) float32 in ``wanted`` order; NaN where a row's label set lacks a label."""
+    out = np.full((len(blobs), len(wanted)), np.nan, np.float32)
+    keys = np.asarray(row_keys, dtype=object)
+    for key in dict.fromkeys(row_keys):  # usually one label set: one vectorised pass
+        rows = np.flatnonzero(keys == key)
+        n_labels = len(key.split(SEPARATOR))
+        values = np.frombuffer(b"".join(blobs[i] for i in rows), dtype="<f4").reshape(len(rows), n_labels)
+        cols, has = _columns(key, wanted)
+        out[np.ix_(rows, np.flatnonzero(has))] = values[:, cols[has]]
+    return out
+
+
+def mask_of(present: Mapping[str, bool], labels: Sequence[str]) -> int:
+    return sum(1 << j for j, lab in enumerate(labels) if present[lab])
+
+
+def unmask(masks: Sequence[int], row_keys: Sequence[str], wanted: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(present, known), both (n, len(wanted)) bool: a label the row was not written with is unknown."""
+    masks = np.asarray(masks, dtype=np.int64)
+    present = np.zeros((len(masks), len(wanted)), bool)
+    known = np.zeros((len(masks), len(wanted)), bool)
+    keys = np.asarray(row_keys, dtype=object)
+    for key in dict.fromkeys(row_keys):
+        rows = np.flatnonzero(keys == key)
+        cols, has = _columns(key, wanted)
+        present[rows] = ((masks[rows, None] >> cols[None, :]) & 1).astype(bool) & has[None, :]
+        known[rows] = has[None, :]
+    return present, known

@@ -6,12 +6,13 @@ lease expires another worker may claim the study. Completion is fenced on the le
 owner, so a late result from a worker that lost its lease is discarded, and a study is
 never written twice.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from db import audit
@@ -44,40 +45,46 @@ def _fail_exhausted(session: Session, now: datetime, max_attempts: int) -> None:
     ).all()
     for sid, attempts in rows:
         session.execute(
-            update(Study).where(Study.id == sid).values(
-                status=StudyStatus.FAILED, lease_owner=None, lease_expires_at=None,
+            update(Study)
+            .where(Study.id == sid)
+            .values(
+                status=StudyStatus.FAILED,
+                lease_owner=None,
+                lease_expires_at=None,
                 error=f"Processing did not finish after {attempts} attempts (worker lost or timed out).",
             )
         )
         audit.record(session, "study_failed", "worker", sid, attempts=attempts)
 
 
-def claim_batch(engine: Engine, worker_id: str, limit: int, lease_seconds: float,
-                max_attempts: int) -> list[ClaimedStudy]:
+def claim_batch(
+    engine: Engine, worker_id: str, limit: int, lease_seconds: float, max_attempts: int
+) -> list[ClaimedStudy]:
     """Claim up to ``limit`` studies, highest priority first, then first in first out."""
 
     def work(session: Session) -> list[ClaimedStudy]:
         now = utcnow()
         _fail_exhausted(session, now, max_attempts)
-        query = (
-            select(Study.id).where(_claimable(now))
-            .order_by(Study.priority.desc(), Study.id).limit(limit)
-        )
+        query = select(Study.id).where(_claimable(now)).order_by(Study.priority.desc(), Study.id).limit(limit)
         if session.bind.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         ids = list(session.execute(query).scalars())
         if not ids:
             return []
         session.execute(
-            update(Study).where(Study.id.in_(ids), _claimable(now)).values(
-                status=StudyStatus.PROCESSING, lease_owner=worker_id,
+            update(Study)
+            .where(Study.id.in_(ids), _claimable(now))
+            .values(
+                status=StudyStatus.PROCESSING,
+                lease_owner=worker_id,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
                 attempts=Study.attempts + 1,
             )
         )
         rows = session.execute(
             select(Study.id, Study.stored_path, Study.original_name, Study.attempts, Study.created_at)
-            .where(Study.id.in_(ids), Study.lease_owner == worker_id).order_by(Study.priority.desc(), Study.id)
+            .where(Study.id.in_(ids), Study.lease_owner == worker_id)
+            .order_by(Study.priority.desc(), Study.id)
         ).all()
         return [ClaimedStudy(*row) for row in rows]
 
@@ -91,8 +98,8 @@ def renew_leases(engine: Engine, worker_id: str, ids: list[int], lease_seconds: 
 
     def work(session: Session) -> int:
         result = session.execute(
-            update(Study).where(Study.id.in_(ids), Study.lease_owner == worker_id,
-                                Study.status == StudyStatus.PROCESSING)
+            update(Study)
+            .where(Study.id.in_(ids), Study.lease_owner == worker_id, Study.status == StudyStatus.PROCESSING)
             .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
         )
         return result.rowcount
@@ -100,19 +107,9 @@ def renew_leases(engine: Engine, worker_id: str, ids: list[int], lease_seconds: 
     return run_write(engine, work)
 
 
-def mark_done(session: Session, study_id: int, worker_id: str, **values) -> bool:
-    """Fenced completion inside the caller's transaction: False when the lease was lost."""
-    result = session.execute(
-        update(Study).where(Study.id == study_id, Study.lease_owner == worker_id,
-                            Study.status == StudyStatus.PROCESSING)
-        .values(status=StudyStatus.DONE, lease_owner=None, lease_expires_at=None, error=None,
-                processed_at=utcnow(), **values)
-    )
-    return result.rowcount == 1
-
-
-def mark_error(engine: Engine, study_id: int, worker_id: str, error: str, max_attempts: int,
-               permanent: bool = False) -> str | None:
+def mark_error(
+    engine: Engine, study_id: int, worker_id: str, error: str, max_attempts: int, permanent: bool = False
+) -> str | None:
     """Record a failure: requeue while attempts remain, else fail. Returns the new status."""
 
     def work(session: Session) -> str | None:
@@ -135,10 +132,11 @@ def rekey_priorities(engine: Engine, rate: float) -> int:
     """Recompute every study's stored order key for a waiting rate (run when a worker
     starts, so a changed CXR_OVERDUE_HOURS applies to studies already stored).
     The SQL mirrors :func:`core.triage.priority_key` on each dialect."""
-    from sqlalchemy import text
 
-    hours = {"sqlite": "((julianday(created_at) - 2440587.5) * 24.0)",
-             "postgresql": "(EXTRACT(EPOCH FROM created_at) / 3600.0)"}
+    hours = {
+        "sqlite": "((julianday(created_at) - 2440587.5) * 24.0)",
+        "postgresql": "(EXTRACT(EPOCH FROM created_at) / 3600.0)",
+    }
 
     def work(session: Session) -> int:
         expr = hours.get(session.bind.dialect.name)
@@ -150,23 +148,13 @@ def rekey_priorities(engine: Engine, rate: float) -> int:
     return run_write(engine, work)
 
 
-def clear_results(session: Session, study_id: int, model_version: str) -> None:
-    """Remove a study's earlier rows for this model version inside the caller's
-    transaction, so a requeued study's new results replace them atomically."""
-    from sqlalchemy import delete
-
-    from db.schema import Heatmap, Prediction, StudyScores
-
-    for table in (Prediction, Heatmap, StudyScores):
-        session.execute(delete(table).where(table.study_id == study_id, table.model_version == model_version))
-
-
 def requeue(engine: Engine, study_id: int, actor: str) -> bool:
     """Put a failed or finished study back in the queue (admin action)."""
 
     def work(session: Session) -> bool:
         result = session.execute(
-            update(Study).where(Study.id == study_id, Study.status.in_([StudyStatus.FAILED, StudyStatus.DONE]))
+            update(Study)
+            .where(Study.id == study_id, Study.status.in_([StudyStatus.FAILED, StudyStatus.DONE]))
             .values(status=StudyStatus.QUEUED, attempts=0, error=None)
         )
         if result.rowcount:
@@ -174,3 +162,30 @@ def requeue(engine: Engine, study_id: int, actor: str) -> bool:
         return result.rowcount == 1
 
     return run_write(engine, work)
+
+
+def queue_counts(engine: Engine) -> dict[str, int]:
+    """Studies per status (every status present, 0 where none)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(Study.status, func.count()).group_by(Study.status)).all()
+    counts = {s: 0 for s in StudyStatus.ALL}
+    counts.update({s: int(n) for s, n in rows})
+    return counts
+
+
+@dataclass(frozen=True)
+class FailedStudy:
+    id: int
+    original_name: str
+    attempts: int
+    error: str | None
+
+
+def failed_studies(engine: Engine) -> list[FailedStudy]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Study.id, Study.original_name, Study.attempts, Study.error)
+            .where(Study.status == StudyStatus.FAILED)
+            .order_by(Study.id)
+        ).all()
+    return [FailedStudy(*row) for row in rows]

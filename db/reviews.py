@@ -1,17 +1,28 @@
 """Worklist and review queries, and verdict submission in one transaction."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Engine, and_, exists, select
+from sqlalchemy import Engine, and_, delete, exists, insert, select
 
-from core.labels import LABELS, NO_FINDING
-from core.triage import current_priority, waiting_rate
+from core.labels import NO_FINDING
+from core.triage import TriagePolicy
 from db import audit
-from db.packing import mask_of
-from db.schema import Heatmap, Prediction, Study, StudyNote, StudyStatus, User, Verdict, VerdictSet, utcnow
+from db.packing import label_key, mask_of
+from db.schema import (
+    Heatmap,
+    Prediction,
+    Study,
+    StudyNote,
+    StudyStatus,
+    User,
+    Verdict,
+    VerdictSet,
+    utcnow,
+)
 from db.session import run_write
 
 VERDICTS_FLAGGED = ("correct", "incorrect")  # the model's flag was right / wrong
@@ -29,7 +40,7 @@ class WorklistFilter:
     name_contains: str = ""
 
 
-def worklist(engine: Engine, flt: WorklistFilter, overdue_hours: float, limit: int = 200) -> pd.DataFrame:
+def worklist(engine: Engine, flt: WorklistFilter, triage: TriagePolicy, limit: int = 200) -> pd.DataFrame:
     """Studies in triage order (:mod:`core.triage`): unreviewed first, then by the stored
     priority key, highest first, ordered and limited in SQL on an index.
 
@@ -38,13 +49,27 @@ def worklist(engine: Engine, flt: WorklistFilter, overdue_hours: float, limit: i
     result is the current priority (suspicion + waiting boost); reviewed studies show -1.
     """
     reviewed = exists().where(Verdict.study_id == Study.id)
-    query = select(Study.id, Study.original_name, Study.status, Study.triage_score, Study.created_at,
-                   Study.view_position, Study.file_format, Study.error, reviewed.label("reviewed"),
-                   Study.abnormal, Study.in_domain, Study.priority.label("priority_key"))
+    query = select(
+        Study.id,
+        Study.original_name,
+        Study.status,
+        Study.triage_score,
+        Study.created_at,
+        Study.view_position,
+        Study.file_format,
+        Study.error,
+        reviewed.label("reviewed"),
+        Study.abnormal,
+        Study.in_domain,
+        Study.priority.label("priority_key"),
+    )
     conds = [Study.status.in_(flt.statuses)] if flt.statuses else []
     if flt.finding:
-        conds.append(exists().where(Prediction.study_id == Study.id, Prediction.label == flt.finding,
-                                    Prediction.flagged.is_(True)))
+        conds.append(
+            exists().where(
+                Prediction.study_id == Study.id, Prediction.label == flt.finding, Prediction.flagged.is_(True)
+            )
+        )
     if flt.reviewed is not None:
         conds.append(reviewed if flt.reviewed else ~reviewed)
     if flt.reviewer_id is not None:
@@ -56,19 +81,33 @@ def worklist(engine: Engine, flt: WorklistFilter, overdue_hours: float, limit: i
     if flt.name_contains:
         escaped = flt.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         conds.append(Study.original_name.like(f"%{escaped}%", escape="\\"))
-    query = (query.where(and_(*conds)).order_by(reviewed, Study.priority.desc(), Study.abnormal.desc(), Study.id)
-             .limit(limit))
-    columns = ["id", "original_name", "status", "triage_score", "created_at", "view_position", "file_format",
-               "error", "reviewed", "abnormal", "in_domain", "priority_key"]
+    query = (
+        query.where(and_(*conds))
+        .order_by(reviewed, Study.priority.desc(), Study.abnormal.desc(), Study.id)
+        .limit(limit)
+    )
+    columns = [
+        "id",
+        "original_name",
+        "status",
+        "triage_score",
+        "created_at",
+        "view_position",
+        "file_format",
+        "error",
+        "reviewed",
+        "abnormal",
+        "in_domain",
+        "priority_key",
+    ]
     with engine.connect() as conn:
         df = pd.DataFrame(conn.execute(query).mappings().all(), columns=columns)
     if df.empty:
         df["priority"] = []
         df["flagged"] = []
         return df.drop(columns="priority_key")
-    rate = waiting_rate(overdue_hours, LABELS)
     now = utcnow()
-    current = df["priority_key"].astype(float).map(lambda key: round(current_priority(key, now, rate), 4))
+    current = df["priority_key"].astype(float).map(lambda key: round(triage.current(key, now), 4))
     df["priority"] = current.where(~df["reviewed"].astype(bool), -1.0)
     df["flagged"] = df["id"].map(_flagged_labels(engine, df["id"].tolist()))
     return df.drop(columns="priority_key")
@@ -78,17 +117,19 @@ def _flagged_labels(engine: Engine, ids: list[int]) -> dict[int, str]:
     out: dict[int, list[str]] = {i: [] for i in ids}
     with engine.connect() as conn:
         # "No Finding" above its threshold is the model calling the study normal, not a flag
-        rows = conn.execute(select(Prediction.study_id, Prediction.label)
-                            .where(Prediction.study_id.in_(ids), Prediction.flagged.is_(True),
-                                   Prediction.label != NO_FINDING))
+        rows = conn.execute(
+            select(Prediction.study_id, Prediction.label).where(
+                Prediction.study_id.in_(ids), Prediction.flagged.is_(True), Prediction.label != NO_FINDING
+            )
+        )
         for sid, label in rows:
             out[sid].append(label)
     return {k: ", ".join(sorted(v)) for k, v in out.items()}
 
 
-def next_study(engine: Engine, after_id: int, overdue_hours: float, reviewer_id: int) -> int | None:
+def next_study(engine: Engine, after_id: int, triage: TriagePolicy, reviewer_id: int) -> int | None:
     """The next study in worklist order that this reviewer has not reviewed yet."""
-    df = worklist(engine, WorklistFilter(reviewed=None), overdue_hours, limit=500)
+    df = worklist(engine, WorklistFilter(reviewed=None), triage, limit=500)
     mine = _reviewed_by(engine, reviewer_id, df["id"].tolist()) if not df.empty else set()
     for sid in df["id"]:
         if sid != after_id and sid not in mine:
@@ -98,42 +139,98 @@ def next_study(engine: Engine, after_id: int, overdue_hours: float, reviewer_id:
 
 def _reviewed_by(engine: Engine, reviewer_id: int, ids: list[int]) -> set[int]:
     with engine.connect() as conn:
-        return set(conn.execute(select(Verdict.study_id).where(Verdict.reviewer_id == reviewer_id,
-                                                                Verdict.study_id.in_(ids))).scalars())
+        return set(
+            conn.execute(
+                select(Verdict.study_id).where(Verdict.reviewer_id == reviewer_id, Verdict.study_id.in_(ids))
+            ).scalars()
+        )
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """The stored facts about one study that the review screen shows."""
+
+    id: int
+    original_name: str
+    file_format: str
+    width: int
+    height: int
+    view_position: str | None
+    created_at: datetime
+    status: str
+    error: str | None
+    stored_path: str
+    sha256: str
+    model_version: str | None
+    abnormal: float | None
+    in_domain: bool | None
+    domain_score: float | None
+
+    @property
+    def outside_domain(self) -> bool:
+        return self.in_domain is not None and not self.in_domain
 
 
 @dataclass
-class StudyView:
-    study: dict
-    predictions: pd.DataFrame  # label, probability, spread, threshold, flagged
+class ReviewCase:
+    """One study as one reviewer opens it: results, heatmaps, and their own verdicts."""
+
+    study: StudyRecord
+    predictions: pd.DataFrame  # label, probability, spread, threshold, flagged (model card order)
     heatmaps: dict[str, str]
     my_verdicts: dict[str, str]
     other_reviews: int
     note: str
 
 
-def load_study(engine: Engine, study_id: int, reviewer_id: int) -> StudyView | None:
+def load_study(engine: Engine, study_id: int, reviewer_id: int) -> ReviewCase | None:
+    fields = [getattr(Study, name) for name in StudyRecord.__dataclass_fields__]
     with engine.connect() as conn:
-        row = conn.execute(select(Study.__table__).where(Study.id == study_id)).mappings().first()
+        row = conn.execute(select(*fields).where(Study.id == study_id)).first()
         if row is None:
             return None
-        study = dict(row)
-        version = study["model_version"]
-        preds = pd.DataFrame(conn.execute(
-            select(Prediction.label, Prediction.probability, Prediction.spread, Prediction.threshold,
-                   Prediction.flagged, Prediction.model_name, Prediction.threshold_version)
-            .where(Prediction.study_id == study_id, Prediction.model_version == version)).mappings().all())
-        heat = dict(conn.execute(select(Heatmap.label, Heatmap.path)
-                                 .where(Heatmap.study_id == study_id, Heatmap.model_version == version)).all())
-        mine = dict(conn.execute(select(Verdict.label, Verdict.verdict)
-                                 .where(Verdict.study_id == study_id, Verdict.reviewer_id == reviewer_id)).all())
-        others = conn.execute(select(Verdict.reviewer_id).distinct()
-                              .where(Verdict.study_id == study_id, Verdict.reviewer_id != reviewer_id)).all()
-        note = conn.execute(select(StudyNote.text).where(StudyNote.study_id == study_id,
-                                                          StudyNote.reviewer_id == reviewer_id)).scalar_one_or_none()
+        study = StudyRecord(*row)
+        version = study.model_version
+        preds = pd.DataFrame(
+            conn.execute(
+                select(
+                    Prediction.label,
+                    Prediction.probability,
+                    Prediction.spread,
+                    Prediction.threshold,
+                    Prediction.flagged,
+                    Prediction.model_name,
+                    Prediction.threshold_version,
+                ).where(Prediction.study_id == study_id, Prediction.model_version == version)
+            )
+            .mappings()
+            .all()
+        )
+        heat = dict(
+            conn.execute(
+                select(Heatmap.label, Heatmap.path).where(
+                    Heatmap.study_id == study_id, Heatmap.model_version == version
+                )
+            ).all()
+        )
+        mine = dict(
+            conn.execute(
+                select(Verdict.label, Verdict.verdict).where(
+                    Verdict.study_id == study_id, Verdict.reviewer_id == reviewer_id
+                )
+            ).all()
+        )
+        others = conn.execute(
+            select(Verdict.reviewer_id)
+            .distinct()
+            .where(Verdict.study_id == study_id, Verdict.reviewer_id != reviewer_id)
+        ).all()
+        note = conn.execute(
+            select(StudyNote.text).where(StudyNote.study_id == study_id, StudyNote.reviewer_id == reviewer_id)
+        ).scalar_one_or_none()
     if not preds.empty:
         preds = preds.sort_values(["flagged", "probability"], ascending=[False, False]).reset_index(drop=True)
-    return StudyView(study, preds, heat, mine, len(others), note or "")
+    return ReviewCase(study, preds, heat, mine, len(others), note or "")
 
 
 def truth_from_verdict(flagged: bool, verdict: str) -> bool:
@@ -147,48 +244,69 @@ def truth_from_verdict(flagged: bool, verdict: str) -> bool:
     return verdict == "missed"
 
 
-def submit_review(engine: Engine, study_id: int, reviewer_id: int, verdicts: dict[str, str],
-                  note: str | None = None, actor: str | None = None) -> int:
-    """Record a verdict for every one of the 15 labels in one transaction.
+def submit_review(
+    engine: Engine,
+    study_id: int,
+    reviewer_id: int,
+    verdicts: dict[str, str],
+    note: str | None = None,
+    actor: str | None = None,
+) -> int:
+    """Record a verdict for every label the study was analysed with, in one transaction.
 
     Each reviewer has their own rows; a changed verdict updates the reviewer's row and
     the previous value goes to the audit log. Returns the number of changed labels.
     """
-    missing = set(LABELS) - set(verdicts)
-    if missing:
-        raise ValueError(f"a verdict is needed for every label; missing {sorted(missing)}")
 
     def work(session) -> int:
         study = session.get(Study, study_id)
         if study is None or study.status != StudyStatus.DONE:
             raise ValueError("only analysed studies can be reviewed")
-        flags = dict(session.execute(select(Prediction.label, Prediction.flagged).where(
-            Prediction.study_id == study_id, Prediction.model_version == study.model_version)).all())
-        existing = {v.label: v for v in session.execute(select(Verdict).where(
-            Verdict.study_id == study_id, Verdict.reviewer_id == reviewer_id)).scalars()}
+        rows = session.execute(
+            select(Prediction.label, Prediction.flagged)
+            .where(Prediction.study_id == study_id, Prediction.model_version == study.model_version)
+            .order_by(Prediction.id)
+        ).all()
+        flags = dict(rows)
+        labels = [label for label, _ in rows]
+        missing = set(labels) - set(verdicts)
+        if missing:
+            raise ValueError(f"a verdict is needed for every label; missing {sorted(missing)}")
+        existing = {
+            v.label: v
+            for v in session.execute(
+                select(Verdict).where(Verdict.study_id == study_id, Verdict.reviewer_id == reviewer_id)
+            ).scalars()
+        }
         now, changed, previous, truths = utcnow(), 0, {}, {}
-        for label in LABELS:
+        for label in labels:
             verdict = verdicts[label]
             present = truth_from_verdict(bool(flags.get(label, False)), verdict)
             truths[label] = present
             row = existing.get(label)
             if row is None:
-                session.add(Verdict(study_id=study_id, label=label, reviewer_id=reviewer_id,
-                                    flagged=bool(flags.get(label, False)), verdict=verdict, present=present,
-                                    model_version=study.model_version, created_at=now, updated_at=now))
+                session.add(
+                    Verdict(
+                        study_id=study_id,
+                        label=label,
+                        reviewer_id=reviewer_id,
+                        flagged=bool(flags.get(label, False)),
+                        verdict=verdict,
+                        present=present,
+                        model_version=study.model_version,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
             elif row.verdict != verdict:
                 previous[label] = row.verdict
                 row.verdict, row.present, row.updated_at = verdict, present, now
                 changed += 1
-        packed = session.get(VerdictSet, (study_id, reviewer_id))
-        if packed is None:
-            session.add(VerdictSet(study_id=study_id, reviewer_id=reviewer_id, present_mask=mask_of(truths),
-                                   updated_at=now))
-        else:
-            packed.present_mask, packed.updated_at = mask_of(truths), now
+        write_verdict_sets(session, [VerdictSetRow(study_id, reviewer_id, truths, tuple(labels))], now)
         if previous:
-            audit.record(session, "verdict_changed", actor, study_id, previous=previous,
-                         new={k: verdicts[k] for k in previous})
+            audit.record(
+                session, "verdict_changed", actor, study_id, previous=previous, new={k: verdicts[k] for k in previous}
+            )
         audit.record(session, "review_submitted", actor, study_id, verdicts=dict(verdicts))
         if note is not None:
             _save_note(session, study_id, reviewer_id, note)
@@ -197,9 +315,80 @@ def submit_review(engine: Engine, study_id: int, reviewer_id: int, verdicts: dic
     return run_write(engine, work)
 
 
+@dataclass(frozen=True)
+class VerdictSetRow:
+    study_id: int
+    reviewer_id: int
+    truths: dict[str, bool]  # label -> present, per the reviewer
+    labels: tuple[str, ...]  # the order the mask is packed in
+
+
+def write_verdict_sets(session, rows: list[VerdictSetRow], at: datetime) -> None:
+    """The only writer of ``verdict_sets``: each reviewer's truths packed with their label
+    order, replacing that reviewer's earlier set for the study."""
+    for row in rows:
+        session.execute(
+            delete(VerdictSet).where(VerdictSet.study_id == row.study_id, VerdictSet.reviewer_id == row.reviewer_id)
+        )
+    if rows:
+        session.execute(
+            insert(VerdictSet),
+            [
+                {
+                    "study_id": r.study_id,
+                    "reviewer_id": r.reviewer_id,
+                    "present_mask": mask_of(r.truths, r.labels),
+                    "labels": label_key(r.labels),
+                    "updated_at": at,
+                }
+                for r in rows
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class RecordedReview:
+    """A complete review given in bulk (benchmark databases): truths as the reviewer saw them."""
+
+    study_id: int
+    reviewer_id: int
+    truths: dict[str, bool]
+    flagged: frozenset[str]
+    labels: tuple[str, ...]
+    model_version: str
+
+
+def record_reviews(session, reviews: list[RecordedReview], at: datetime) -> None:
+    """Verdict rows and their packed sets for many reviews at once (no change history:
+    these are first reviews)."""
+    if not reviews:
+        return
+    rows = []
+    for r in reviews:
+        for label in r.labels:
+            present, flagged = r.truths[label], label in r.flagged
+            verdict = ("correct" if present else "incorrect") if flagged else ("missed" if present else "correct")
+            rows.append(
+                {
+                    "study_id": r.study_id,
+                    "label": label,
+                    "reviewer_id": r.reviewer_id,
+                    "flagged": flagged,
+                    "verdict": verdict,
+                    "present": present,
+                    "model_version": r.model_version,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+    session.execute(insert(Verdict), rows)
+    write_verdict_sets(session, [VerdictSetRow(r.study_id, r.reviewer_id, r.truths, r.labels) for r in reviews], at)
+
+
 def _save_note(session, study_id: int, reviewer_id: int, text: str) -> None:
-    row = session.execute(select(StudyNote).where(StudyNote.study_id == study_id,
-                                                  StudyNote.reviewer_id == reviewer_id)).scalar_one_or_none()
+    row = session.execute(
+        select(StudyNote).where(StudyNote.study_id == study_id, StudyNote.reviewer_id == reviewer_id)
+    ).scalar_one_or_none()
     if row is None:
         if text.strip():
             session.add(StudyNote(study_id=study_id, reviewer_id=reviewer_id, text=text[:5000]))
@@ -215,8 +404,14 @@ def reviewers(engine: Engine) -> dict[int, str]:
 def longest_waiting(engine: Engine, limit: int = 5) -> pd.DataFrame:
     reviewed = exists().where(Verdict.study_id == Study.id)
     with engine.connect() as conn:
-        rows = conn.execute(select(Study.id, Study.original_name, Study.status, Study.created_at)
-                            .where(~reviewed, Study.status.in_([StudyStatus.QUEUED, StudyStatus.PROCESSING,
-                                                                StudyStatus.DONE]))
-                            .order_by(Study.created_at, Study.id).limit(limit)).mappings().all()
+        rows = (
+            conn.execute(
+                select(Study.id, Study.original_name, Study.status, Study.created_at)
+                .where(~reviewed, Study.status.in_([StudyStatus.QUEUED, StudyStatus.PROCESSING, StudyStatus.DONE]))
+                .order_by(Study.created_at, Study.id)
+                .limit(limit)
+            )
+            .mappings()
+            .all()
+        )
     return pd.DataFrame(rows, columns=["id", "original_name", "status", "created_at"])

@@ -1,18 +1,19 @@
 """Database schema. Changes go through an Alembic migration in ``db/migrations``."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
-    LargeBinary,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -21,7 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -144,25 +145,28 @@ class Verdict(Base):
 
 
 class StudyScores(Base):
-    """The 15 probabilities and thresholds of one study packed as float32 (label order):
-    a derived copy of its Prediction rows, written in the same transaction, so analytics
-    read one row per study instead of fifteen."""
+    """A study's probabilities and thresholds packed as float32 in the order ``labels``
+    records: a derived copy of its Prediction rows, written in the same transaction (only
+    by ``db.results.store_results``), so analytics read one row per study, not fifteen."""
 
     __tablename__ = "study_scores"
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
     model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
     probabilities: Mapped[bytes] = mapped_column(LargeBinary)
     thresholds: Mapped[bytes] = mapped_column(LargeBinary)
+    labels: Mapped[str] = mapped_column(Text)  # label order of the packed values, '|'-joined
 
 
 class VerdictSet(Base):
-    """One reviewer's 15 truths for one study as a bit mask (bit j: label j present):
-    a derived copy of that reviewer's Verdict rows, written in the same transaction."""
+    """One reviewer's truths for one study as a bit mask (bit j: label j of ``labels``
+    present): a derived copy of that reviewer's Verdict rows, written in the same
+    transaction (only by ``db.reviews.write_verdict_set``)."""
 
     __tablename__ = "verdict_sets"
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     present_mask: Mapped[int] = mapped_column(Integer)
+    labels: Mapped[str] = mapped_column(Text)  # label order of the mask's bits, '|'-joined
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -1,5 +1,6 @@
 """Engines and sessions. SQLite gets WAL, foreign keys, a busy timeout and
 ``BEGIN IMMEDIATE`` for writers, so concurrent writers wait instead of failing."""
+
 from __future__ import annotations
 
 import random
@@ -53,7 +54,9 @@ def get_engine(url: str) -> Engine:
     return make_engine(url)
 
 
+@lru_cache(maxsize=32)
 def session_factory(engine: Engine, write: bool = False) -> sessionmaker[Session]:
+    """One sessionmaker per engine and mode, made once."""
     bind = engine.execution_options(sqlite_begin="IMMEDIATE") if write and engine.dialect.name == "sqlite" else engine
     return sessionmaker(bind=bind, expire_on_commit=False)
 
@@ -100,7 +103,9 @@ def run_write(engine: Engine, work: Callable[[Session], T], deadline_s: float = 
                 raise
             waited = time.monotonic() - start
             if waited >= deadline_s:
-                raise DatabaseBusy(f"The database is busy (another process held its write lock for {waited:.0f} s); "
-                                   "nothing was changed. Try again in a moment.") from exc
+                raise DatabaseBusy(
+                    f"The database is busy (another process held its write lock for {waited:.0f} s); "
+                    "nothing was changed. Try again in a moment."
+                ) from exc
             time.sleep(min(2.0, 0.05 * 2**attempt, max(0.0, deadline_s - waited)) * (0.5 + random.random()))
             attempt += 1

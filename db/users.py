@@ -3,13 +3,14 @@
 ``python -m db.users create NAME --role admin`` (password from a prompt or stdin),
 ``python -m db.users disable NAME``, ``python -m db.users list``.
 """
+
 from __future__ import annotations
 
 import argparse
 import getpass
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -45,8 +46,14 @@ class SignInError(Exception):
     """Shown to the user as is; never says whether the name or the password was wrong."""
 
 
-def create_user(engine: Engine, username: str, password: str, role: str = "reviewer",
-                actor: str | None = None, only_if_no_user: bool = False) -> Identity:
+def create_user(
+    engine: Engine,
+    username: str,
+    password: str,
+    role: str = "reviewer",
+    actor: str | None = None,
+    only_if_no_user: bool = False,
+) -> Identity:
     """Create an account. The password is hashed before the write transaction opens, so
     argon2's deliberate slowness never holds the database's write lock.
 
@@ -92,8 +99,11 @@ def user_count(engine: Engine) -> int:
 
 def _recent_failures(conn, username: str) -> int:
     since = utcnow() - FAILURE_WINDOW
-    return conn.execute(select(func.count()).select_from(AuditEvent).where(
-        AuditEvent.action == "sign_in_failed", AuditEvent.actor == username, AuditEvent.at >= since)).scalar_one()
+    return conn.execute(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.action == "sign_in_failed", AuditEvent.actor == username, AuditEvent.at >= since)
+    ).scalar_one()
 
 
 def authenticate(engine: Engine, username: str, password: str) -> Identity:
@@ -109,8 +119,9 @@ def authenticate(engine: Engine, username: str, password: str) -> Identity:
     password = (password or "")[:MAX_PASSWORD]
     with engine.connect() as conn:
         failures = _recent_failures(conn, username)
-        row = conn.execute(select(User.id, User.username, User.role, User.active, User.password_hash)
-                           .where(User.username == username)).first()
+        row = conn.execute(
+            select(User.id, User.username, User.role, User.active, User.password_hash).where(User.username == username)
+        ).first()
     if failures >= MAX_FAILURES:
         raise SignInError("Too many failed attempts: try again in 15 minutes.")
     ok = False
@@ -124,8 +135,12 @@ def authenticate(engine: Engine, username: str, password: str) -> Identity:
     if not ok or not row.active:
         reason = "disabled" if ok else "bad_credentials"
         locked = failures + 1 >= MAX_FAILURES
-        run_write(engine, lambda s: audit.record(s, "sign_in_failed", username, None, username=username,
-                                                 reason=reason, locked=locked))
+        run_write(
+            engine,
+            lambda s: audit.record(
+                s, "sign_in_failed", username, None, username=username, reason=reason, locked=locked
+            ),
+        )
         raise SignInError("Wrong user name or password, or the account is disabled.")
     new_hash = _hasher.hash(password) if _hasher.check_needs_rehash(row.password_hash) else None
 
@@ -188,10 +203,19 @@ def set_active(engine: Engine, username: str, active: bool, actor: str) -> None:
     run_write(engine, work)
 
 
-def list_users(engine: Engine) -> list[dict]:
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    username: str
+    role: str
+    active: bool
+    created_at: datetime
+
+
+def list_users(engine: Engine) -> list[UserRow]:
     with engine.connect() as conn:
         rows = conn.execute(select(User.id, User.username, User.role, User.active, User.created_at).order_by(User.id))
-        return [dict(r._mapping) for r in rows]
+        return [UserRow(*r) for r in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.cmd}d {args.username}")
         else:
             for u in list_users(engine):
-                print(f"{u['username']}\t{u['role']}\t{'active' if u['active'] else 'disabled'}")
+                print(f"{u.username}\t{u.role}\t{'active' if u.active else 'disabled'}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

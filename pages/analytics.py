@@ -1,3 +1,82 @@
-from dashboard.analytics_page import render
+"""Analytics: per-finding ROC and operating points, false-positive analysis, calibration,
+agreement, volume over time, and CSV exports, over a selection of the stored cohort."""
 
-render()
+import numpy as np
+import streamlit as st
+
+from dashboard import analytics_tabs as tabs
+from dashboard.analytics_data import compute, selection
+from dashboard.auth import require_user
+from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
+from db.analytics import data_stamp
+from db.reviews import reviewers
+from db.studies import model_versions
+from services.exports import record_export, verdicts_csv
+from services.thresholds import save_proposal
+
+user = require_user()
+settings, engine = settings_and_engine()
+st.title("Cohort analytics")
+st.caption(DISCLAIMER)
+card = model_card_or_error(settings)
+if card is None:
+    st.stop()
+flt, source, rule, rule_reviewer = selection(reviewers(engine), model_versions(engine))
+data, cohort, table, fps, n_boot = compute(
+    engine, data_stamp(engine), flt, tuple(card.labels), source, rule, rule_reviewer
+)
+if table.empty:
+    st.info("No study in this selection has ground truth yet: review studies or import reference labels.")
+    st.stop()
+n_known = int((~np.isnan(cohort.truth)).any(axis=1).sum())
+st.caption(
+    f"{n_known} studies with ground truth; AUC 95% CIs from {n_boot} bootstrap resamples by patient "
+    "where known, else by study."
+)
+per_finding, false_pos, op_points, calibration, agreement, over_time, export = st.tabs(
+    ["Per finding", "False positives", "Operating points", "Calibration", "Agreement", "Over time", "Export"]
+)
+with per_finding:
+    tabs.per_finding(cohort, table)
+with false_pos:
+    tabs.false_positive_tab(cohort, fps)
+with op_points:
+    kind, target, points = tabs.operating_points(cohort, list(table["finding"]))
+    if not user.is_admin:
+        st.caption("Only an administrator can save a threshold set.")
+    elif st.button("Save as a new threshold version for new predictions", key="op_save"):
+        version = save_proposal(engine, card, points, f"{kind} {target:.2f} on reviewed cohort", user.id, user.username)
+        st.success(f"Saved threshold set {version}; predictions made before keep their own thresholds.")
+with calibration:
+    tabs.calibration(cohort, table)
+with agreement:
+    tabs.agreement(data)
+with over_time:
+    tabs.over_time(cohort)
+with export:
+    if not user.is_admin:
+        st.caption("Exports are for administrators.")
+    else:
+        from core.export import safe_csv
+
+        st.download_button(
+            "Metrics table (CSV)",
+            safe_csv(table),
+            "metrics.csv",
+            "text/csv",
+            on_click=record_export,
+            args=(engine, user.username, "metrics"),
+            key="dl_metrics",
+        )
+        if st.button("Prepare the verdicts export", key="prep_verdicts"):
+            st.session_state["verdicts_csv"] = verdicts_csv(engine, flt)
+        if "verdicts_csv" in st.session_state:
+            st.download_button(
+                "Verdicts (CSV)",
+                st.session_state["verdicts_csv"],
+                "verdicts.csv",
+                "text/csv",
+                on_click=record_export,
+                args=(engine, user.username, "verdicts"),
+                key="dl_verdicts",
+            )

@@ -1,3 +1,32 @@
-from dashboard.home_page import render
+"""Home: queue counts, worker activity, the model in use, the longest waits."""
 
-render()
+import streamlit as st
+
+from core.tta import resolve_views
+from dashboard.auth import require_user
+from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
+from dashboard.text import plain
+from dashboard.widgets import queue_and_workers
+from db.heartbeats import latest_device
+from db.reviews import longest_waiting
+
+require_user()
+settings, engine = settings_and_engine()
+st.title("Chest X-ray review")
+st.warning(DISCLAIMER, icon="⚠️")
+queue_and_workers(engine)
+
+card = model_card_or_error(settings)
+if card is not None:
+    st.subheader("Model")
+    st.markdown(f"**{plain(card.name)}** · version `{card.version}` · thresholds `{card.threshold_version}`")
+    cols = st.columns(2)
+    cols[0].metric("Device", latest_device(engine) or "no worker yet")
+    cols[1].metric("TTA views", len(resolve_views(settings.tta_views)))
+
+st.subheader("Waiting longest (not yet reviewed)")
+waiting = longest_waiting(engine)
+if waiting.empty:
+    st.write("Nothing is waiting.")
+else:
+    st.dataframe(waiting, hide_index=True, width="stretch")

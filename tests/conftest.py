@@ -1,8 +1,10 @@
 """Shared fixtures: the real data folder beside the project, temporary data folders,
 and the default model (loaded once per test session)."""
+
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,24 +51,59 @@ def reset_postgres(url: str) -> None:
     migrate._done.discard(url)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request, tmp_path, monkeypatch):
+def make_settings(data_dir: Path, database_url: str | None = None, **overrides):
+    """Settings built the way a site's environment would build them, without touching
+    os.environ: a data folder, its SQLite file (or the given URL) and the default model."""
+    from core.config import Settings, sqlite_url
+
+    data_dir = Path(data_dir).resolve()
+    overrides.setdefault("embedded_worker", False)
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url or sqlite_url(data_dir / "cxr.sqlite3"),
+        model_dir=DEFAULT_MODEL,
+        **overrides,
+    )
+
+
+def settings_env(settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a child process (a CLI, a worker) build these settings."""
+    env = dict(
+        os.environ,
+        CXR_DATA_DIR=str(settings.data_dir),
+        CXR_DATABASE_URL=settings.database_url,
+        CXR_MODEL=str(settings.model_dir),
+        CXR_EMBEDDED_WORKER="1" if settings.embedded_worker else "0",
+    )
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def app_settings(settings):
+    """Run in-process Streamlit apps (AppTest) on these settings."""
+    from dashboard.state import use_settings
+
+    use_settings(settings)
+    try:
+        yield settings
+    finally:
+        use_settings(None)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def settings(request, tmp_path):
     """Settings for a fresh data folder; every engine and verdict test runs on SQLite and,
     where CXR_TEST_POSTGRES_URL names a server (CI starts one), on PostgreSQL."""
-    from core.config import load_settings
     from db.session import get_engine
 
-    monkeypatch.setenv("CXR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("CXR_MODEL", str(DEFAULT_MODEL))
     if request.param == "postgresql":
         if not POSTGRES_URL:
             pytest.skip("no PostgreSQL server: set CXR_TEST_POSTGRES_URL (.ci/run starts one)")
         get_engine.cache_clear()
         reset_postgres(POSTGRES_URL)
-        monkeypatch.setenv("CXR_DATABASE_URL", POSTGRES_URL)
-    else:
-        monkeypatch.delenv("CXR_DATABASE_URL", raising=False)
-    return load_settings()
+        return make_settings(tmp_path / "data", POSTGRES_URL)
+    return make_settings(tmp_path / "data")
 
 
 @pytest.fixture
@@ -83,19 +120,18 @@ def db_engine(settings):
 
 
 @pytest.fixture(scope="session")
-def inference_engine():
+def analyzer():
     if not (DEFAULT_MODEL / "model_card.json").exists():
         pytest.skip("models/default is not trained yet")
-    from core.inference import InferenceEngine
+    from core.inference import Analyzer
 
-    return InferenceEngine(DEFAULT_MODEL)
+    return Analyzer(DEFAULT_MODEL)
 
 
 @pytest.fixture(scope="session")
-def identity_engine():
+def identity_analyzer():
     if not (DEFAULT_MODEL / "model_card.json").exists():
         pytest.skip("models/default is not trained yet")
-    from core.inference import InferenceEngine
+    from core.inference import Analyzer
 
-    return InferenceEngine(DEFAULT_MODEL, views=["identity"])
-
+    return Analyzer(DEFAULT_MODEL, views=["identity"])

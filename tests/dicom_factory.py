@@ -1,4 +1,5 @@
 """Write real DICOM files with pydicom from real radiograph pixels (for decode tests)."""
+
 from __future__ import annotations
 
 import io
@@ -16,10 +17,18 @@ from pydicom.uid import (
 DIGITAL_XRAY = "1.2.840.10008.5.1.4.1.1.1.1"
 
 
-def make_dicom(stored: np.ndarray, bits_stored: int = 12, photometric: str = "MONOCHROME2",
-               slope: float | None = None, intercept: float | None = None,
-               window: tuple[float, float] | None = None, modality: str = "DX",
-               syntax: str = ExplicitVRLittleEndian, pixels: bool = True, **extra) -> bytes:
+def make_dicom(
+    stored: np.ndarray,
+    bits_stored: int = 12,
+    photometric: str = "MONOCHROME2",
+    slope: float | None = None,
+    intercept: float | None = None,
+    window: tuple[float, float] | None = None,
+    modality: str = "DX",
+    syntax: str = ExplicitVRLittleEndian,
+    pixels: bool = True,
+    **extra,
+) -> bytes:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = DIGITAL_XRAY if modality in ("DX", "CR") else SecondaryCaptureImageStorage

@@ -1,23 +1,20 @@
 """A data folder filled by the real engine and the default model from real images."""
+
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, make_settings
 
 
 def populate(data_dir: Path, engine_model, names: list[Path]) -> dict:
     """Ingest ``names`` and run an in-process worker until the queue is empty."""
-    from core.config import load_settings
-    from core.ingest import ingest_upload
-    from core.worker import Worker
     from db.bootstrap import open_database
     from db.users import create_user
+    from services.ingest import ingest_upload
+    from services.worker import Worker
 
-    os.environ["CXR_DATA_DIR"] = str(data_dir)
-    os.environ.pop("CXR_DATABASE_URL", None)
-    settings = load_settings()
+    settings = make_settings(data_dir)
     engine = open_database(settings)
     admin = create_user(engine, "alice", "correct horse battery", "admin")
     reviewer = create_user(engine, "bob", "another long password", "reviewer")

@@ -1,38 +1,46 @@
 """Access control and injection: reviewers cannot reach admin actions, nobody without a
 session sees data, and text filters are bound parameters."""
-import os
 
 import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from db.schema import Study, User
-from tests.conftest import ROOT, shared
+from tests.conftest import ROOT, app_settings, make_settings, shared
 
-INJECTIONS = ["' OR 1=1 --", "%", "_", "\"; DROP TABLE studies; --", "x' UNION SELECT password_hash FROM users --",
-              "%' OR '1'='1", "\\", "study_0000%"]
+INJECTIONS = [
+    "' OR 1=1 --",
+    "%",
+    "_",
+    '"; DROP TABLE studies; --',
+    "x' UNION SELECT password_hash FROM users --",
+    "%' OR '1'='1",
+    "\\",
+    "study_0000%",
+]
 
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
     from bench.seed import seed
-    from core.config import load_settings
     from db.bootstrap import open_database
     from db.users import create_user
 
-    old = dict(os.environ)
-    data = tmp_path_factory.mktemp("access") / "data"
-    os.environ.update(CXR_DATA_DIR=str(data), CXR_EMBEDDED_WORKER="0")
-    os.environ.pop("CXR_DATABASE_URL", None)
-    settings = load_settings()
+    settings = make_settings(tmp_path_factory.mktemp("access") / "data")
     engine = open_database(settings)
-    seed(engine, data, shared("nih", "full", "00000001_000.png"), 50, reviewed_fraction=0.2)
+    seed(
+        engine,
+        settings.data_dir,
+        shared("nih", "full", "00000001_000.png"),
+        50,
+        reviewed_fraction=0.2,
+        triage=settings.triage(),
+    )
     admin = create_user(engine, "admin2", "correct horse battery", "admin")
     reviewer = create_user(engine, "rev", "another long password")
-    yield {"engine": engine, "admin": admin, "reviewer": reviewer}
+    with app_settings(settings):
+        yield {"engine": engine, "admin": admin, "reviewer": reviewer, "triage": settings.triage()}
     engine.dispose()
-    os.environ.clear()
-    os.environ.update(old)
 
 
 def _run(page, user=None, **state):
@@ -45,10 +53,12 @@ def _run(page, user=None, **state):
 
 
 def test_reviewer_navigation_has_no_admin_page(seeded):
-    at = _run("Home.py", seeded["reviewer"])
-    assert not at.exception
-    at_admin = _run("Home.py", seeded["admin"])
-    assert not at_admin.exception
+    from dashboard.navigation import page_files
+
+    assert "pages/admin.py" not in page_files(seeded["reviewer"])
+    assert "pages/admin.py" in page_files(seeded["admin"])
+    for user in (seeded["reviewer"], seeded["admin"]):
+        assert not _run("Home.py", user).exception
 
 
 @pytest.mark.parametrize("page", ["pages/admin.py"])
@@ -76,7 +86,7 @@ def test_admin_has_the_controls(seeded):
 def test_worklist_name_filter_is_a_bound_parameter(seeded, text):
     from db.reviews import WorklistFilter, worklist
 
-    df = worklist(seeded["engine"], WorklistFilter(name_contains=text), 24.0)
+    df = worklist(seeded["engine"], WorklistFilter(name_contains=text), seeded["triage"])
     # '%' and '_' match only themselves: every seeded name has a literal '_', none a '%'
     expected = 50 if text == "_" else 0
     assert len(df) == min(expected, 200), (text, df["original_name"].tolist())
@@ -91,23 +101,27 @@ def test_injection_in_page_text_filters(seeded, text):
     at.text_input(key="wl_name").input(text).run()
     assert not at.exception
     assert not at.dataframe or len(at.dataframe[0].value) == (50 if text == "_" else 0)
+
+
+def test_audit_filter_is_a_pick_list_of_recorded_actions(seeded):
     at = _run("pages/admin.py", seeded["admin"])
-    at.text_input(key="audit_action").input(text).run()
     assert not at.exception
-    assert all("password" not in str(df.value.to_dict()) for df in at.dataframe[1:])
+    picker = at.selectbox(key="audit_action")
+    assert "upload" in picker.options and "user_created" in picker.options
+    picker.set_value("user_created").run()
+    trail = at.dataframe[-1].value
+    assert set(trail["action"]) == {"user_created"} and len(trail) == 3
+    assert all("password" not in str(df.value.to_dict()) for df in at.dataframe)
 
 
 def test_literal_wildcards_match_literally(seeded):
     from db.reviews import WorklistFilter, worklist
 
-    assert len(worklist(seeded["engine"], WorklistFilter(name_contains="study_00001"), 24.0)) == 10
+    assert len(worklist(seeded["engine"], WorklistFilter(name_contains="study_00001"), seeded["triage"])) == 10
 
 
 def test_first_run_form_only_while_no_user_exists(tmp_path):
-    old = dict(os.environ)
-    os.environ.update(CXR_DATA_DIR=str(tmp_path / "fresh"), CXR_EMBEDDED_WORKER="0")
-    os.environ.pop("CXR_DATABASE_URL", None)
-    try:
+    with app_settings(make_settings(tmp_path / "fresh")):
         at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=60).run()
         assert any("create the first administrator" in i.value for i in at.info)
         at.text_input[0].input("root-admin")
@@ -120,9 +134,6 @@ def test_first_run_form_only_while_no_user_exists(tmp_path):
         again = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=60).run()
         assert not any("first administrator" in i.value for i in again.info)  # gone once a user exists
         assert again.text_input(key="sign_in_user") is not None
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
 
 
 def test_worklist_filters_partition_the_studies(seeded):
@@ -130,15 +141,15 @@ def test_worklist_filters_partition_the_studies(seeded):
 
     from db.reviews import WorklistFilter, worklist
 
-    engine = seeded["engine"]
-    everything = worklist(engine, WorklistFilter(), 24.0)
-    reviewed = worklist(engine, WorklistFilter(reviewed=True), 24.0)
-    unreviewed = worklist(engine, WorklistFilter(reviewed=False), 24.0)
+    engine, triage = seeded["engine"], seeded["triage"]
+    everything = worklist(engine, WorklistFilter(), triage)
+    reviewed = worklist(engine, WorklistFilter(reviewed=True), triage)
+    unreviewed = worklist(engine, WorklistFilter(reviewed=False), triage)
     assert len(everything) == 50 and len(reviewed) + len(unreviewed) == 50
     assert (reviewed["priority"] == -1.0).all()  # reviewed studies sink below unreviewed ones
-    assert len(worklist(engine, WorklistFilter(reviewer_id=1), 24.0)) == len(reviewed)
-    mass = worklist(engine, WorklistFilter(finding="Mass"), 24.0)
+    assert len(worklist(engine, WorklistFilter(reviewer_id=1), triage)) == len(reviewed)
+    mass = worklist(engine, WorklistFilter(finding="Mass"), triage)
     assert 0 < len(mass) < 50 and mass["flagged"].str.contains("Mass").all()
     future = datetime.now() + timedelta(days=1)
-    assert worklist(engine, WorklistFilter(date_from=future), 24.0).empty
-    assert len(worklist(engine, WorklistFilter(date_to=future), 24.0)) == 50
+    assert worklist(engine, WorklistFilter(date_from=future), triage).empty
+    assert len(worklist(engine, WorklistFilter(date_to=future), triage)) == 50

@@ -1,6 +1,6 @@
 """Analytics page on real data: the per-finding AUC shown equals what core.evaluate prints."""
+
 import json
-import os
 import subprocess
 import sys
 
@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.labels import LABELS
 from db.schema import AuditEvent, ThresholdSet
-from tests.conftest import DEFAULT_MODEL, NIH_LABELS, ROOT, SHARED
+from tests.conftest import DEFAULT_MODEL, NIH_LABELS, ROOT, SHARED, app_settings
 
 pytestmark = [
     pytest.mark.skipif(not (SHARED / "nih" / "small64").exists(), reason="real data not available: ../shared/data/nih"),
@@ -19,32 +19,44 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def analysed(tmp_path_factory, inference_engine):
-    from core.reference_labels import import_labels
+def analysed(tmp_path_factory, analyzer):
+    from services.reference_labels import import_labels
     from tests.populated import populate
 
-    old = dict(os.environ)
-    os.environ.update(CXR_EMBEDDED_WORKER="0", CXR_MODEL=str(DEFAULT_MODEL))
     names = (DEFAULT_MODEL / "test_images.txt").read_text().split()
     folders = [SHARED / "nih" / "dev512", SHARED / "nih" / "small64"]
     files = [next(f / n for f in folders if (f / n).exists()) for n in names]
-    ctx = populate(tmp_path_factory.mktemp("analytics") / "data", inference_engine, files)
+    ctx = populate(tmp_path_factory.mktemp("analytics") / "data", analyzer, files)
     ctx["import"] = import_labels(ctx["engine"], NIH_LABELS, actor="alice")
-    yield ctx
+    with app_settings(ctx["settings"]):
+        yield ctx
     ctx["engine"].dispose()
-    os.environ.clear()
-    os.environ.update(old)
 
 
 def test_reference_import_matches_every_study(analysed):
-    assert analysed["import"]["matched_studies"] == len(analysed["ids"])
+    assert analysed["import"].matched_studies == len(analysed["ids"])
 
 
 def test_page_auc_equals_core_evaluate(analysed):
-    proc = subprocess.run([sys.executable, "-m", "core.evaluate", "--images", str(SHARED / "nih" / "dev512"),
-                           str(SHARED / "nih" / "small64"),
-                           "--labels", str(NIH_LABELS), "--only", str(DEFAULT_MODEL / "test_images.txt"), "--json"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core.evaluate",
+            "--images",
+            str(SHARED / "nih" / "dev512"),
+            str(SHARED / "nih" / "small64"),
+            "--labels",
+            str(NIH_LABELS),
+            "--only",
+            str(DEFAULT_MODEL / "test_images.txt"),
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     expected = json.loads(proc.stdout)["per_label"]
     at = AppTest.from_file(str(ROOT / "pages/analytics.py"), default_timeout=120)

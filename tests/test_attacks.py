@@ -1,23 +1,33 @@
 """Sign-in, first run, backup, audit and triage under attack or bad luck (issue 10,
 items 11-17): each test is named for the item it pins down."""
+
 import sqlite3
 import threading
 
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 from sqlalchemy import func, select, text
 
 from core import metrics
+from core.config import DEFAULT_TRIAGE_WEIGHTS
 from core.labels import LABELS
 from core.ratelimit import SlidingWindowLimiter
-from core.triage import current_priority, max_suspicion, priority_key, suspicion, waiting_rate
+from core.triage import TriagePolicy
 from db import audit
 from db.backup import BackupError, backup, restore
 from db.schema import AuditEvent, User
 from db.session import run_write
-from db.users import MAX_FAILURES, SignInError, authenticate, create_first_admin, create_user
+from db.users import (
+    MAX_FAILURES,
+    SignInError,
+    authenticate,
+    create_first_admin,
+    create_user,
+)
 
 
 # ---------------------------------------------------------------- item 11
@@ -30,8 +40,11 @@ def test_item11_password_check_holds_no_write_lock(db_engine, monkeypatch):
 
     def verify_while_someone_writes(hashed, password):
         # another writer must get through while argon2 runs
-        t = threading.Thread(target=lambda: wrote.append(run_write(
-            db_engine, lambda s: audit.record(s, "tick", "other", None) and True, deadline_s=3)))
+        t = threading.Thread(
+            target=lambda: wrote.append(
+                run_write(db_engine, lambda s: audit.record(s, "tick", "other", None) and True, deadline_s=3)
+            )
+        )
         t.start()
         t.join(timeout=10)
         return real_verify(hashed, password)
@@ -54,8 +67,9 @@ def test_item11_spray_is_bounded_in_the_audit(db_engine):
         with pytest.raises(SignInError):
             authenticate(db_engine, long_name, "wrong password")
     with db_engine.connect() as conn:
-        rows = conn.execute(select(AuditEvent.actor, AuditEvent.detail)
-                            .where(AuditEvent.action == "sign_in_failed")).all()
+        rows = conn.execute(
+            select(AuditEvent.actor, AuditEvent.detail).where(AuditEvent.action == "sign_in_failed")
+        ).all()
     assert len(rows) == MAX_FAILURES  # none after the lock
     assert all(len(r.actor) == 80 and len(r.detail["username"]) == 80 for r in rows)
     assert rows[-1].detail["locked"] is True
@@ -104,8 +118,11 @@ def test_item13_restore_refuses_what_is_not_a_backup(settings, db_engine, tmp_pa
     empty.write_bytes(b"")
     other = tmp_path / "other.sqlite3"
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
-    for bad, why in ((tmp_path / "mistyped.sqlite3", "does not exist"), (empty, "not a SQLite"),
-                     (other, "not a database of this application")):
+    for bad, why in (
+        (tmp_path / "mistyped.sqlite3", "does not exist"),
+        (empty, "not a SQLite"),
+        (other, "not a database of this application"),
+    ):
         with pytest.raises(BackupError, match=why):
             restore(settings.database_url, bad)
     assert not (tmp_path / "mistyped.sqlite3").exists()  # nothing was created by looking
@@ -132,6 +149,7 @@ def test_item13_data_folder_with_hash_and_question_mark(tmp_path, monkeypatch):
     from db.bootstrap import open_database
 
     folder = tmp_path / "site #1?x=y"
+    # the environment is the interface under test here: load_settings builds the URL
     monkeypatch.setenv("CXR_DATA_DIR", str(folder))
     monkeypatch.delenv("CXR_DATABASE_URL", raising=False)
     cfg = load_settings()
@@ -149,8 +167,11 @@ def test_item14_audit_rows_cannot_be_replaced_or_truncated(db_engine):
     run_write(db_engine, lambda s: audit.record(s, "upload", "alice", None, name="a.png"))
     with db_engine.connect() as conn:
         first = conn.execute(select(AuditEvent.id)).scalar_one()
-    statement = ("INSERT OR REPLACE INTO audit_log (id, at, actor, action) VALUES (:i, '2026-01-01', 'x', 'forged')"
-                 if db_engine.dialect.name == "sqlite" else "TRUNCATE audit_log")
+    statement = (
+        "INSERT OR REPLACE INTO audit_log (id, at, actor, action) VALUES (:i, '2026-01-01', 'x', 'forged')"
+        if db_engine.dialect.name == "sqlite"
+        else "TRUNCATE audit_log"
+    )
     with pytest.raises(Exception, match="append-only"):
         with db_engine.begin() as conn:
             conn.execute(text(statement), {"i": first})
@@ -162,9 +183,9 @@ def test_item14_audit_rows_cannot_be_replaced_or_truncated(db_engine):
 def test_item15_live_panels_recheck_the_user():
     import inspect
 
-    from dashboard import home_page, upload_page
+    from dashboard import widgets
 
-    for fragment in (home_page._queue_panel, upload_page._queue_progress):
+    for fragment in (widgets.queue_and_workers, widgets.queue_progress):
         source = inspect.getsource(fragment)
         assert source.index("require_user()") < source.index("queue_counts(engine)")
 
@@ -179,38 +200,41 @@ def test_item16_overdue_outranks_any_fresh_study(p_old, p_new, overdue, extra_ho
     from datetime import datetime, timedelta
 
     thresholds = {lab: threshold for lab in LABELS}
-    rate = waiting_rate(overdue, LABELS)
+    policy = TriagePolicy(DEFAULT_TRIAGE_WEIGHTS, overdue)
     now = datetime(2026, 11, 26, 12, 0)
-    old = priority_key(suspicion(dict(zip(LABELS, p_old)), thresholds), now - timedelta(hours=overdue + extra_hours),
-                       rate)
-    new = priority_key(suspicion(dict(zip(LABELS, p_new)), thresholds), now, rate)
+    old = policy.key(
+        policy.suspicion(dict(zip(LABELS, p_old)), thresholds), now - timedelta(hours=overdue + extra_hours)
+    )
+    new = policy.key(policy.suspicion(dict(zip(LABELS, p_new)), thresholds), now)
     assert old > new
-    assert current_priority(new, now, rate) == pytest.approx(suspicion(dict(zip(LABELS, p_new)), thresholds),
-                                                             abs=1e-6)
-    assert suspicion(dict(zip(LABELS, p_new)), thresholds) <= max_suspicion(LABELS) + 1e-9
+    assert policy.current(new, now) == pytest.approx(policy.suspicion(dict(zip(LABELS, p_new)), thresholds), abs=1e-6)
+    assert policy.suspicion(dict(zip(LABELS, p_new)), thresholds) <= policy.max_suspicion + 1e-9
 
 
-def test_item16_priority_column_is_written_and_ordered_in_sql(settings, db_engine, identity_engine):
-    from core.worker import Worker
+def test_item16_priority_column_is_written_and_ordered_in_sql(settings, db_engine, identity_analyzer):
     from db.reviews import WorklistFilter, worklist
     from db.schema import Study
-    from tests.test_worker_faults import _ingest
+    from services.worker import Worker
     from tests.conftest import shared
+    from tests.test_worker_faults import _ingest
 
     _ingest(db_engine, settings, sorted(shared("nih", "small64").glob("*.png"))[40:46])
-    worker = Worker(settings, db_engine, identity_engine, worker_id="w")
+    worker = Worker(settings, db_engine, identity_analyzer, worker_id="w")
     while worker.run_once().claimed:
         pass
     with db_engine.connect() as conn:
         keys = dict(conn.execute(select(Study.id, Study.priority)).all())
     assert len(set(keys.values())) == len(keys)  # written per study, not the old constant 0
-    df = worklist(db_engine, WorklistFilter(), settings.overdue_hours)
+    df = worklist(db_engine, WorklistFilter(), settings.triage())
     assert list(df["id"]) == sorted(keys, key=lambda i: -keys[i])
 
 
 # ---------------------------------------------------------------- item 17
-labels_and_scores = st.integers(1, 60).flatmap(lambda n: st.tuples(
-    st.lists(st.booleans(), min_size=n, max_size=n), st.lists(st.floats(0, 1), min_size=n, max_size=n)))
+labels_and_scores = st.integers(1, 60).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.booleans(), min_size=n, max_size=n), st.lists(st.floats(0, 1), min_size=n, max_size=n)
+    )
+)
 
 
 @hsettings(max_examples=300, deadline=None)

@@ -1,4 +1,5 @@
 """The server configuration the app ships with: upload cap, XSRF, no stack traces."""
+
 import tomllib
 
 from core.config import load_settings

@@ -1,21 +1,37 @@
 """Database layer: migrations, audit trail, users, queue semantics, verdicts."""
+
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from core.labels import LABELS
 from db import audit, queue
+from db.results import store_results
 from db.reviews import submit_review, truth_from_verdict
 from db.schema import AuditEvent, Prediction, Study, User, Verdict, utcnow
 from db.session import run_write
-from db.users import SignInError, authenticate, create_first_admin, create_user, set_active
+from db.users import (
+    SignInError,
+    authenticate,
+    create_first_admin,
+    create_user,
+    set_active,
+)
 
 
 def _study(session, n: int, status="queued") -> int:
-    s = Study(sha256=f"{n:064x}", original_name=f"s{n}.png", stored_path=f"originals/x/{n}.png",
-              file_format="png", width=64, height=64, status=status)
+    s = Study(
+        sha256=f"{n:064x}",
+        original_name=f"s{n}.png",
+        stored_path=f"originals/x/{n}.png",
+        file_format="png",
+        width=64,
+        height=64,
+        status=status,
+    )
     session.add(s)
     session.flush()
     return s.id
@@ -28,7 +44,7 @@ def test_sqlite_pragmas_and_schema_at_head(db_engine):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10000
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0003"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0004"
 
 
 def test_audit_log_is_append_only(db_engine):
@@ -62,19 +78,32 @@ def test_passwords_hashed_rate_limited_and_disabled_users_refused(db_engine):
         create_user(db_engine, "dave", "short")
 
 
+def _result(study_id: int, labels=("Mass", "No Finding")):
+    from db.results import StudyResult
+
+    p = {lab: 0.5 for lab in labels}
+    return StudyResult(
+        study_id, "m", "v1", tuple(labels), p, {lab: 0.0 for lab in labels}, p, "t", frozenset(), 1, 0.0, 0.0
+    )
+
+
 def test_claim_is_exclusive_fifo_and_leases_expire(db_engine):
     ids = run_write(db_engine, lambda s: [_study(s, i) for i in range(5)])
     a = queue.claim_batch(db_engine, "A", 3, 60, 3)
     b = queue.claim_batch(db_engine, "B", 3, 60, 3)
     assert [c.id for c in a] == ids[:3] and [c.id for c in b] == ids[3:]
     assert queue.claim_batch(db_engine, "C", 3, 60, 3) == []
-    run_write(db_engine, lambda s: s.execute(update(Study).where(Study.id == ids[0])
-                                             .values(lease_expires_at=utcnow() - timedelta(seconds=1))))
+    run_write(
+        db_engine,
+        lambda s: s.execute(
+            update(Study).where(Study.id == ids[0]).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        ),
+    )
     c = queue.claim_batch(db_engine, "C", 3, 60, 3)
     assert [x.id for x in c] == [ids[0]] and c[0].attempts == 2
     # A's late result is refused: C owns the lease now
-    assert run_write(db_engine, lambda s: queue.mark_done(s, ids[0], "A")) is False
-    assert run_write(db_engine, lambda s: queue.mark_done(s, ids[0], "C")) is True
+    assert run_write(db_engine, lambda s: store_results(s, [_result(ids[0])], "A")) == []
+    assert run_write(db_engine, lambda s: store_results(s, [_result(ids[0])], "C")) == [ids[0]]
 
 
 def test_bounded_attempts_then_failed_with_error(db_engine):
@@ -82,7 +111,9 @@ def test_bounded_attempts_then_failed_with_error(db_engine):
     for attempt in range(3):
         claimed = queue.claim_batch(db_engine, f"W{attempt}", 1, 60, 3)
         assert [c.id for c in claimed] == [sid]
-        run_write(db_engine, lambda s: s.execute(update(Study).values(lease_expires_at=utcnow() - timedelta(seconds=1))))
+        run_write(
+            db_engine, lambda s: s.execute(update(Study).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        )
     assert queue.claim_batch(db_engine, "W9", 1, 60, 3) == []
     with db_engine.connect() as conn:
         status, error = conn.execute(select(Study.status, Study.error)).one()
@@ -97,8 +128,10 @@ def test_mark_error_requeues_until_attempts_run_out(db_engine):
     assert queue.mark_error(db_engine, sid, "W", "model error", 2) == "failed"
 
 
-@pytest.mark.parametrize("flagged,verdict,present", [
-    (True, "correct", True), (True, "incorrect", False), (False, "correct", False), (False, "missed", True)])
+@pytest.mark.parametrize(
+    "flagged,verdict,present",
+    [(True, "correct", True), (True, "incorrect", False), (False, "correct", False), (False, "missed", True)],
+)
 def test_verdict_to_truth(flagged, verdict, present):
     assert truth_from_verdict(flagged, verdict) is present
 
@@ -115,9 +148,19 @@ def _done_study_with_predictions(engine, flagged: set[str]) -> int:
         sid = _study(s, 1234, status="done")
         s.execute(update(Study).where(Study.id == sid).values(model_version="v1"))
         for lab in LABELS:
-            s.add(Prediction(study_id=sid, label=lab, probability=0.9 if lab in flagged else 0.1, spread=0.0,
-                             threshold=0.5, flagged=lab in flagged, model_name="m", model_version="v1",
-                             threshold_version="t1"))
+            s.add(
+                Prediction(
+                    study_id=sid,
+                    label=lab,
+                    probability=0.9 if lab in flagged else 0.1,
+                    spread=0.0,
+                    threshold=0.5,
+                    flagged=lab in flagged,
+                    model_name="m",
+                    model_version="v1",
+                    threshold_version="t1",
+                )
+            )
         return sid
 
     return run_write(engine, work)
@@ -137,8 +180,9 @@ def test_submit_review_two_reviewers_and_changes_audited(db_engine):
     assert changed == 1
     with db_engine.connect() as conn:
         rows = conn.execute(select(Verdict.reviewer_id, Verdict.label, Verdict.present)).all()
-        events = conn.execute(select(AuditEvent.action, AuditEvent.actor, AuditEvent.detail)
-                              .where(AuditEvent.action == "verdict_changed")).all()
+        events = conn.execute(
+            select(AuditEvent.action, AuditEvent.actor, AuditEvent.detail).where(AuditEvent.action == "verdict_changed")
+        ).all()
     assert len(rows) == 30  # each reviewer keeps their own 15
     assert {(r.reviewer_id, r.present) for r in rows if r.label == "Effusion"} == {(alice.id, True), (bob.id, False)}
     assert events[0].detail == {"previous": {"Pneumothorax": "correct"}, "new": {"Pneumothorax": "missed"}}
@@ -153,8 +197,12 @@ def test_failed_submission_writes_nothing(db_engine):
         submit_review(db_engine, sid, alice.id, bad, "note")
     with db_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Verdict)).scalar_one() == 0
-        assert conn.execute(select(func.count()).select_from(AuditEvent)
-                            .where(AuditEvent.action == "review_submitted")).scalar_one() == 0
+        assert (
+            conn.execute(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "review_submitted")
+            ).scalar_one()
+            == 0
+        )
 
 
 def test_online_backup_while_writing_and_restore(settings, db_engine, tmp_path):
@@ -203,22 +251,59 @@ def test_migration_0002_backfills_packed_rows(tmp_path):
     command.upgrade(alembic_config(url), "0001")
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO users (id, username, role, active, created_at) VALUES (1, 'a', 'admin', 1, '2026-01-01')"))
-        conn.execute(text("INSERT INTO studies (id, sha256, original_name, stored_path, file_format, width, height, status,"
-                          " priority, attempts, created_at, updated_at, model_version) VALUES (1, 'x', 'a.png', 'p',"
-                          " 'png', 64, 64, 'done', 0, 1, '2026-01-01', '2026-01-01', 'v')"))
+        conn.execute(
+            text("INSERT INTO users (id, username, role, active, created_at) VALUES (1, 'a', 'admin', 1, '2026-01-01')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO studies (id, sha256, original_name, stored_path, file_format, width, height, status,"
+                " priority, attempts, created_at, updated_at, model_version) VALUES (1, 'x', 'a.png', 'p',"
+                " 'png', 64, 64, 'done', 0, 1, '2026-01-01', '2026-01-01', 'v')"
+            )
+        )
         for j, lab in enumerate(LABELS):
-            conn.execute(text("INSERT INTO predictions (study_id, label, probability, spread, threshold, flagged, model_name,"
-                              " model_version, threshold_version, tta_views, created_at) VALUES (1, :l, :p, 0, 0.5, 0, 'm',"
-                              " 'v', 't', 1, '2026-01-01')"), {"l": lab, "p": j / 20})
-            conn.execute(text("INSERT INTO verdicts (study_id, label, reviewer_id, flagged, verdict, present, created_at,"
-                              " updated_at) VALUES (1, :l, 1, 0, :v, :p, '2026-01-01', '2026-01-01')"),
-                         {"l": lab, "v": "missed" if j == 3 else "correct", "p": j == 3})
+            conn.execute(
+                text(
+                    "INSERT INTO predictions (study_id, label, probability, spread, threshold, flagged, model_name,"
+                    " model_version, threshold_version, tta_views, created_at) VALUES (1, :l, :p, 0, 0.5, 0, 'm',"
+                    " 'v', 't', 1, '2026-01-01')"
+                ),
+                {"l": lab, "p": j / 20},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO verdicts (study_id, label, reviewer_id, flagged, verdict, present, created_at,"
+                    " updated_at) VALUES (1, :l, 1, 0, :v, :p, '2026-01-01', '2026-01-01')"
+                ),
+                {"l": lab, "v": "missed" if j == 3 else "correct", "p": j == 3},
+            )
     command.upgrade(alembic_config(url), "head")
     with engine.connect() as conn:
-        probs = unpack_floats([conn.execute(select(StudyScores.probabilities)).scalar_one()])
-        mask = conn.execute(select(VerdictSet.present_mask)).scalar_one()
+        blob, key = conn.execute(select(StudyScores.probabilities, StudyScores.labels)).one()
+        mask, vkey = conn.execute(select(VerdictSet.present_mask, VerdictSet.labels)).one()
     engine.dispose()
+    assert key == vkey == "|".join(LABELS)  # 0004 records the order these rows were packed in
+    probs = unpack_floats([blob], [key], LABELS)
     np_probs = [j / 20 for j in range(15)]
     assert probs[0].tolist() == pytest.approx(np_probs)
-    assert unmask([mask])[0].tolist() == [j == 3 for j in range(15)]
+    present, known = unmask([mask], [vkey], LABELS)
+    assert present[0].tolist() == [j == 3 for j in range(15)] and known.all()
+
+
+def test_packed_rows_are_read_by_label_name_not_position():
+    """A row written under another model's label set is read correctly, and a label it
+    lacks is unknown (NaN / not known), never another label's value."""
+    from db.packing import label_key, mask_of, pack_floats, unmask, unpack_floats
+
+    old = ("Effusion", "Mass", "No Finding")
+    new = ("Mass", "Pneumothorax", "Effusion")
+    blob = pack_floats({"Effusion": 0.9, "Mass": 0.2, "No Finding": 0.1}, old)
+    blob_new = pack_floats({"Mass": 0.3, "Pneumothorax": 0.8, "Effusion": 0.4}, new)
+    values = unpack_floats([blob, blob_new], [label_key(old), label_key(new)], new)
+    assert values[0, 0] == pytest.approx(0.2) and np.isnan(values[0, 1]) and values[0, 2] == pytest.approx(0.9)
+    assert values[1].tolist() == pytest.approx([0.3, 0.8, 0.4])
+    mask = mask_of({"Effusion": True, "Mass": False, "No Finding": True}, old)
+    present, known = unmask([mask], [label_key(old)], new)
+    assert present[0].tolist() == [False, False, True] and known[0].tolist() == [True, False, True]
+    with pytest.raises(ValueError):
+        label_key(["a|b"])

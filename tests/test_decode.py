@@ -1,10 +1,16 @@
 """Decoding of real radiographs and of DICOMs written from them with pydicom."""
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from core import pixel_transforms as px
-from core.decode import decode_bytes, dicom_modality_values, dicom_voi_to_unit, read_dicom
+from core.decode import (
+    decode_bytes,
+    dicom_modality_values,
+    dicom_voi_to_unit,
+    read_dicom,
+)
 from core.errors import NotARadiograph
 from tests.conftest import real_image_files, shared
 from tests.dicom_factory import JPEG2000Lossless, JPEGLSLossless, make_dicom
@@ -113,8 +119,9 @@ def test_pydicom_bundled_compressed_files_decode(compressed, reference):
     np.testing.assert_allclose(pipeline(compressed), pipeline(reference), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["JPEG2000.dcm", "SC_rgb_dcmtk_+eb+cy+n1.dcm",
-                                  "JPEGLSNearLossless_16.dcm", "693_J2KI.dcm"])
+@pytest.mark.parametrize(
+    "name", ["JPEG2000.dcm", "SC_rgb_dcmtk_+eb+cy+n1.dcm", "JPEGLSNearLossless_16.dcm", "693_J2KI.dcm"]
+)
 def test_pydicom_bundled_lossy_files_decode(name):
     from pydicom.data import get_testdata_file
 

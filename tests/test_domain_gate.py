@@ -1,6 +1,7 @@
 """The default model's out-of-domain gate on real images: photographs and CT/MR slices
 shipped by installed packages are marked outside, real chest radiographs stay inside;
 an outside image is read (ok) but nothing is flagged."""
+
 import json
 import subprocess
 import sys
@@ -14,11 +15,11 @@ pytest.importorskip("skimage", reason="scikit-image (requirements-dev.txt) is no
 
 
 @pytest.fixture(scope="module")
-def report(identity_engine):
+def report(identity_analyzer):
     shared("nih")
-    if identity_engine.gate is None:
+    if identity_analyzer.gate is None:
         pytest.skip("the default model has no domain gate")
-    return domain_report(identity_engine, SHARED)
+    return domain_report(identity_analyzer, SHARED)
 
 
 def test_non_radiographs_are_marked_outside(report):
@@ -40,7 +41,8 @@ def test_card_states_the_figures_it_was_checked_with(report):
     check = ModelCard.load(DEFAULT_MODEL).domain_gate["check"]
     assert check["non_radiographs"]["fraction_outside"] == pytest.approx(report["non_radiographs"]["fraction_outside"])
     assert check["chest_radiographs"]["fraction_inside"] == pytest.approx(
-        report["chest_radiographs"]["fraction_inside"])
+        report["chest_radiographs"]["fraction_inside"]
+    )
 
 
 def test_predict_reads_an_outside_image_and_flags_nothing(tmp_path):
@@ -48,8 +50,13 @@ def test_predict_reads_an_outside_image_and_flags_nothing(tmp_path):
     photo = tmp_path / "coffee.png"
     photo.write_bytes(data)
     chest = next(p for p in sorted((shared("nih", "full")).glob("*.png")))
-    proc = subprocess.run([sys.executable, "-m", "core.predict", str(photo), str(chest), "--json"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "core.predict", str(photo), str(chest), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert rows[0]["ok"] is True and rows[0]["in_domain"] is False and rows[0]["flagged"] == []

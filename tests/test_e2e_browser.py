@@ -5,6 +5,7 @@ opens the first study from the worklist, shows a heatmap, submits a verdict and 
 the verdict rows in the database; a truncated PNG upload shows its message. Screenshots
 of each page go to tests/artifacts/ (or $CXR_SCREENSHOTS).
 """
+
 import os
 import shutil
 import socket
@@ -22,12 +23,22 @@ from tests.conftest import DEFAULT_MODEL, ROOT, SHARED
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"
+    ),
     pytest.mark.skipif(not SHARED.exists(), reason="real data not available: ../shared/data is absent"),
     pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained"),
 ]
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROME_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 SHOTS = Path(os.environ.get("CXR_SCREENSHOTS", ROOT / "tests" / "artifacts"))
 
 
@@ -42,13 +53,36 @@ def app_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("e2e") / "data"
     env = dict(os.environ, CXR_DATA_DIR=str(data), CXR_MODEL=str(DEFAULT_MODEL), CXR_EMBEDDED_WORKER="1")
     env.pop("CXR_DATABASE_URL", None)
-    subprocess.run([sys.executable, "-m", "db.users", "create", "alice", "--role", "admin", "--password-stdin"],
-                   input="correct horse battery\n", text=True, cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "db.users", "create", "alice", "--role", "admin", "--password-stdin"],
+        input="correct horse battery\n",
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     port = _free_port()
     log = open(data / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "Home.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -188,8 +222,9 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
 
     engine = create_engine(app_server["db"])
     with engine.connect() as conn:
-        verdicts = conn.execute(select(Verdict.label, Verdict.verdict, Verdict.reviewer_id)
-                                .where(Verdict.study_id == first_id)).all()
+        verdicts = conn.execute(
+            select(Verdict.label, Verdict.verdict, Verdict.reviewer_id).where(Verdict.study_id == first_id)
+        ).all()
     engine.dispose()
     assert len(verdicts) == 15 and len({v.reviewer_id for v in verdicts}) == 1
 

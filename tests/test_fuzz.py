@@ -7,6 +7,7 @@ rejection; anything else is a crash, and each crasher ever found is kept under
 ``pytest -m slow tests/test_fuzz.py -s`` runs 10,000 cases and prints its figures; the
 default run does a fast smoke of the same strategy.
 """
+
 from __future__ import annotations
 
 import io
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.decode import Limits, decode_bytes
 from core.errors import RejectedInput
@@ -33,8 +35,14 @@ STATS: Counter = Counter()
 def seeds() -> tuple[tuple[str, bytes], ...]:
     """Real files (skipped when ../shared/data is absent) and pydicom-built DICOMs."""
     out = []
-    for rel in ("nih/dev512/00000075_000.png", "nih/small64/00000013_005.png", "dicom/cr_chest.dcm",
-                "dicom/cr_chest_monochrome1.dcm", "other/16747_3_1.jpg", "other/h0001.png"):
+    for rel in (
+        "nih/dev512/00000075_000.png",
+        "nih/small64/00000013_005.png",
+        "dicom/cr_chest.dcm",
+        "dicom/cr_chest_monochrome1.dcm",
+        "other/16747_3_1.jpg",
+        "other/h0001.png",
+    ):
         path = SHARED / rel
         if path.is_file():
             out.append((rel, path.read_bytes()))
@@ -59,8 +67,8 @@ def _tag_mutation(data: bytes, keyword_index: int, payload: bytes) -> bytes:
     at = data.find(raw, 132)
     if at < 0 or not raw:
         return data
-    patch = (payload * (len(raw) // max(1, len(payload)) + 1))[:len(raw)]
-    return data[:at] + patch + data[at + len(raw):]
+    patch = (payload * (len(raw) // max(1, len(payload)) + 1))[: len(raw)]
+    return data[:at] + patch + data[at + len(raw) :]
 
 
 @st.composite
@@ -72,10 +80,10 @@ def mutated(draw) -> tuple[str, bytes]:
         for pos in draw(st.lists(st.integers(0, len(b) - 1), min_size=1, max_size=8)):
             b[pos] ^= 1 << draw(st.integers(0, 7))
     if "truncate" in kind:
-        b = b[:draw(st.integers(0, len(b)))]
+        b = b[: draw(st.integers(0, len(b)))]
     if kind == "overwrite":
         start = draw(st.integers(0, len(b) - 1))
-        b[start:start + 16] = draw(st.binary(min_size=1, max_size=16))
+        b[start : start + 16] = draw(st.binary(min_size=1, max_size=16))
     if kind == "tag" and name.endswith(".dcm") or kind == "tag" and name.startswith("built"):
         payload = draw(st.sampled_from([b"abc", b"\xff", b"0", b"-1", b"NaN", b"1e308", b"\x00", b"9" * 8]))
         b = bytearray(_tag_mutation(bytes(b), draw(st.integers(0, 200)), payload))
@@ -156,9 +164,16 @@ def test_kept_crashers_are_decoded_or_rejected_in_a_child_process():
     cases = _kept_cases()
     if not cases:
         pytest.skip("no kept crasher can be rebuilt here (../shared/data absent)")
-    script = ("import sys; from core.decode import decode_bytes; from core.errors import RejectedInput\n"
-              "try:\n    decode_bytes(sys.stdin.buffer.read())\nexcept RejectedInput:\n    pass\n")
+    script = (
+        "import sys; from core.decode import decode_bytes; from core.errors import RejectedInput\n"
+        "try:\n    decode_bytes(sys.stdin.buffer.read())\nexcept RejectedInput:\n    pass\n"
+    )
     for name, data in cases:
-        proc = subprocess.run([sys.executable, "-c", script], input=data, capture_output=True,
-                              cwd=Path(__file__).parent.parent, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", script],
+            input=data,
+            capture_output=True,
+            cwd=Path(__file__).parent.parent,
+            timeout=120,
+        )
         assert proc.returncode == 0, (name, proc.returncode, proc.stderr[-1500:])

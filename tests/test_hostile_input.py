@@ -1,5 +1,6 @@
 """Hostile and broken inputs are typed rejections, never crashes (issue 10, items 5-8),
 and what an input says is never markup or a formula (items 9-10)."""
+
 import io
 import json
 import shutil
@@ -115,22 +116,21 @@ def test_item5_absurd_patient_age_is_dropped_not_a_crash():
 def test_item5_unknown_vr_bytes_are_a_rejection():
     data = bytearray(make_dicom(BASE))
     at = data.find(b"CS", 200)  # an explicit-VR field after the meta header
-    data[at:at + 2] = b"\x00\x01"
+    data[at : at + 2] = b"\x00\x01"
     with pytest.raises(RejectedInput):
         decode_bytes(bytes(data))
 
 
 def test_item6_forged_jpeg_frame_size_is_refused_before_decoding():
-    from pydicom.uid import JPEGBaseline8Bit
-
     import pydicom
+    from pydicom.uid import JPEGBaseline8Bit
 
     ds = pydicom.dcmread(shared("dicom", "cr_chest.dcm"))
     assert ds.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
     frame = bytearray(next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1)))
     assert codestream_size(bytes(frame[:4096])) == (ds.Rows, ds.Columns)
     sof = frame.find(b"\xff\xc0")
-    frame[sof + 5:sof + 9] = (30000).to_bytes(2, "big") * 2  # the frame now claims 30000x30000
+    frame[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2  # the frame now claims 30000x30000
     ds.PixelData = pydicom.encaps.encapsulate([bytes(frame)])
     buf = io.BytesIO()
     ds.save_as(buf)
@@ -197,12 +197,20 @@ def test_item9_upload_results_show_names_as_text():
     def page():
         import streamlit as st
 
-        from dashboard.upload_page import _show_results
+        from dashboard.widgets import upload_results
 
-        st.session_state.setdefault("rows", [
-            {"file": "[click me](http://x).png", "result": "rejected", "study": None,
-             "message": "![b](http://127.0.0.1:8789/b.png)"}])
-        _show_results(st.session_state["rows"])
+        st.session_state.setdefault(
+            "rows",
+            [
+                {
+                    "file": "[click me](http://x).png",
+                    "result": "rejected",
+                    "study": None,
+                    "message": "![b](http://127.0.0.1:8789/b.png)",
+                }
+            ],
+        )
+        upload_results(st.session_state["rows"])
 
     at = AppTest.from_function(page).run()
     shown = at.error[0].value
@@ -212,21 +220,33 @@ def test_item9_upload_results_show_names_as_text():
 def test_item10_csv_exports_neutralise_formulas():
     import pandas as pd
 
-    frame = pd.DataFrame({"name": ['=HYPERLINK("http://x","open report").png', "+1", "-2", "@cmd", "\tx", "ok"],
-                          "n": [1, -2, 3, 4, 5, 6]})
+    frame = pd.DataFrame(
+        {
+            "name": ['=HYPERLINK("http://x","open report").png', "+1", "-2", "@cmd", "\tx", "ok"],
+            "n": [1, -2, 3, 4, 5, 6],
+        }
+    )
     text = safe_csv(frame)
     assert "'=HYPERLINK" in text and "'+1" in text and "'-2" in text and "'@cmd" in text
     assert ",-2\n" in text  # numbers stay numbers
     assert neutralise_cell("plain") == "plain"
 
 
-def test_item10_audit_and_verdict_exports_use_the_safe_writer():
-    import inspect
+def test_item10_audit_export_neutralises_formulas_and_writes_json_details():
+    from datetime import datetime
 
-    from dashboard import admin_page, analytics_page
+    from db.audit import AuditRow
+    from services.exports import audit_csv
 
-    assert "to_csv(" not in inspect.getsource(admin_page) and "safe_csv(" in inspect.getsource(admin_page)
-    assert "safe_csv(" in inspect.getsource(analytics_page.verdicts_csv)
+    rows = [
+        AuditRow(
+            1, datetime(2026, 11, 26), '=HYPERLINK("http://x")', "upload", 3, {"name": "+cmd.png", "format": "png"}
+        )
+    ]
+    text = audit_csv(rows)
+    assert "'=HYPERLINK" in text
+    detail = text.splitlines()[1].split(",", 5)[5]
+    assert detail.startswith('"{') and '""name"": ""+cmd.png""' in detail  # JSON text, quoted once
 
 
 def test_card_json_is_strict():

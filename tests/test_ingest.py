@@ -1,4 +1,5 @@
 """Ingest: accepted, duplicate and rejected uploads, and the bad-input corpus."""
+
 import io
 import struct
 import zipfile
@@ -8,19 +9,22 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import func, select
 
-from core.ingest import ingest_upload
 from db.schema import AuditEvent, Study
-from tests.conftest import shared
+from services.ingest import ingest_upload
+from tests.conftest import settings_env, shared
 from tests.dicom_factory import make_dicom
 
 
 def _png_header_claiming(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims a huge size (decompression bomb) with a tiny body."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
 
 
 def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
@@ -131,7 +135,7 @@ def test_bad_inputs_rejected_with_message_and_nothing_else_changes(settings, db_
         assert fragment.lower() in results[0].message.lower(), (name, results[0].message)
     after_studies, after_events = _state(db_engine)
     assert after_studies == before_studies
-    new = after_events[len(before_events):]
+    new = after_events[len(before_events) :]
     assert [e.action for e in new] == ["upload_rejected"] * len(corpus)
     assert [e.detail["name"] for e in new] == [c[0] for c in corpus]
     files_after = sorted(p for p in settings.data_dir.rglob("*") if p.is_file() and "sqlite" not in p.name)
@@ -148,9 +152,11 @@ def test_oversized_upload_refused_before_decoding(settings, db_engine):
     assert res[0].status == "rejected" and "above the limit" in res[0].message
 
 
-def test_ingest_cli_reports_each_input(settings, tmp_path, capsys):
-    from core.ingest import main
+def test_ingest_cli_reports_each_input(settings, tmp_path, capsys, monkeypatch):
+    from services.ingest import main
 
+    for key, value in settings_env(settings).items():  # the command reads its settings from the environment
+        monkeypatch.setenv(key, value)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     code = main([str(shared("other", "tb0005.png")), str(bad)])

@@ -5,8 +5,8 @@ queued studies; and 200+ malformed files, each rejected with a message.
 The reviewer sessions call the same functions the Review page calls (db.reviews), from
 8 threads, each with its own signed-in identity.
 """
+
 import io
-import os
 import random
 import signal
 import subprocess
@@ -22,7 +22,14 @@ from sqlalchemy import func, select
 
 from core.labels import LABELS
 from db.schema import AuditEvent, Prediction, Study, Verdict
-from tests.conftest import DEFAULT_MODEL, ROOT, shared
+from tests.conftest import (
+    DEFAULT_MODEL,
+    ROOT,
+    app_settings,
+    make_settings,
+    settings_env,
+    shared,
+)
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained")
 
@@ -45,18 +52,20 @@ def thousand_real_images() -> list[tuple[str, bytes]]:
 
 
 def _spawn_worker(settings, wid: str) -> subprocess.Popen:
-    env = dict(os.environ, CXR_DATA_DIR=str(settings.data_dir), CXR_TTA_VIEWS="identity", CXR_LEASE_SECONDS="4",
-               CXR_BATCH_SIZE="8", CXR_MODEL=str(DEFAULT_MODEL))
-    if settings.database_url.startswith("postgresql"):
-        env["CXR_DATABASE_URL"] = settings.database_url
-    return subprocess.Popen([sys.executable, "-m", "core.worker", "--worker-id", wid], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = settings_env(settings, CXR_TTA_VIEWS="identity", CXR_LEASE_SECONDS="4", CXR_BATCH_SIZE="8")
+    return subprocess.Popen(
+        [sys.executable, "-m", "core.worker", "--worker-id", wid],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def test_reviewers_under_load_with_workers_killed(settings, db_engine):
-    from core.ingest import ingest_upload
     from db.reviews import submit_review
     from db.users import create_user
+    from services.ingest import ingest_upload
 
     ids = []
     for name, data in thousand_real_images():
@@ -74,18 +83,30 @@ def test_reviewers_under_load_with_workers_killed(settings, db_engine):
         try:
             while pending and not stop.is_set():
                 with db_engine.connect() as conn:
-                    done = set(conn.execute(select(Study.id).where(Study.id.in_(pending), Study.status == "done")).scalars())
-                    flags = dict(conn.execute(select(Prediction.study_id, func.count()).where(
-                        Prediction.study_id.in_(done or [-1]), Prediction.flagged.is_(True)).group_by(Prediction.study_id)).all())
+                    done = set(
+                        conn.execute(select(Study.id).where(Study.id.in_(pending), Study.status == "done")).scalars()
+                    )
+                    flags = dict(
+                        conn.execute(
+                            select(Prediction.study_id, func.count())
+                            .where(Prediction.study_id.in_(done or [-1]), Prediction.flagged.is_(True))
+                            .group_by(Prediction.study_id)
+                        ).all()
+                    )
                 if not done:
                     time.sleep(0.2)
                     continue
                 for sid in sorted(done):
                     with db_engine.connect() as conn:
-                        flagged = set(conn.execute(select(Prediction.label).where(
-                            Prediction.study_id == sid, Prediction.flagged.is_(True))).scalars())
-                    verdicts = {lab: rng.choice(["correct", "incorrect"] if lab in flagged else ["correct", "missed"])
-                                for lab in LABELS}
+                        flagged = set(
+                            conn.execute(
+                                select(Prediction.label).where(Prediction.study_id == sid, Prediction.flagged.is_(True))
+                            ).scalars()
+                        )
+                    verdicts = {
+                        lab: rng.choice(["correct", "incorrect"] if lab in flagged else ["correct", "missed"])
+                        for lab in LABELS
+                    }
                     t = time.perf_counter()
                     submit_review(db_engine, sid, user.id, verdicts, actor=user.username)
                     latencies.append(time.perf_counter() - t)
@@ -131,10 +152,12 @@ def test_reviewers_under_load_with_workers_killed(settings, db_engine):
     stored = {(r.study_id, r.reviewer_id, r.label): r.verdict for r in rows}
     expected = {(sid, uid, lab): v for sid, uid, vs in submitted for lab, v in vs.items()}
     assert stored == expected  # every verdict exactly once, as submitted
-    print(f"\n[{db_engine.dialect.name}] {len(submitted) * 15} verdicts in {len(submitted)} submissions over "
-          f"{elapsed:.1f}s: {len(submitted) / elapsed:.1f} submissions/s, "
-          f"{len(submitted) * 15 / elapsed:.0f} verdicts/s; worst submission latency {max(latencies) * 1000:.0f} ms, "
-          f"median {np.median(latencies) * 1000:.0f} ms; {kills} workers SIGKILLed")
+    print(
+        f"\n[{db_engine.dialect.name}] {len(submitted) * 15} verdicts in {len(submitted)} submissions over "
+        f"{elapsed:.1f}s: {len(submitted) / elapsed:.1f} submissions/s, "
+        f"{len(submitted) * 15 / elapsed:.0f} verdicts/s; worst submission latency {max(latencies) * 1000:.0f} ms, "
+        f"median {np.median(latencies) * 1000:.0f} ms; {kills} workers SIGKILLed"
+    )
 
 
 def _jpeg_marker_offsets(data: bytes) -> list[int]:
@@ -144,7 +167,7 @@ def _jpeg_marker_offsets(data: bytes) -> list[int]:
         out.append(pos)
         if data[pos + 1] == 0xDA:  # start of scan: entropy-coded data follows
             break
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
     return out
 
 
@@ -158,10 +181,12 @@ def malformed_corpus(n_random: int = 30) -> list[tuple[str, bytes]]:
     text value leaves a valid file with other content, so those are not in the corpus.
     """
     rng = np.random.default_rng(11)
-    sources = {"png": shared("nih", "full", "00000001_000.png").read_bytes(),
-               "jpg": shared("other", "16747_3_1.jpg").read_bytes(),
-               "dcm": shared("dicom", "cr_chest.dcm").read_bytes(),
-               "small_png": shared("other", "h0001.png").read_bytes()}
+    sources = {
+        "png": shared("nih", "full", "00000001_000.png").read_bytes(),
+        "jpg": shared("other", "16747_3_1.jpg").read_bytes(),
+        "dcm": shared("dicom", "cr_chest.dcm").read_bytes(),
+        "small_png": shared("other", "h0001.png").read_bytes(),
+    }
     out = []
     for kind, data in sources.items():
         for frac in (0.0005, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 0.9, 0.97, 0.995):
@@ -184,14 +209,14 @@ def malformed_corpus(n_random: int = 30) -> list[tuple[str, bytes]]:
             b = bytearray(data)
             sof = next(m for m in _jpeg_marker_offsets(data) if data[m + 1] in (0xC0, 0xC2)) if kind == "jpg" else 0
             start = {"png": 8, "small_png": 8, "jpg": sof, "dcm": 128}[kind] + 2 * i
-            b[start:start + 16] = rng.bytes(16)
+            b[start : start + 16] = rng.bytes(16)
             out.append((f"hdr{i}_{kind}", bytes(b)))
     out += [(f"random{i}", rng.bytes(int(rng.integers(1, 200_000)))) for i in range(n_random)]
     return out
 
 
 def test_malformed_files_each_rejected_and_nothing_else_changes(settings, db_engine):
-    from core.ingest import ingest_upload
+    from services.ingest import ingest_upload
 
     good = ingest_upload(db_engine, settings, "good.png", shared("other", "tb0005.png").read_bytes())[0]
     corpus = malformed_corpus()
@@ -221,15 +246,11 @@ def test_app_keeps_serving_after_malformed_uploads(tmp_path):
     """The Upload and Home pages still run after a batch of bad files in the same process."""
     from streamlit.testing.v1 import AppTest
 
-    from core.config import load_settings
-    from core.ingest import ingest_upload
     from db.bootstrap import open_database
     from db.users import create_user
+    from services.ingest import ingest_upload
 
-    os.environ.update(CXR_DATA_DIR=str(tmp_path / "d"), CXR_EMBEDDED_WORKER="0")
-    os.environ.pop("CXR_DATABASE_URL", None)
-    try:
-        settings = load_settings()
+    with app_settings(make_settings(tmp_path / "d")) as settings:
         engine = open_database(settings)
         user = create_user(engine, "alice", "correct horse battery", "admin")
         for name, data in malformed_corpus(5)[::5]:
@@ -239,9 +260,6 @@ def test_app_keeps_serving_after_malformed_uploads(tmp_path):
             at.session_state["user_id"] = user.id
             at.run()
             assert not at.exception, page
-    finally:
-        os.environ.pop("CXR_DATA_DIR", None)
-        os.environ.pop("CXR_EMBEDDED_WORKER", None)
 
 
 CHILD = r"""
@@ -269,22 +287,58 @@ def test_crash_during_verdict_submission_is_all_or_nothing(settings, db_engine):
     n = 400
     now = utcnow()
     with db_engine.begin() as conn:
-        conn.execute(insert(Study), [{"id": i, "sha256": f"{i:064x}", "original_name": f"s{i}.png",
-                                      "stored_path": f"originals/00/{i}.png", "file_format": "png", "width": 64,
-                                      "height": 64, "status": "done", "model_version": "v", "priority": 0.0,
-                                      "attempts": 1, "created_at": now, "updated_at": now} for i in range(1, n + 1)])
-        conn.execute(insert(Prediction), [{"study_id": i, "label": lab, "probability": 0.2, "spread": 0.0,
-                                           "threshold": 0.5, "flagged": False, "model_name": "m", "model_version": "v",
-                                           "threshold_version": "t", "tta_views": 1, "created_at": now}
-                                          for i in range(1, n + 1) for lab in LABELS])
-    env = dict(os.environ, CXR_DATA_DIR=str(settings.data_dir))
-    if settings.database_url.startswith("postgresql"):
-        env["CXR_DATABASE_URL"] = settings.database_url
+        conn.execute(
+            insert(Study),
+            [
+                {
+                    "id": i,
+                    "sha256": f"{i:064x}",
+                    "original_name": f"s{i}.png",
+                    "stored_path": f"originals/00/{i}.png",
+                    "file_format": "png",
+                    "width": 64,
+                    "height": 64,
+                    "status": "done",
+                    "model_version": "v",
+                    "priority": 0.0,
+                    "attempts": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(1, n + 1)
+            ],
+        )
+        conn.execute(
+            insert(Prediction),
+            [
+                {
+                    "study_id": i,
+                    "label": lab,
+                    "probability": 0.2,
+                    "spread": 0.0,
+                    "threshold": 0.5,
+                    "flagged": False,
+                    "model_name": "m",
+                    "model_version": "v",
+                    "threshold_version": "t",
+                    "tta_views": 1,
+                    "created_at": now,
+                }
+                for i in range(1, n + 1)
+                for lab in LABELS
+            ],
+        )
+    env = settings_env(settings)
     rng = random.Random(5)
     first = 1
     for _ in range(6):
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(user.id), str(first), str(n)], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(user.id), str(first), str(n)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGKILL)
@@ -296,7 +350,9 @@ def test_crash_during_verdict_submission_is_all_or_nothing(settings, db_engine):
             break
     with db_engine.connect() as conn:
         counts = dict(conn.execute(select(Verdict.study_id, func.count()).group_by(Verdict.study_id)).all())
-        audited = set(conn.execute(select(AuditEvent.study_id).where(AuditEvent.action == "review_submitted")).scalars())
+        audited = set(
+            conn.execute(select(AuditEvent.study_id).where(AuditEvent.action == "review_submitted")).scalars()
+        )
     assert counts, "no submission finished before the first kill"
     assert set(counts.values()) == {15}  # never a partial submission
     assert audited == set(counts)  # the audit event commits with the verdicts, or not at all

@@ -1,4 +1,5 @@
 """Metrics and cohort rules: equal to scikit-learn, CIs that cover, truth rules."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -166,12 +167,12 @@ def test_reference_truth_and_finding_table_equal_sklearn():
     n = 300
     texts = ["Mass|Effusion" if rng.random() < 0.3 else "No Finding" for _ in range(n)]
     texts[0] = None  # no reference for this study
-    truth = truth_from_finding_labels(texts)
+    truth = truth_from_finding_labels(texts, LABELS)
     assert np.isnan(truth[0]).all() and truth[1:, LABELS.index("No Finding")].sum() > 0
     mass = np.nan_to_num(truth[:, LABELS.index("Mass")])
     probs = np.clip(rng.random((n, 15)) * 0.7 + 0.3 * np.nan_to_num(truth), 0, 1)
     thr = np.full((n, 15), 0.5)
-    cohort = Cohort(np.arange(n), probs, thr, truth, np.array([f"p{i // 2}" for i in range(n)]), pd.DataFrame())
+    cohort = Cohort(np.arange(n), probs, thr, truth, np.array([f"p{i // 2}" for i in range(n)]), pd.DataFrame(), LABELS)
     table = finding_table(cohort, n_boot=300).set_index("finding")
     j = LABELS.index("Mass")
     row = table.loc["Mass"]
@@ -193,7 +194,17 @@ def test_kappa_per_finding():
     b[:5, 0] = ~b[:5, 0]
     pos = np.r_[np.arange(n), np.arange(n)]
     rev = np.r_[np.full(n, 1), np.full(n, 2)]
-    k = cohen_kappa_by_finding(pos, rev, np.r_[a, b]).set_index("finding")
+    k = cohen_kappa_by_finding(pos, rev, np.r_[a, b], LABELS).set_index("finding")
     assert k.loc["Atelectasis", "studies_read_twice"] == n
     assert k.loc["Atelectasis", "agreement"] == pytest.approx(35 / 40)
     assert k.loc["Cardiomegaly", "cohen_kappa"] == pytest.approx(1.0)
+
+
+def test_votes_without_a_label_leave_it_unknown():
+    """A verdict set written under another label set has no vote for a label: it neither
+    counts as absent nor breaks a tie."""
+    present = np.array([[True, False], [False, False]])
+    known = np.array([[True, True], [True, False]])
+    truth = truth_from_votes(np.array([0, 0]), present, 1, "majority", known=known)
+    assert np.isnan(truth[0, 0])  # one present, one absent: a tie without an adjudicator
+    assert truth[0, 1] == 0.0  # only the first reviewer judged it: absent

@@ -1,5 +1,6 @@
 """Model engine: Grad-CAM against the formula, TTA against plain passes, the card,
 the predict and evaluate command lines on real radiographs."""
+
 import json
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ def _numpy_conv_relu(x, w, b):
     out = np.zeros((h, wd, k))
     for i in range(h):
         for j in range(wd):
-            patch = x[i:i + kh, j:j + kw, :]
+            patch = x[i : i + kh, j : j + kw, :]
             out[i, j] = np.tensordot(patch, w, axes=([0, 1, 2], [0, 1, 2])) + b
     return np.maximum(out, 0)
 
@@ -80,35 +81,42 @@ def test_views_are_anatomically_plausible():
 
 @pytest.fixture(scope="module")
 def radiographs():
-    return [decode_bytes(shared("nih", "full", n).read_bytes()).pixels for n in ("00000001_000.png", "00000013_004.png")]
+    return [
+        decode_bytes(shared("nih", "full", n).read_bytes()).pixels for n in ("00000001_000.png", "00000013_004.png")
+    ]
 
 
-def test_identity_tta_equals_plain_forward(identity_engine, radiographs):
-    analyses = identity_engine.analyse(radiographs)
-    plain = identity_engine.calibrate(identity_engine.forward(radiographs))  # the card's Platt scaling
-    got = np.array([[a.probabilities[lab] for lab in identity_engine.labels] for a in analyses])
+def test_identity_tta_equals_plain_forward(identity_analyzer, radiographs):
+    analyses = identity_analyzer.analyse(radiographs)
+    plain = identity_analyzer.calibrate(identity_analyzer.forward(radiographs))  # the card's Platt scaling
+    got = np.array([[a.probabilities[lab] for lab in identity_analyzer.labels] for a in analyses])
     np.testing.assert_allclose(got, plain, atol=1e-5)
     assert all(max(a.spread.values()) == 0.0 for a in analyses)
 
 
-def test_batched_views_equal_views_run_one_by_one(inference_engine, radiographs):
-    engine = inference_engine
+def test_batched_views_equal_views_run_one_by_one(analyzer, radiographs):
+    engine = analyzer
     batched = engine.analyse(radiographs)
     for image, analysis in zip(radiographs, batched):
         views = engine.augmented_views(image)
         assert views.shape[0] == 8
         singles = np.concatenate([engine.forward([v]) for v in views])  # one forward per view
         # calibration applies to the mean of the raw views; the spread is over calibrated views
-        np.testing.assert_allclose([analysis.probabilities[lab] for lab in engine.labels],
-                                   engine.calibrate(singles.mean(0)), atol=1e-4)
-        np.testing.assert_allclose([analysis.spread[lab] for lab in engine.labels],
-                                   engine.calibrate(singles).std(0), atol=1e-4)
-    np.testing.assert_allclose(engine.augmented_views(radiographs[1]),
-                               engine._views_fn(engine._batch(radiographs)).numpy()[8:, ..., 0], atol=1e-6)
+        np.testing.assert_allclose(
+            [analysis.probabilities[lab] for lab in engine.labels], engine.calibrate(singles.mean(0)), atol=1e-4
+        )
+        np.testing.assert_allclose(
+            [analysis.spread[lab] for lab in engine.labels], engine.calibrate(singles).std(0), atol=1e-4
+        )
+    np.testing.assert_allclose(
+        engine.augmented_views(radiographs[1]),
+        engine._views_fn(engine._batch(radiographs)).numpy()[8:, ..., 0],
+        atol=1e-6,
+    )
 
 
-def test_default_model_heatmaps_of_real_radiographs_are_not_constant(inference_engine, radiographs):
-    for analysis in inference_engine.analyse(radiographs):
+def test_default_model_heatmaps_of_real_radiographs_are_not_constant(analyzer, radiographs):
+    for analysis in analyzer.analyse(radiographs):
         assert analysis.cams.shape[0] == 15
         assert 0.0 <= analysis.cams.min() and analysis.cams.max() <= 1.0
         informative = [analysis.heatmap(j) for j in range(15) if analysis.cams[j].max() > 0]
@@ -144,8 +152,13 @@ def test_predict_cli_on_every_real_file_and_a_bad_one(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(shared("nih", "full", "00000001_000.png").read_bytes()[:3000])
     out_dir = tmp_path / "cams"
-    proc = subprocess.run([sys.executable, "-m", "core.predict", *files, str(bad), "--gradcam", str(out_dir), "--json"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "core.predict", *files, str(bad), "--gradcam", str(out_dir), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert proc.returncode == 1  # one input was rejected
     assert [r["file"] for r in rows] == files + [str(bad)]
@@ -163,14 +176,32 @@ def test_card_evaluation_reproduced_by_core_evaluate():
 
     images = [str(shared("nih", "dev512")), str(shared("nih", "small64"))]
     card = ModelCard.load(DEFAULT_MODEL)
-    proc = subprocess.run([sys.executable, "-m", "core.evaluate", "--images", *images, "--labels", str(NIH_LABELS),
-                           "--model", str(DEFAULT_MODEL), "--only", str(DEFAULT_MODEL / "test_images.txt"), "--json"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core.evaluate",
+            "--images",
+            *images,
+            "--labels",
+            str(NIH_LABELS),
+            "--model",
+            str(DEFAULT_MODEL),
+            "--only",
+            str(DEFAULT_MODEL / "test_images.txt"),
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["n_images"] == card.evaluation["n_images"]
     for label, row in card.evaluation["per_label"].items():
         assert report["per_label"][label]["auc"] == pytest.approx(row["auc"], abs=2e-3), label
     assert report["mean_auc_findings"] == pytest.approx(card.evaluation["mean_auc_findings"], abs=2e-3)
-    assert report["abnormal_vs_no_finding_auc"] == pytest.approx(card.evaluation["abnormal_vs_no_finding_auc"],
-                                                                 abs=2e-3)
+    assert report["abnormal_vs_no_finding_auc"] == pytest.approx(
+        card.evaluation["abnormal_vs_no_finding_auc"], abs=2e-3
+    )

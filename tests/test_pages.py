@@ -1,5 +1,4 @@
 """Streamlit AppTest for every page, on a database filled by the real engine and model."""
-import os
 
 import pytest
 from sqlalchemy import select
@@ -7,27 +6,30 @@ from streamlit.testing.v1 import AppTest
 
 from core.labels import LABELS
 from db.schema import AuditEvent, Verdict
-from tests.conftest import DEFAULT_MODEL, SHARED, ROOT
+from tests.conftest import DEFAULT_MODEL, ROOT, SHARED, app_settings
 from tests.populated import populate, real_study_files
 
 pytestmark = [
     pytest.mark.skipif(not SHARED.exists(), reason="real data not available: ../shared/data is absent"),
     pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained"),
 ]
-PAGES = ["pages/home.py", "pages/upload.py", "pages/worklist.py", "pages/review.py", "pages/analytics.py",
-         "pages/model.py", "pages/admin.py"]
+PAGES = [
+    "pages/home.py",
+    "pages/upload.py",
+    "pages/worklist.py",
+    "pages/review.py",
+    "pages/analytics.py",
+    "pages/model.py",
+    "pages/admin.py",
+]
 
 
 @pytest.fixture(scope="module")
-def app_db(tmp_path_factory, inference_engine):
-    old = dict(os.environ)
-    os.environ["CXR_EMBEDDED_WORKER"] = "0"
-    os.environ["CXR_MODEL"] = str(DEFAULT_MODEL)
-    ctx = populate(tmp_path_factory.mktemp("app") / "data", inference_engine, real_study_files())
-    yield ctx
+def app_db(tmp_path_factory, analyzer):
+    ctx = populate(tmp_path_factory.mktemp("app") / "data", analyzer, real_study_files())
+    with app_settings(ctx["settings"]):
+        yield ctx
     ctx["engine"].dispose()
-    os.environ.clear()
-    os.environ.update(old)
 
 
 def _app(path: str, user=None, **state) -> AppTest:
@@ -108,8 +110,11 @@ def test_review_page_shows_scores_and_records_15_verdicts(app_db):
     at.button[-1].click().run()
     assert not at.exception
     with app_db["engine"].connect() as conn:
-        rows = conn.execute(select(Verdict.label, Verdict.verdict, Verdict.present)
-                            .where(Verdict.study_id == sid, Verdict.reviewer_id == user.id)).all()
+        rows = conn.execute(
+            select(Verdict.label, Verdict.verdict, Verdict.present).where(
+                Verdict.study_id == sid, Verdict.reviewer_id == user.id
+            )
+        ).all()
     assert len(rows) == 15
     by = {r.label: r for r in rows}
     assert all(by[lab].verdict == "incorrect" and not by[lab].present for lab in flagged)

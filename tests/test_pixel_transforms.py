@@ -1,4 +1,5 @@
 """The pure pixel transforms against the DICOM standard's formulas."""
+
 import numpy as np
 import pytest
 
@@ -9,7 +10,8 @@ def test_linear_window_matches_ps33_formula():
     center, width = 40.0, 400.0
     x = np.arange(-500, 600, 7, dtype=np.float64)
     expected = np.where(
-        x <= center - 0.5 - (width - 1) / 2, 0.0,
+        x <= center - 0.5 - (width - 1) / 2,
+        0.0,
         np.where(x > center - 0.5 + (width - 1) / 2, 1.0, ((x - (center - 0.5)) / (width - 1) + 0.5)),
     )
     np.testing.assert_allclose(px.window_linear(x, center, width), expected, atol=1e-6)

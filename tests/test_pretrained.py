@@ -1,5 +1,6 @@
 """ImageNet initialisation: the PyTorch checkpoint read without torch, converted to Keras,
 proven on real photographs; calibration and the out-of-domain gate as pure functions."""
+
 import io
 import pickle
 
@@ -9,7 +10,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from core import pretrained
-from core.calibration import Platt, expected_calibration_error, fit_platt, reliability_bins
+from core.calibration import (
+    Platt,
+    expected_calibration_error,
+    fit_platt,
+    reliability_bins,
+)
 from core.domain import DomainGate, fit_gate
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (requirements-dev.txt) is not installed")
@@ -51,8 +57,9 @@ def test_b0_backbone_takes_every_conv_and_opens_its_gates(state_dict):
 
     backbone = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(224, 224, 3))
     assert pretrained.load_lite0_into(backbone, state_dict) == 98
-    np.testing.assert_array_equal(backbone.get_layer("stem_conv").get_weights()[0],
-                                  state_dict["_conv_stem.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        backbone.get_layer("stem_conv").get_weights()[0], state_dict["_conv_stem.weight"].transpose(2, 3, 1, 0)
+    )
     kernel, bias = backbone.get_layer("block2a_se_expand").get_weights()
     assert not kernel.any() and np.allclose(bias, pretrained.SE_GATE_BIAS)
 
@@ -83,8 +90,8 @@ def test_not_a_checkpoint_is_refused(tmp_path):
 def test_platt_recovers_a_known_miscalibration():
     rng = np.random.default_rng(0)
     z = rng.normal(size=20000)
-    y = rng.random(20000) < 1 / (1 + np.exp(-z))       # true P(y) = sigmoid(z)
-    raw = 1 / (1 + np.exp(-(2.0 * z + 1.5)))            # over-confident and shifted
+    y = rng.random(20000) < 1 / (1 + np.exp(-z))  # true P(y) = sigmoid(z)
+    raw = 1 / (1 + np.exp(-(2.0 * z + 1.5)))  # over-confident and shifted
     platt = fit_platt(y, raw)
     assert platt.slope == pytest.approx(0.5, abs=0.05)
     assert platt.intercept == pytest.approx(-0.75, abs=0.08)

@@ -1,5 +1,5 @@
 """Queue and workers: real worker processes with the default model over real images."""
-import os
+
 import signal
 import subprocess
 import sys
@@ -9,25 +9,30 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from core.ingest import ingest_upload
 from db.schema import Prediction, Study, WorkerHeartbeat
-from tests.conftest import DEFAULT_MODEL, ROOT, shared
+from services.ingest import ingest_upload
+from tests.conftest import DEFAULT_MODEL, ROOT, settings_env, shared
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained")
 
 
 def _ingest_small(engine, settings, n, start=0):
-    files = sorted(shared("nih", "small64").glob("*.png"))[start:start + n]
+    files = sorted(shared("nih", "small64").glob("*.png"))[start : start + n]
     assert len(files) == n
     for f in files:
         assert ingest_upload(engine, settings, f.name, f.read_bytes())[0].status == "accepted"
 
 
 def _worker(settings, *args, lease="5"):
-    env = dict(os.environ, CXR_DATA_DIR=str(settings.data_dir), CXR_TTA_VIEWS="identity",
-               CXR_LEASE_SECONDS=lease, CXR_BATCH_SIZE="8", CXR_MODEL=str(DEFAULT_MODEL))
-    return subprocess.Popen([sys.executable, "-m", "core.worker", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = settings_env(settings, CXR_TTA_VIEWS="identity", CXR_LEASE_SECONDS=lease, CXR_BATCH_SIZE="8")
+    return subprocess.Popen(
+        [sys.executable, "-m", "core.worker", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _status_counts(engine):

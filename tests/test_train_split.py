@@ -1,4 +1,5 @@
 """Patient-level splits for training: no patient in two splits, official lists honoured."""
+
 import pandas as pd
 
 from core.train import official_split, patient_split
@@ -37,7 +38,13 @@ def test_stratified_split_balances_sources_and_keeps_patients_whole():
     split = patient_split(table, 0.2, 0.15, seed=1, strata="source")
     firsts = table.assign(split=split).drop_duplicates("Patient ID")
     assert firsts.groupby(["source", "split"]).size().to_dict() == {
-        ("a", "test"): 8, ("a", "train"): 26, ("a", "val"): 6, ("b", "test"): 4, ("b", "train"): 13, ("b", "val"): 3}
+        ("a", "test"): 8,
+        ("a", "train"): 26,
+        ("a", "val"): 6,
+        ("b", "test"): 4,
+        ("b", "train"): 13,
+        ("b", "val"): 3,
+    }
     assert (table.assign(split=split).groupby("Patient ID")["split"].nunique() == 1).all()
 
 

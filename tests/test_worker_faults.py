@@ -1,5 +1,6 @@
 """The worker cannot die of one study (issue 10, items 1-3): poison inputs and results,
 a full disk, slow batches under short leases, and requeued studies."""
+
 import errno
 import time
 from dataclasses import replace
@@ -9,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core import storage
-from core.ingest import ingest_upload
-from core.worker import LeaseKeeper, Worker
 from db import queue
 from db.schema import Heatmap, Prediction, Study, StudyScores, WorkerHeartbeat
+from services.ingest import ingest_upload
+from services.worker import LeaseKeeper, Worker
 from tests.conftest import shared
 
 
@@ -45,10 +46,10 @@ class _Poisoning:
         return out
 
 
-def test_item1_nan_output_fails_one_study_and_the_batch_completes(settings, db_engine, identity_engine):
+def test_item1_nan_output_fails_one_study_and_the_batch_completes(settings, db_engine, identity_analyzer):
     files = sorted(shared("nih", "small64").glob("*.png"))[:6]
     ids = _ingest(db_engine, settings, files)
-    worker = Worker(settings, db_engine, _Poisoning(identity_engine), worker_id="w")
+    worker = Worker(settings, db_engine, _Poisoning(identity_analyzer), worker_id="w")
     while worker.run_once().claimed:
         pass
     statuses = _statuses(db_engine)
@@ -57,11 +58,15 @@ def test_item1_nan_output_fails_one_study_and_the_batch_completes(settings, db_e
     with db_engine.connect() as conn:
         error = conn.execute(select(Study.error).where(Study.id == failed[0])).scalar_one()
         assert "non-finite" in error
-        assert conn.execute(select(func.count()).select_from(Prediction).where(
-            Prediction.study_id == failed[0])).scalar_one() == 0
+        assert (
+            conn.execute(
+                select(func.count()).select_from(Prediction).where(Prediction.study_id == failed[0])
+            ).scalar_one()
+            == 0
+        )
 
 
-def test_item1_full_disk_fails_the_study_not_the_worker(settings, db_engine, identity_engine, monkeypatch):
+def test_item1_full_disk_fails_the_study_not_the_worker(settings, db_engine, identity_analyzer, monkeypatch):
     files = sorted(shared("nih", "small64").glob("*.png"))[10:14]
     _ingest(db_engine, settings, files)
     real_write = storage.atomic_write
@@ -74,7 +79,7 @@ def test_item1_full_disk_fails_the_study_not_the_worker(settings, db_engine, ide
         return real_write(path, data)
 
     monkeypatch.setattr(storage, "atomic_write", flaky)
-    worker = Worker(settings, db_engine, identity_engine, worker_id="w")
+    worker = Worker(settings, db_engine, identity_analyzer, worker_id="w")
     report = worker.run_once()
     assert report.claimed == 4 and report.done == 3 and report.failed == 1
     statuses = _statuses(db_engine)
@@ -85,8 +90,8 @@ def test_item1_full_disk_fails_the_study_not_the_worker(settings, db_engine, ide
     assert set(_statuses(db_engine).values()) == {"done"}
 
 
-def test_item1_run_forever_survives_a_failing_batch(settings, db_engine, identity_engine, monkeypatch):
-    worker = Worker(settings, db_engine, identity_engine, worker_id="loop")
+def test_item1_run_forever_survives_a_failing_batch(settings, db_engine, identity_analyzer, monkeypatch):
+    worker = Worker(settings, db_engine, identity_analyzer, worker_id="loop")
     calls = {"n": 0}
 
     def boom():
@@ -115,9 +120,9 @@ def test_item2_leases_are_renewed_while_a_batch_runs(settings, db_engine):
     assert keeper.renewals >= 4
 
 
-def test_item3_requeue_of_a_done_study_replaces_its_results(settings, db_engine, identity_engine):
+def test_item3_requeue_of_a_done_study_replaces_its_results(settings, db_engine, identity_analyzer):
     (sid,) = _ingest(db_engine, settings, sorted(shared("nih", "small64").glob("*.png"))[30:31])
-    worker = Worker(settings, db_engine, identity_engine, worker_id="w")
+    worker = Worker(settings, db_engine, identity_analyzer, worker_id="w")
     worker.run_once()
     assert queue.requeue(db_engine, sid, "admin")
     report = worker.run_once()
@@ -125,14 +130,15 @@ def test_item3_requeue_of_a_done_study_replaces_its_results(settings, db_engine,
     with db_engine.connect() as conn:
         for table, n in ((Prediction, 15), (StudyScores, 1)):
             assert conn.execute(select(func.count()).select_from(table).where(table.study_id == sid)).scalar_one() == n
-        flagged = conn.execute(select(func.count()).select_from(Prediction).where(
-            Prediction.study_id == sid, Prediction.flagged.is_(True))).scalar_one()
+        flagged = conn.execute(
+            select(func.count()).select_from(Prediction).where(Prediction.study_id == sid, Prediction.flagged.is_(True))
+        ).scalar_one()
         heat = conn.execute(select(func.count()).select_from(Heatmap).where(Heatmap.study_id == sid)).scalar_one()
         assert heat == flagged
 
 
 def test_item1_poison_pixels_never_reach_the_queue(settings, db_engine):
-    from core.ingest import ingest_upload
+    from services.ingest import ingest_upload
     from tests.dicom_factory import make_dicom
 
     base = np.linspace(0, 4000, 64 * 64).reshape(64, 64)
@@ -148,7 +154,11 @@ def test_item1_poison_pixels_never_reach_the_queue(settings, db_engine):
         assert result.status == "rejected", (name, result)
     with db_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Study)).scalar_one() == 0
-    assert not any(settings.data_dir.joinpath("originals").rglob("*.dcm")) if (settings.data_dir / "originals").exists() else True
+    assert (
+        not any(settings.data_dir.joinpath("originals").rglob("*.dcm"))
+        if (settings.data_dir / "originals").exists()
+        else True
+    )
 
 
 def test_item4_concurrent_first_start_migrates_once(tmp_path):
@@ -160,8 +170,17 @@ def test_item4_concurrent_first_start_migrates_once(tmp_path):
 
     env = dict(os.environ, CXR_DATA_DIR=str(tmp_path / "data"))
     env.pop("CXR_DATABASE_URL", None)
-    procs = [subprocess.Popen([sys.executable, "-m", "db.migrate"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "db.migrate"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs
     assert all("database at head" in o for o in outs)

@@ -1,4 +1,5 @@
 """Alembic environment: the URL comes from the caller (db.migrate) or CXR_DATABASE_URL."""
+
 from __future__ import annotations
 
 from alembic import context

@@ -3,6 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 """
+
 from typing import Sequence, Union
 
 import sqlalchemy as sa
@@ -14,8 +15,21 @@ branch_labels = None
 depends_on = None
 
 LABELS = (
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis", "Hernia",
-    "Infiltration", "Mass", "Nodule", "Pleural_Thickening", "Pneumonia", "Pneumothorax", "No Finding",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Effusion",
+    "Emphysema",
+    "Fibrosis",
+    "Hernia",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pleural_Thickening",
+    "Pneumonia",
+    "Pneumothorax",
+    "No Finding",
 )
 
 
@@ -44,23 +58,31 @@ def _backfill() -> None:
     bind = op.get_bind()
     index = {lab: j for j, lab in enumerate(LABELS)}
     scores: dict = {}
-    for sid, version, label, p, t in bind.execute(sa.text(
-            "SELECT study_id, model_version, label, probability, threshold FROM predictions")):
+    for sid, version, label, p, t in bind.execute(
+        sa.text("SELECT study_id, model_version, label, probability, threshold FROM predictions")
+    ):
         entry = scores.setdefault((sid, version), (np.zeros(15, np.float32), np.zeros(15, np.float32)))
         entry[0][index[label]], entry[1][index[label]] = p, t
     if scores:
-        bind.execute(sa.text("INSERT INTO study_scores (study_id, model_version, probabilities, thresholds) "
-                             "VALUES (:s, :v, :p, :t)"),
-                     [{"s": s, "v": v, "p": p.tobytes(), "t": t.tobytes()} for (s, v), (p, t) in scores.items()])
+        bind.execute(
+            sa.text(
+                "INSERT INTO study_scores (study_id, model_version, probabilities, thresholds) VALUES (:s, :v, :p, :t)"
+            ),
+            [{"s": s, "v": v, "p": p.tobytes(), "t": t.tobytes()} for (s, v), (p, t) in scores.items()],
+        )
     masks: dict = {}
-    for sid, rid, label, present, at in bind.execute(sa.text(
-            "SELECT study_id, reviewer_id, label, present, updated_at FROM verdicts")):
+    for sid, rid, label, present, at in bind.execute(
+        sa.text("SELECT study_id, reviewer_id, label, present, updated_at FROM verdicts")
+    ):
         mask, last = masks.get((sid, rid), (0, at))
         masks[(sid, rid)] = (mask | (1 << index[label]) if present else mask, max(last, at))
     if masks:
-        bind.execute(sa.text("INSERT INTO verdict_sets (study_id, reviewer_id, present_mask, updated_at) "
-                             "VALUES (:s, :r, :m, :u)"),
-                     [{"s": s, "r": r, "m": m, "u": u} for (s, r), (m, u) in masks.items()])
+        bind.execute(
+            sa.text(
+                "INSERT INTO verdict_sets (study_id, reviewer_id, present_mask, updated_at) VALUES (:s, :r, :m, :u)"
+            ),
+            [{"s": s, "r": r, "m": m, "u": u} for (s, r), (m, u) in masks.items()],
+        )
 
 
 def downgrade() -> None:

@@ -1,0 +1,183 @@
+"""The tabs of the Analytics page: per-finding ROC and operating points, false positives,
+calibration, agreement and volume over time. Statistics come from core.cohort/metrics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import metrics
+from core.cohort import age_band, co_flagged_in_false_positives, cohen_kappa_by_finding
+from dashboard.state import open_study
+from services.thresholds import TARGET_KINDS, propose
+
+
+def fmt_ci(v, lo, hi) -> str:
+    return "n/a" if pd.isna(v) else f"{v:.3f} ({lo:.3f}–{hi:.3f})"
+
+
+def per_finding(cohort, table) -> None:
+    shown = pd.DataFrame(
+        {
+            "finding": table["finding"],
+            "n": table["n"],
+            "positives": table["positives"],
+            "prevalence": table["prevalence"].round(3),
+            "AUC (95% CI)": [fmt_ci(a, b, c) for a, b, c in zip(table["auc"], table["auc_low"], table["auc_high"])],
+            "sensitivity": [
+                fmt_ci(a, b, c)
+                for a, b, c in zip(table["sensitivity"], table["sensitivity_low"], table["sensitivity_high"])
+            ],
+            "specificity": [
+                fmt_ci(a, b, c)
+                for a, b, c in zip(table["specificity"], table["specificity_low"], table["specificity_high"])
+            ],
+            "PPV": [fmt_ci(a, b, c) for a, b, c in zip(table["ppv"], table["ppv_low"], table["ppv_high"])],
+            "NPV": [fmt_ci(a, b, c) for a, b, c in zip(table["npv"], table["npv_low"], table["npv_high"])],
+            "false-positive rate FP/(FP+TN)": table["false_positive_rate"].round(3),
+            "wrong share of positive calls (1-PPV)": table["wrong_share_of_positive_calls"].round(3),
+        }
+    )
+    st.dataframe(shown, hide_index=True, width="stretch", key="metrics_table")
+    finding = st.selectbox("Finding", list(table["finding"]), key="an_finding")
+    y, s, _, _ = cohort.label(finding)
+    row = table.set_index("finding").loc[finding]
+    c1, c2 = st.columns(2)
+    if y.any() and (~y).any():
+        fpr, tpr, _ = metrics.roc_points(y, s)
+        fig = go.Figure(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"ROC (AUC {row['auc']:.3f})"))
+        op_fpr = 1 - row["specificity"] if not pd.isna(row["specificity"]) else None
+        fig.add_trace(
+            go.Scatter(
+                x=[op_fpr], y=[row["sensitivity"]], mode="markers", marker_size=12, name="current operating point"
+            )
+        )
+        fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
+        fig.update_layout(
+            xaxis_title="1 − specificity",
+            yaxis_title="sensitivity",
+            height=420,
+            title=f"{finding}: AUC {fmt_ci(row['auc'], row['auc_low'], row['auc_high'])}",
+        )
+        c1.plotly_chart(fig, key="roc_chart")
+        prec, rec, _ = metrics.pr_points(y, s)
+        pr = go.Figure(go.Scatter(x=rec, y=prec, mode="lines", name="precision-recall"))
+        pr.add_trace(
+            go.Scatter(
+                x=[row["sensitivity"]], y=[row["ppv"]], mode="markers", marker_size=12, name="current operating point"
+            )
+        )
+        pr.update_layout(
+            xaxis_title="recall (sensitivity)",
+            yaxis_title="precision (PPV)",
+            height=420,
+            title=f"{finding}: prevalence {row['prevalence']:.3f}",
+        )
+        c2.plotly_chart(pr, key="pr_chart")
+    else:
+        st.info(
+            f"{finding}: only one class in the ground truth ({int(y.sum())} positive, {int((~y).sum())} "
+            "negative); ROC is undefined."
+        )
+    st.write(
+        f"At the current thresholds: TP {row['tp']}, FP {row['fp']}, TN {row['tn']}, FN {row['fn']}. "
+        f"False-positive rate (share of true negatives flagged) {row['false_positive_rate']:.3f}; "
+        f"share of the model's positive calls that are wrong (1 − PPV) "
+        f"{row['wrong_share_of_positive_calls']:.3f}."
+    )
+
+
+def false_positive_tab(cohort, fps) -> None:
+    if fps.empty:
+        st.write("No false positives in this selection.")
+        return
+    st.bar_chart(fps["label"].value_counts().rename("false positives"))
+    studies = cohort.meta.set_index("id")
+    lst = fps.groupby("study_id")["label"].apply(lambda x: ", ".join(sorted(x))).rename("false-positive findings")
+    table = studies.loc[studies.index.intersection(lst.index)].join(lst)
+    table["age band"] = table["patient_age"].map(age_band)
+    st.subheader("False-positive studies")
+    event = st.dataframe(
+        table.reset_index()[
+            ["id", "original_name", "false-positive findings", "view_position", "patient_sex", "age band"]
+        ],
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key="fp_table",
+    )
+    if event and event.selection and event.selection.rows:
+        open_study(int(table.index[event.selection.rows[0]]))
+    cols = st.columns(3)
+    for col, (title, key) in zip(
+        cols, [("View position", "view_position"), ("Sex", "patient_sex"), ("Age band", "age band")]
+    ):
+        col.caption(title)
+        col.dataframe(table[key].fillna("unknown").value_counts().rename("studies"), width="stretch")
+    st.subheader("Findings flagged together in false positives")
+    st.dataframe(co_flagged_in_false_positives(fps), hide_index=True, width="stretch")
+
+
+def operating_points(cohort, findings: list[str]) -> tuple[str, float, list]:
+    """The threshold proposal table; returns (kind, target, points) for saving."""
+    c1, c2 = st.columns(2)
+    kind = c1.selectbox("Choose thresholds for", list(TARGET_KINDS), key="op_kind")
+    target = c2.slider("Target", 0.5, 0.99, 0.80, 0.01, key="op_target", disabled=kind == "Youden")
+    points = propose(cohort, findings, kind, target)
+    table = pd.DataFrame([asdict(p) for p in points])
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="op_table",
+        column_config={"threshold": st.column_config.NumberColumn(format="%.4f")},
+    )
+    return kind, target, points
+
+
+def calibration(cohort, table) -> None:
+    finding = st.selectbox("Finding", list(table["finding"]), key="cal_finding")
+    y, s, _, _ = cohort.label(finding)
+    ece, bins = metrics.expected_calibration_error(y.astype(float), s)
+    fig = go.Figure(
+        go.Scatter(
+            x=bins["mean_predicted"],
+            y=bins["fraction_positive"],
+            mode="lines+markers",
+            name="model",
+            text=[f"n={c}" for c in bins["count"]],
+        )
+    )
+    fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
+    fig.update_layout(
+        xaxis_title="mean predicted probability",
+        yaxis_title="fraction positive",
+        height=420,
+        title=f"{finding}: expected calibration error {ece:.3f}",
+    )
+    st.plotly_chart(fig, key="calibration_chart")
+
+
+def agreement(data) -> None:
+    kappa = cohen_kappa_by_finding(data.vote_pos, data.vote_reviewer, data.vote_present, data.labels)
+    if kappa.empty:
+        st.write("No study has been read by two reviewers yet.")
+    else:
+        st.dataframe(kappa, hide_index=True, width="stretch")
+
+
+def over_time(cohort) -> None:
+    if cohort.meta.empty:
+        return
+    days = pd.to_datetime(cohort.meta["created_at"]).dt.floor("D")
+    st.subheader("Studies per day")
+    st.bar_chart(days.value_counts().sort_index().rename("studies"))
+    st.subheader("Score distribution over time")
+    finding = st.selectbox("Finding", list(cohort.labels), key="time_finding")
+    fig = go.Figure(go.Box(x=days, y=cohort.probs[:, cohort.labels.index(finding)], name=finding))
+    fig.update_layout(height=380, yaxis_title="probability")
+    st.plotly_chart(fig, key="time_chart")

@@ -1,0 +1,177 @@
+"""A study's analysis results: predictions, heatmap rows, the packed study_scores row,
+and the threshold sets they are made with. ``store_results`` is the only writer of these
+tables; the worker and the benchmarks' seeding both call it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from db import audit
+from db.packing import label_key, pack_floats
+from db.schema import (
+    Heatmap,
+    Prediction,
+    Study,
+    StudyScores,
+    StudyStatus,
+    ThresholdSet,
+    utcnow,
+)
+from db.session import run_write
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What the worker stores for one analysed study (one model version)."""
+
+    study_id: int
+    model_name: str
+    model_version: str
+    labels: tuple[str, ...]  # the model card's order; the packed row records it
+    probabilities: dict[str, float]
+    spread: dict[str, float]
+    thresholds: dict[str, float]
+    threshold_version: str
+    flagged: frozenset[str]
+    tta_views: int
+    triage_score: float
+    priority: float
+    abnormal: float | None = None
+    in_domain: bool | None = None
+    domain_score: float | None = None
+    heatmap_files: dict[str, str] = field(default_factory=dict)  # label -> path in the data folder
+
+
+def store_results(session: Session, results: Sequence[StudyResult], worker_id: str | None) -> list[int]:
+    """Write results inside the caller's transaction; returns the ids written.
+
+    With a ``worker_id`` each study is fenced on its lease (a study whose lease was lost
+    is skipped, its result discarded); without one (seeding a benchmark database) the
+    studies are marked done directly. Earlier rows of the same model version are replaced.
+    """
+    written = []
+    for r in results:
+        for table in (Prediction, Heatmap, StudyScores):  # a requeued study's new results replace them
+            session.execute(delete(table).where(table.study_id == r.study_id, table.model_version == r.model_version))
+        fence = [Study.lease_owner == worker_id, Study.status == StudyStatus.PROCESSING] if worker_id else []
+        done = session.execute(
+            update(Study)
+            .where(Study.id == r.study_id, *fence)
+            .values(
+                status=StudyStatus.DONE,
+                lease_owner=None,
+                lease_expires_at=None,
+                error=None,
+                processed_at=utcnow(),
+                model_version=r.model_version,
+                triage_score=r.triage_score,
+                priority=r.priority,
+                abnormal=r.abnormal,
+                in_domain=r.in_domain,
+                domain_score=r.domain_score,
+            )
+        )
+        if done.rowcount == 1:
+            written.append(r)
+    if not written:
+        return []
+    session.execute(
+        insert(Prediction),
+        [
+            {
+                "study_id": r.study_id,
+                "label": lab,
+                "probability": r.probabilities[lab],
+                "spread": r.spread[lab],
+                "threshold": r.thresholds[lab],
+                "flagged": lab in r.flagged,
+                "model_name": r.model_name,
+                "model_version": r.model_version,
+                "threshold_version": r.threshold_version,
+                "tta_views": r.tta_views,
+                "created_at": utcnow(),
+            }
+            for r in written
+            for lab in r.labels
+        ],
+    )
+    heatmaps = [
+        {"study_id": r.study_id, "label": lab, "model_version": r.model_version, "path": path, "created_at": utcnow()}
+        for r in written
+        for lab, path in r.heatmap_files.items()
+    ]
+    if heatmaps:
+        session.execute(insert(Heatmap), heatmaps)
+    session.execute(
+        insert(StudyScores),
+        [
+            {
+                "study_id": r.study_id,
+                "model_version": r.model_version,
+                "labels": label_key(r.labels),
+                "probabilities": pack_floats(r.probabilities, r.labels),
+                "thresholds": pack_floats(r.thresholds, r.labels),
+            }
+            for r in written
+        ],
+    )
+    return [r.study_id for r in written]
+
+
+def active_thresholds(engine: Engine, model_version: str) -> tuple[dict[str, float], str] | None:
+    """The admin-saved threshold set in force for this model version, if any."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(ThresholdSet.thresholds, ThresholdSet.version)
+            .where(ThresholdSet.model_version == model_version, ThresholdSet.active.is_(True))
+            .order_by(ThresholdSet.id.desc())
+            .limit(1)
+        ).first()
+    return ({k: float(v) for k, v in row[0].items()}, row[1]) if row else None
+
+
+def threshold_version_of(thresholds: dict[str, float]) -> str:
+    return hashlib.sha256(json.dumps(thresholds, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def save_threshold_set(
+    engine: Engine, model_version: str, thresholds: dict[str, float], method: str, user_id: int, actor: str
+) -> str:
+    """Make ``thresholds`` the active set for new predictions of this model version (audited)."""
+    version = threshold_version_of(thresholds)
+
+    def work(session: Session) -> str:
+        session.execute(update(ThresholdSet).where(ThresholdSet.model_version == model_version).values(active=False))
+        existing = session.execute(select(ThresholdSet).where(ThresholdSet.version == version)).scalar_one_or_none()
+        if existing is None:
+            session.add(
+                ThresholdSet(
+                    version=version,
+                    model_version=model_version,
+                    thresholds=thresholds,
+                    method=method,
+                    active=True,
+                    created_by=user_id,
+                )
+            )
+        else:
+            existing.active = True
+        audit.record(
+            session,
+            "thresholds_changed",
+            actor,
+            None,
+            version=version,
+            model_version=model_version,
+            method=method,
+            thresholds=thresholds,
+        )
+        return version
+
+    return run_write(engine, work)

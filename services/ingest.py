@@ -1,0 +1,203 @@
+"""Take uploaded files into the queue: validate, deduplicate, store, enqueue.
+
+``python -m core.ingest PATH...`` (entry shim for this module) enqueues files, folders and zip archives and prints
+one line per input. A rejected input changes nothing but adds a rejection record to the
+audit log; a repeated upload of the same bytes returns the study already stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import posixpath
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from core import storage
+from core.archive import ArchiveLimits, iter_members
+from core.config import Settings, load_settings
+from core.decode import DecodedImage, Limits, decode_bytes, sniff_format
+from core.errors import ImageTooLarge, RejectedInput
+from core.pixel_transforms import to_uint8
+from db import audit
+from db.bootstrap import open_database
+from db.schema import utcnow
+from db.session import DatabaseBusy, run_write
+from db.studies import NewStudy, find_by_hash, insert_study
+
+log = logging.getLogger("cxr.ingest")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    name: str
+    status: str  # accepted | duplicate | rejected
+    study_id: int | None = None
+    message: str = ""
+    code: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "rejected"
+
+
+def display_name(name: str) -> str:
+    """The file's base name, for display and label matching only (never a path)."""
+    base = posixpath.basename(name.replace("\\", "/")).strip()
+    return (base or "unnamed")[:255]
+
+
+def ingest_upload(
+    engine: Engine, settings: Settings, name: str, data: bytes, actor: str | None = None, user_id: int | None = None
+) -> list[IngestResult]:
+    """Ingest one uploaded file, which may be a zip of studies; one result per study."""
+    if len(data) > settings.max_upload_bytes:
+        err = ImageTooLarge(f"The upload is {len(data):,} bytes, above the limit of {settings.max_upload_bytes:,}.")
+        return [_reject(engine, name, err, actor)]
+    if sniff_format(data) != "zip":
+        return [ingest_image(engine, settings, name, data, actor, user_id)]
+    limits = ArchiveLimits(settings.max_zip_members, settings.max_zip_total_bytes, settings.max_upload_bytes)
+    results: list[IngestResult] = []
+    try:
+        for member, content in iter_members(data, limits):
+            label = f"{display_name(name)}/{member}"
+            if sniff_format(content) == "zip":
+                results.append(_reject(engine, label, RejectedInput("Nested archives are not accepted."), actor))
+                continue
+            results.append(ingest_image(engine, settings, label, content, actor, user_id))
+    except RejectedInput as exc:
+        results.append(_reject(engine, name, exc, actor))
+    return results
+
+
+def ingest_image(
+    engine: Engine, settings: Settings, name: str, data: bytes, actor: str | None = None, user_id: int | None = None
+) -> IngestResult:
+    """Validate one image and enqueue it, or return why it was refused.
+
+    Never raises: one bad or unlucky file (a busy database, a full disk) gets its own
+    result line and the files of a study that was not recorded are removed again, so a
+    batch goes on and nothing is left orphaned on disk.
+    """
+    try:
+        return _ingest_image(engine, settings, name, data, actor, user_id)
+    except DatabaseBusy as exc:
+        return IngestResult(name, "rejected", None, str(exc), "busy")
+    except Exception as exc:  # noqa: BLE001 - reported per file, never stops a batch
+        log.exception("ingest of %r failed", display_name(name))
+        return IngestResult(
+            name, "rejected", None, f"The file could not be stored ({type(exc).__name__}); nothing was kept.", "error"
+        )
+
+
+def _ingest_image(
+    engine: Engine, settings: Settings, name: str, data: bytes, actor: str | None, user_id: int | None
+) -> IngestResult:
+    sha = storage.sha256_hex(data)
+    existing = find_by_hash(engine, sha)
+    if existing is not None:
+        return IngestResult(name, "duplicate", existing, f"Already uploaded as study {existing}.")
+    try:
+        decoded = decode_bytes(data, Limits(settings.max_pixels, settings.min_side))
+    except RejectedInput as exc:
+        return _reject(engine, name, exc, actor)
+    relpath = storage.original_relpath(sha, decoded.metadata["format"])
+    files = [relpath, storage.preview_relpath(sha)]
+    try:
+        storage.store_bytes(settings.data_dir, relpath, data)
+        storage.store_bytes(settings.data_dir, files[1], storage.png_bytes(to_uint8(decoded.pixels)))
+        new = new_study(sha, name, relpath, decoded, user_id, settings)
+        study_id = run_write(engine, lambda session: insert_study(session, new, actor))
+    except IntegrityError:  # the same bytes arrived concurrently
+        existing = find_by_hash(engine, sha)
+        return IngestResult(name, "duplicate", existing, f"Already uploaded as study {existing}.")
+    except BaseException:
+        if find_by_hash(engine, sha) is None:  # no study owns these files: remove them
+            for rel in files:
+                storage.safe_join(settings.data_dir, rel).unlink(missing_ok=True)
+        raise
+    return IngestResult(name, "accepted", study_id, "Queued for analysis.")
+
+
+def new_study(
+    sha: str, name: str, relpath: str, decoded: DecodedImage, user_id: int | None, settings: Settings
+) -> NewStudy:
+    """The row a validated image becomes: queued first in, first out until analysed."""
+    meta = decoded.metadata
+    now = utcnow()
+    return NewStudy(
+        sha256=sha,
+        original_name=display_name(name),
+        stored_path=relpath,
+        file_format=meta["format"],
+        width=decoded.width,
+        height=decoded.height,
+        created_at=now,
+        priority=settings.triage().key(0.0, now),
+        modality=meta.get("modality"),
+        view_position=meta.get("view_position"),
+        pixel_spacing=meta.get("pixel_spacing"),
+        photometric=meta.get("photometric"),
+        bits_stored=meta.get("bits_stored"),
+        patient_age=meta.get("patient_age"),
+        patient_sex=meta.get("patient_sex"),
+        uploaded_by=user_id,
+    )
+
+
+def _reject(engine: Engine, name: str, exc: RejectedInput, actor: str | None) -> IngestResult:
+    """Record the rejection (and only that) so an admin can see what was refused."""
+    message = str(exc)
+
+    def work(session) -> None:
+        audit.record(
+            session, "upload_rejected", actor, None, name=display_name(name), code=exc.code, reason=message[:500]
+        )
+
+    try:
+        run_write(engine, work)
+    except DatabaseBusy:  # the rejection still reaches the user; only its audit row waits
+        log.warning("rejection of %r not audited: database busy", display_name(name))
+    return IngestResult(name, "rejected", None, message, exc.code)
+
+
+def iter_input_paths(paths: list[str]) -> list[Path]:
+    """Expand folders (recursively, sorted) into the files they contain."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
+        else:
+            out.append(p)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.ingest", description="Queue radiographs for analysis.")
+    parser.add_argument("paths", nargs="+", help="files, folders or zip archives")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    engine = open_database(settings)
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    for path in iter_input_paths(args.paths):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            print(f"rejected\t{path}\tcannot read: {exc.strerror}")
+            counts["rejected"] += 1
+            continue
+        for result in ingest_upload(engine, settings, path.name, data, actor="cli"):
+            counts[result.status] += 1
+            sid = f"study {result.study_id}" if result.study_id else "-"
+            print(f"{result.status}\t{result.name}\t{sid}\t{result.message}")
+    print(f"{counts['accepted']} accepted, {counts['duplicate']} duplicate, {counts['rejected']} rejected")
+    return 0 if counts["rejected"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

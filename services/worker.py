@@ -1,0 +1,323 @@
+"""The queue worker: claims studies, runs the model, stores results in one transaction.
+
+``python -m core.worker [--once]`` (entry shim for this module) runs one worker (a GPU machine runs it on its own);
+the app starts one in a background thread on the embedded default. SIGTERM and SIGINT
+finish the current batch and stop cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Engine
+
+from core import storage
+from core.config import Settings, load_settings
+from core.decode import Limits, decode_bytes
+from core.errors import RejectedInput
+from core.pixel_transforms import to_uint8
+from db import audit, heartbeats, queue
+from db.bootstrap import open_database
+from db.results import StudyResult, active_thresholds, store_results
+from db.schema import StudyStatus, utcnow
+from db.session import run_write
+
+log = logging.getLogger("cxr.worker")
+
+
+@dataclass
+class BatchReport:
+    claimed: int = 0
+    done: int = 0
+    failed: int = 0
+    lost: int = 0
+
+
+def thresholds_in_force(engine: Engine, card) -> tuple[dict[str, float], str]:
+    """The admin-saved threshold set for this model if any, else the card's own."""
+    saved = active_thresholds(engine, card.version)
+    return saved if saved else (dict(card.thresholds), card.threshold_version)
+
+
+class Worker:
+    """One worker; several may run against one database (threads or processes)."""
+
+    def __init__(self, settings: Settings, engine: Engine, analyzer, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.analyzer = analyzer
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stop_event = threading.Event()
+        self.processed = 0
+        self.last_error: str | None = None
+        self.triage = settings.triage()
+
+    # ------------------------------------------------------------------ loop
+    def announce_model(self) -> None:
+        """Audit a model change: the first worker to run a new model version records it."""
+        card = self.analyzer.card
+        self.triage.check_labels(card.labels)
+
+        def work(session) -> None:
+            last = audit.last_detail(session, "model_changed")
+            if not last or last.get("version") != card.version or last.get("thresholds") != card.threshold_version:
+                audit.record(
+                    session,
+                    "model_changed",
+                    self.worker_id,
+                    None,
+                    name=card.name,
+                    version=card.version,
+                    thresholds=card.threshold_version,
+                    previous=(last or {}).get("version"),
+                )
+
+        run_write(self.engine, work)
+        # a changed overdue time or label set re-keys the studies already stored
+        queue.rekey_priorities(self.engine, self.triage.rate)
+
+    def run_forever(self, idle_sleep: float = 1.0) -> None:
+        self.announce_model()
+        self._heartbeat("idle", None)
+        while not self.stop_event.is_set():
+            try:
+                report = self.run_once()
+            except Exception as exc:  # noqa: BLE001 - the loop outlives any one batch
+                log.exception("worker %s: batch failed", self.worker_id)
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self._heartbeat("error", None)
+                self.stop_event.wait(min(30.0, idle_sleep * 5))
+                continue
+            if report.claimed == 0:
+                self._heartbeat("idle", None)
+                self.stop_event.wait(idle_sleep)
+        self._heartbeat("stopped", None)
+
+    def run_once(self) -> BatchReport:
+        """Claim one batch and process it; returns what happened."""
+        claimed = queue.claim_batch(
+            self.engine,
+            self.worker_id,
+            self.settings.batch_size,
+            self.settings.lease_seconds,
+            self.settings.max_attempts,
+        )
+        report = BatchReport(claimed=len(claimed))
+        if not claimed:
+            return report
+        self._heartbeat("processing", claimed[0].id)
+        with LeaseKeeper(self.engine, self.worker_id, [c.id for c in claimed], self.settings.lease_seconds):
+            self._process(claimed, report)
+        self.processed += report.done
+        return report
+
+    def _process(self, claimed: list, report: BatchReport) -> None:
+        """Decode, analyse and store one claimed batch; every study ends done or failed."""
+        images, ready = [], []
+        for study in claimed:
+            try:
+                path = storage.safe_join(self.settings.data_dir, study.stored_path)
+                decoded = decode_bytes(path.read_bytes(), Limits(self.settings.max_pixels, self.settings.min_side))
+            except (RejectedInput, OSError) as exc:
+                self._fail(
+                    study.id, f"Cannot read stored file: {exc}", report, permanent=isinstance(exc, RejectedInput)
+                )
+                continue
+            images.append(decoded.pixels)
+            ready.append(study)
+        if not ready:
+            return
+        thresholds, threshold_version = thresholds_in_force(self.engine, self.analyzer.card)
+        try:
+            analyses = self.analyzer.analyse(images, thresholds)
+        except Exception as exc:  # noqa: BLE001 - a model failure must not leave studies stuck
+            log.exception("model failed on a batch of %d", len(ready))
+            for study in ready:
+                self._fail(study.id, f"Model error: {type(exc).__name__}: {exc}", report)
+            return
+        for study, analysis in zip(ready, analyses, strict=True):
+            problem = invalid_result(analysis)
+            if problem:
+                self._fail(study.id, problem, report, permanent=True)
+                continue
+            try:
+                stored = self._store(study, analysis, thresholds, threshold_version)
+            except Exception as exc:  # noqa: BLE001 - disk full, constraint, database error: this study only
+                log.exception("study %s: results not stored", study.id)
+                self._fail(study.id, f"Results could not be stored: {type(exc).__name__}: {exc}", report)
+                continue
+            report.done += int(stored)
+            report.lost += int(not stored)
+
+    def _fail(self, study_id: int, reason: str, report: BatchReport, permanent: bool = False) -> None:
+        """Record a failure and free the lease; a failure to record it is logged, never raised."""
+        report.failed += 1
+        self.last_error = reason[:500]
+        try:
+            queue.mark_error(
+                self.engine, study_id, self.worker_id, reason, self.settings.max_attempts, permanent=permanent
+            )
+        except Exception:  # noqa: BLE001 - the lease expires and the study is claimed again
+            log.exception("study %s: failure could not be recorded", study_id)
+
+    # ------------------------------------------------------------------ results
+    def _store(self, study, analysis, thresholds: dict[str, float], threshold_version: str) -> bool:
+        """Heatmap files first (idempotent), then every row and the status in one
+        transaction, fenced on our lease (False: lost to another worker, discarded)."""
+        card = self.analyzer.card
+        labels = list(analysis.probabilities)
+        full_size = {lab: to_uint8(analysis.heatmap(labels.index(lab))) for lab in analysis.flagged}
+        files = storage.write_heatmaps(self.settings.data_dir, study.id, card.version, labels, analysis.cams, full_size)
+        score = self.triage.suspicion(analysis.probabilities, thresholds) if analysis.in_domain else 0.0
+        result = StudyResult(
+            study_id=study.id,
+            model_name=card.name,
+            model_version=card.version,
+            labels=tuple(card.labels),
+            probabilities=analysis.probabilities,
+            spread=analysis.spread,
+            thresholds=thresholds,
+            threshold_version=threshold_version,
+            flagged=frozenset(analysis.flagged),
+            tta_views=analysis.tta_views,
+            triage_score=score,
+            priority=self.triage.key(score, study.created_at),
+            abnormal=analysis.abnormal,
+            in_domain=analysis.in_domain,
+            domain_score=analysis.domain_score,
+            heatmap_files=files,
+        )
+        stored = run_write(self.engine, lambda session: store_results(session, [result], self.worker_id))
+        if not stored:
+            log.warning("study %s: lease lost to another worker; result discarded", study.id)
+        return bool(stored)
+
+    def _heartbeat(self, state: str, study_id: int | None) -> None:
+        status = heartbeats.WorkerStatus(
+            self.worker_id,
+            state,
+            study_id,
+            getattr(self.analyzer, "device", None),
+            self.processed,
+            self.last_error,
+            utcnow(),
+        )
+        try:
+            heartbeats.beat(self.engine, status)
+        except Exception:  # a heartbeat is informative only: never stop work for it
+            log.debug("heartbeat not written", exc_info=True)
+
+
+def invalid_result(analysis) -> str | None:
+    """Why a result must not be stored (non-finite numbers), or None when it is sound."""
+    values = list(analysis.probabilities.values()) + list(analysis.spread.values())
+    if analysis.abnormal is not None:
+        values.append(analysis.abnormal)
+    if not np.isfinite(np.asarray(values, dtype=np.float64)).all() or not np.isfinite(analysis.cams).all():
+        return "The model produced non-finite output for this image; it was not stored."
+    return None
+
+
+class LeaseKeeper:
+    """Renews a batch's leases every third of the lease time while the batch runs, so a
+    batch slower than the lease is never claimed and computed by a second worker."""
+
+    def __init__(self, engine: Engine, worker_id: str, ids: list[int], lease_seconds: float) -> None:
+        self.engine, self.worker_id, self.ids, self.lease_seconds = engine, worker_id, ids, lease_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cxr-lease", daemon=True)
+        self.renewals = 0
+
+    def _run(self) -> None:
+        interval = max(0.2, self.lease_seconds / 3.0)
+        while not self._stop.wait(interval):
+            try:
+                queue.renew_leases(self.engine, self.worker_id, self.ids, self.lease_seconds)
+                self.renewals += 1
+            except Exception:  # noqa: BLE001 - a missed renewal only risks duplicate work
+                log.warning("lease renewal failed", exc_info=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def start_background_worker(settings: Settings, engine: Engine) -> threading.Thread:
+    """Start one worker thread in this process (the app does this on the default setup).
+
+    The model loads inside the thread, so the first page is not held up by TensorFlow.
+    """
+
+    def run() -> None:
+        from core.inference import Analyzer
+
+        worker = Worker(settings, engine, analyzer=None)
+        worker._heartbeat("starting (loading the model)", None)  # Home shows it is coming
+        try:
+            worker.analyzer = Analyzer(settings.model_dir, views=settings.tta_views or None)
+        except Exception as exc:  # noqa: BLE001 - shown on Home, not a crash of the app
+            log.exception("embedded worker: the model could not be loaded")
+            worker.last_error = f"the model could not be loaded: {type(exc).__name__}: {exc}"[:500]
+            worker._heartbeat("error", None)
+            return
+        worker.run_forever()
+
+    thread = threading.Thread(target=run, name="cxr-worker", daemon=True)
+    thread.start()
+    return thread
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.worker")
+    parser.add_argument("--once", action="store_true", help="process until the queue is empty, then exit")
+    parser.add_argument("--worker-id", default=None)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    from core.inference import Analyzer  # TensorFlow loads only where a model runs
+
+    engine = open_database(settings)
+    analyzer = Analyzer(settings.model_dir, views=settings.tta_views or None)
+    worker = Worker(settings, engine, analyzer, args.worker_id)
+    print(
+        f"worker {worker.worker_id}: model {analyzer.card.name} {analyzer.card.version} on {analyzer.device}, "
+        f"{len(analyzer.views)} TTA views",
+        flush=True,
+    )
+
+    def stop(signum, _frame) -> None:
+        print(f"signal {signum}: finishing the current batch", flush=True)
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.once:
+        worker.announce_model()
+        while not worker.stop_event.is_set():
+            report = worker.run_once()
+            if report.claimed == 0:
+                if queue.queue_counts(engine)[StudyStatus.PROCESSING] == 0:
+                    break
+                worker.stop_event.wait(1.0)  # others' leases may still expire
+        worker._heartbeat("stopped", None)
+    else:
+        worker.run_forever()
+    counts = queue.queue_counts(engine)
+    print(f"worker {worker.worker_id} stopped after {worker.processed} studies; queue {counts}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The layers hold: import-linter's contracts pass on the code, and fail on a copy with one
+bad import; SQL stays in db/ (no SQLAlchemy query construct is imported elsewhere)."""
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGES = ("core", "db", "dashboard", "services", "bench")
+LINT = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"]
+# what code outside db/ may take from SQLAlchemy: the engine type, the duplicate-key
+# exception ingest turns into "duplicate", and the URL builder that quotes a SQLite path
+ALLOWED_SQLALCHEMY = {"Engine", "IntegrityError", "URL"}
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(LINT, cwd=root, capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "HOME": str(root)})
+
+
+def test_contracts_are_kept():
+    proc = _lint(ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 broken" in proc.stdout
+
+
+@pytest.mark.parametrize("module, bad_import", [
+    ("db/queue.py", "from services import worker as _cycle  # db -> services -> db"),
+    ("core/metrics.py", "import db.schema as _leak  # the domain reaching for the database"),
+    ("services/ingest.py", "import streamlit as _ui  # a service drawing a page"),
+])
+def test_a_bad_import_breaks_the_build(tmp_path, module, bad_import):
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / module
+    target.write_text(target.read_text() + f"\n{bad_import}\n")
+    proc = _lint(tmp_path)
+    assert proc.returncode != 0 and "BROKEN" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _sqlalchemy_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "sqlalchemy" for a in node.names):
+            names.add("sqlalchemy")
+    return names
+
+
+def test_sql_is_written_only_in_db():
+    files = [ROOT / "Home.py", *sorted((ROOT / "pages").glob("*.py"))]
+    for package in ("core", "dashboard", "services", "bench"):
+        files += sorted((ROOT / package).rglob("*.py"))
+    leaks = {str(f.relative_to(ROOT)): sorted(_sqlalchemy_names(f) - ALLOWED_SQLALCHEMY) for f in files}
+    assert {f: n for f, n in leaks.items() if n} == {}
+
+
+def test_pages_are_screens_not_shims():
+    """Each page file holds its own screen: more than an import and a call."""
+    for page in sorted((ROOT / "pages").glob("*.py")):
+        tree = ast.parse(page.read_text())
+        statements = [n for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom, ast.Expr))]
+        assert len(statements) >= 3, f"{page.name} only forwards to another module"
