@@ -4,40 +4,18 @@ all 15 labels from one Jacobian of the small head, both inside traced tf.functio
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
-from core import gradcam
+from core.analysis import Analysis
 from core.calibration import Platt
 from core.domain import DomainGate
 from core.labels import NO_FINDING
 from core.model import device_name, load_model, split_model, use_mixed_precision_if_gpu
 from core.tta import View, resolve_views
-
-
-@dataclass
-class Analysis:
-    """What the model says about one image."""
-
-    probabilities: dict[str, float]
-    spread: dict[str, float]
-    flagged: list[str]
-    cams: np.ndarray  # (15, h, w) low-resolution Grad-CAM maps in [0, 1], label order
-    width: int
-    height: int
-    tta_views: int
-    thresholds: dict[str, float] = field(default_factory=dict)
-    abnormal: float | None = None  # calibrated P(abnormal) = 1 - P(No Finding)
-    in_domain: bool = True  # False: the image is unlike the training radiographs
-    domain_score: float | None = None
-
-    def heatmap(self, label_index: int) -> np.ndarray:
-        """Grad-CAM for one label at the original image size, in [0, 1]."""
-        return gradcam.upsample(self.cams[label_index], self.width, self.height)
 
 
 def prepare(pixels: np.ndarray, size: int, interpolation: str = "area") -> np.ndarray:

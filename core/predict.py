@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 from core import storage
+from core.analysis import invalid_result
 from core.config import load_settings
 from core.decode import Limits, decode_bytes
 from core.errors import RejectedInput
 from core.gradcam import overlay
-from core.ingest import iter_input_paths
 from core.pixel_transforms import to_uint8
-from core.worker import invalid_result
+from core.storage import iter_input_paths
 
 
 def predict_file(analyzer, path: Path, gradcam_dir: Path | None, limits: Limits) -> dict:

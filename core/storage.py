@@ -116,3 +116,15 @@ def load_cams(data_dir: Path, study_id: int, model_version: str) -> tuple[np.nda
         return None
     with np.load(path) as npz:
         return npz["cams"].astype(np.float32), [str(x) for x in npz["labels"]]
+
+
+def iter_input_paths(paths: list[str]) -> list[Path]:
+    """Expand folders (recursively, sorted) into the files they contain."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
+        else:
+            out.append(p)
+    return out

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the pinned requirements and run the whole test suite.
+# Set up a virtual environment with the pinned requirements, check lint, format and the
+# layer contracts, and run the whole test suite (arguments go to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/lint-imports
 exec .venv/bin/python -m pytest "$@"

@@ -12,7 +12,6 @@ import logging
 import posixpath
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +22,7 @@ from core.config import Settings, load_settings
 from core.decode import DecodedImage, Limits, decode_bytes, sniff_format
 from core.errors import ImageTooLarge, RejectedInput
 from core.pixel_transforms import to_uint8
+from core.storage import iter_input_paths
 from db import audit
 from db.bootstrap import open_database
 from db.schema import utcnow
@@ -163,18 +163,6 @@ def _reject(engine: Engine, name: str, exc: RejectedInput, actor: str | None) ->
     except DatabaseBusy:  # the rejection still reaches the user; only its audit row waits
         log.warning("rejection of %r not audited: database busy", display_name(name))
     return IngestResult(name, "rejected", None, message, exc.code)
-
-
-def iter_input_paths(paths: list[str]) -> list[Path]:
-    """Expand folders (recursively, sorted) into the files they contain."""
-    out: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
-        else:
-            out.append(p)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,10 +17,10 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import Engine
 
 from core import storage
+from core.analysis import invalid_result
 from core.config import Settings, load_settings
 from core.decode import Limits, decode_bytes
 from core.errors import RejectedInput
@@ -215,16 +215,6 @@ class Worker:
             heartbeats.beat(self.engine, status)
         except Exception:  # a heartbeat is informative only: never stop work for it
             log.debug("heartbeat not written", exc_info=True)
-
-
-def invalid_result(analysis) -> str | None:
-    """Why a result must not be stored (non-finite numbers), or None when it is sound."""
-    values = list(analysis.probabilities.values()) + list(analysis.spread.values())
-    if analysis.abnormal is not None:
-        values.append(analysis.abnormal)
-    if not np.isfinite(np.asarray(values, dtype=np.float64)).all() or not np.isfinite(analysis.cams).all():
-        return "The model produced non-finite output for this image; it was not stored."
-    return None
 
 
 class LeaseKeeper:

@@ -1,5 +1,6 @@
 """The layers hold: import-linter's contracts pass on the code, and fail on a copy with one
 bad import; SQL stays in db/ (no SQLAlchemy query construct is imported elsewhere)."""
+
 import ast
 import shutil
 import subprocess
@@ -18,8 +19,14 @@ ALLOWED_SQLALCHEMY = {"Engine", "IntegrityError", "URL"}
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(LINT, cwd=root, capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "HOME": str(root)})
+    return subprocess.run(
+        LINT,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "HOME": str(root)},
+    )
 
 
 def test_contracts_are_kept():
@@ -28,11 +35,14 @@ def test_contracts_are_kept():
     assert "0 broken" in proc.stdout
 
 
-@pytest.mark.parametrize("module, bad_import", [
-    ("db/queue.py", "from services import worker as _cycle  # db -> services -> db"),
-    ("core/metrics.py", "import db.schema as _leak  # the domain reaching for the database"),
-    ("services/ingest.py", "import streamlit as _ui  # a service drawing a page"),
-])
+@pytest.mark.parametrize(
+    "module, bad_import",
+    [
+        ("db/queue.py", "from services import worker as _cycle  # db -> services -> db"),
+        ("core/metrics.py", "import db.schema as _leak  # the domain reaching for the database"),
+        ("services/ingest.py", "import streamlit as _ui  # a service drawing a page"),
+    ],
+)
 def test_a_bad_import_breaks_the_build(tmp_path, module, bad_import):
     for package in PACKAGES:
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
