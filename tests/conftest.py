@@ -135,3 +135,15 @@ def identity_analyzer():
     from core.inference import Analyzer
 
     return Analyzer(DEFAULT_MODEL, views=["identity"])
+
+
+MODEL_FIXTURES = {"analyzer", "identity_analyzer"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that runs the TensorFlow model (it asks for a loaded analyzer) is ``slow``:
+    loading and tracing the model alone takes seconds on a CPU, so the edit loop
+    (``-m "not slow and not browser and not postgres"``) leaves it to the full run."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

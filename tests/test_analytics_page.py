@@ -13,6 +13,7 @@ from db.schema import AuditEvent, ThresholdSet
 from tests.conftest import DEFAULT_MODEL, NIH_LABELS, ROOT, SHARED, app_settings
 
 pytestmark = [
+    pytest.mark.slow,  # analyses ~200 real studies with the default model
     pytest.mark.skipif(not (SHARED / "nih" / "small64").exists(), reason="real data not available: ../shared/data/nih"),
     pytest.mark.skipif(not (DEFAULT_MODEL / "test_images.txt").exists(), reason="default model not trained"),
 ]

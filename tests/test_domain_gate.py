@@ -12,6 +12,7 @@ from core.domain_check import chest_radiographs, domain_report, outside_images
 from tests.conftest import DEFAULT_MODEL, ROOT, SHARED, shared
 
 pytest.importorskip("skimage", reason="scikit-image (requirements-dev.txt) is not installed")
+pytestmark = pytest.mark.slow  # scores 1,300 real radiographs and 31 other images
 
 
 @pytest.fixture(scope="module")

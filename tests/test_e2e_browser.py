@@ -23,6 +23,7 @@ from tests.conftest import DEFAULT_MODEL, ROOT, SHARED
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"
     ),

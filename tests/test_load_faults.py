@@ -31,7 +31,10 @@ from tests.conftest import (
     shared,
 )
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained")
+pytestmark = [
+    pytest.mark.slow,  # real worker processes, killed and restarted
+    pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained"),
+]
 
 
 def thousand_real_images() -> list[tuple[str, bytes]]:

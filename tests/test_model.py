@@ -145,6 +145,7 @@ def test_card_travels_with_weights_and_mismatch_is_refused(tmp_path):
         load_model(folder)
 
 
+@pytest.mark.slow
 def test_predict_cli_on_every_real_file_and_a_bad_one(tmp_path):
     files = [str(p) for p in real_image_files()]
     if not files:
@@ -171,6 +172,7 @@ def test_predict_cli_on_every_real_file_and_a_bad_one(tmp_path):
     assert rows[-1]["ok"] is False and "truncated or corrupt" in rows[-1]["error"]
 
 
+@pytest.mark.slow
 def test_card_evaluation_reproduced_by_core_evaluate():
     from core.model_card import ModelCard
 

@@ -13,7 +13,10 @@ from db.schema import Prediction, Study, WorkerHeartbeat
 from services.ingest import ingest_upload
 from tests.conftest import DEFAULT_MODEL, ROOT, settings_env, shared
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained")
+pytestmark = [
+    pytest.mark.slow,  # real worker processes, killed and restarted
+    pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained"),
+]
 
 
 def _ingest_small(engine, settings, n, start=0):

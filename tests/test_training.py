@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import NIH_LABELS, ROOT, shared
 
+pytestmark = pytest.mark.slow  # trains a model
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

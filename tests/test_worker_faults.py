@@ -186,6 +186,7 @@ def test_item4_concurrent_first_start_migrates_once(tmp_path):
     assert all("database at head" in o for o in outs)
 
 
+@pytest.mark.slow
 def test_item4_a_held_write_lock_gives_a_clear_bounded_message(settings, db_engine):
     import sqlite3
 
