@@ -5,11 +5,12 @@ import streamlit as st
 
 from dashboard.auth import sign_in_page, sign_out, signed_in_user
 from dashboard.navigation import pages_for
-from dashboard.state import ensure_worker
+from dashboard.state import ensure_receiver, ensure_worker
 from dashboard.text import plain
 
 st.set_page_config(page_title="Chest X-ray review", page_icon="🫁", layout="wide")
 ensure_worker()
+ensure_receiver()
 user = signed_in_user()
 if user is None:
     page = st.navigation([st.Page(sign_in_page, title="Sign in", url_path="sign-in")])

@@ -65,10 +65,24 @@ class Settings:
     overdue_hours: float = 24.0
     triage_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TRIAGE_WEIGHTS))
     embedded_worker: bool = True  # the app runs one worker thread (the embedded default)
+    # DICOM node: the receiver's AE title and port, the calling AE titles it accepts (none:
+    # every caller refused), where results go ("AE@host:port"; empty: nowhere), and how long
+    # a study's instances must stop arriving before it is analysed
+    dicom_ae_title: str = "CXR_TRIAGE"
+    dicom_port: int = 11112
+    dicom_allowed_callers: tuple[str, ...] = ()
+    dicom_destination: str = ""
+    dicom_quiet_seconds: float = 30.0
+    embedded_receiver: bool = False  # the app also runs the DICOM receiver (CXR_EMBEDDED_RECEIVER=1)
 
     def triage(self) -> TriagePolicy:
         """The worklist order these settings define (weights and overdue time)."""
         return TriagePolicy(self.triage_weights, self.overdue_hours)
+
+    @property
+    def destination(self) -> tuple[str, str, int] | None:
+        """(AE title, host, port) of CXR_DICOM_DESTINATION, or None when results go nowhere."""
+        return parse_destination(self.dicom_destination) if self.dicom_destination else None
 
     @property
     def originals_dir(self) -> Path:
@@ -81,6 +95,15 @@ class Settings:
     @property
     def heatmaps_dir(self) -> Path:
         return self.data_dir / "heatmaps"
+
+
+def parse_destination(text: str) -> tuple[str, str, int]:
+    """ "PACS@10.0.0.5:104" -> ("PACS", "10.0.0.5", 104); anything else is a clear error."""
+    ae, at, address = text.partition("@")
+    host, colon, port = address.rpartition(":")
+    if not at or not colon or not ae or not host or not port.isdigit() or len(ae) > 16 or not 0 < int(port) < 65536:
+        raise ValueError(f"CXR_DICOM_DESTINATION {text!r} is not AE@host:port")
+    return ae, host, int(port)
 
 
 def sqlite_url(path: Path) -> str:
@@ -128,4 +151,12 @@ def load_settings() -> Settings:
         overdue_hours=_env_float("CXR_OVERDUE_HOURS", 24.0),
         triage_weights=_env_weights("CXR_TRIAGE_WEIGHTS"),
         embedded_worker=os.environ.get("CXR_EMBEDDED_WORKER", "1") == "1",
+        dicom_ae_title=os.environ.get("CXR_DICOM_AE_TITLE", "CXR_TRIAGE").strip(),
+        dicom_port=_env_int("CXR_DICOM_PORT", 11112),
+        dicom_allowed_callers=tuple(
+            a.strip() for a in os.environ.get("CXR_DICOM_ALLOWED_CALLERS", "").split(",") if a.strip()
+        ),
+        dicom_destination=os.environ.get("CXR_DICOM_DESTINATION", "").strip(),
+        dicom_quiet_seconds=_env_float("CXR_DICOM_QUIET_SECONDS", 30.0),
+        embedded_receiver=os.environ.get("CXR_EMBEDDED_RECEIVER", "0") == "1",
     )

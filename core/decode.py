@@ -590,8 +590,37 @@ def _decode_dicom(data: bytes, limits: Limits) -> DecodedImage:
         "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else None,
         "patient_age": _dicom_age(ds.get("PatientAge")),
         "patient_sex": (str(ds.get("PatientSex", "") or "") or None),
+        **dicom_identity(ds),
     }
     return DecodedImage(pixels=np.ascontiguousarray(unit, dtype=np.float32), metadata=meta)
+
+
+def dicom_identity(ds) -> dict[str, str | None]:
+    """The identifiers that place an instance in its study and series, and what the
+    worklist shows (accession number, study date), each checked and bounded: a malformed
+    UID reads as absent (the image becomes a study of its own), never as text to trust."""
+    from pydicom.uid import UID
+
+    def uid(keyword: str) -> str | None:
+        value = str(ds.get(keyword, "") or "").strip()
+        return value if value and len(value) <= 64 and UID(value).is_valid else None
+
+    def text(keyword: str, size: int) -> str | None:
+        value = "".join(ch for ch in str(ds.get(keyword, "") or "") if ch.isprintable()).strip()
+        return value[:size] or None
+
+    date = str(ds.get("StudyDate", "") or "").strip()
+    codes = ds.get("ViewCodeSequence") or []
+    meaning = str(codes[0].get("CodeMeaning", "") or "")[:64] if len(codes) else ""
+    return {
+        "study_instance_uid": uid("StudyInstanceUID"),
+        "series_instance_uid": uid("SeriesInstanceUID"),
+        "sop_instance_uid": uid("SOPInstanceUID"),
+        "sop_class_uid": uid("SOPClassUID"),
+        "accession_number": text("AccessionNumber", 16),
+        "study_date": date if len(date) == 8 and date.isdigit() else None,
+        "view_code_meaning": meaning or None,
+    }
 
 
 def _dicom_age(value: Any) -> int | None:

@@ -93,13 +93,16 @@ def write_heatmaps(
     labels: list[str],
     cams: np.ndarray,
     full_size: dict[str, np.ndarray],
+    sources: list[int] | None = None,
 ) -> dict[str, str]:
-    """Every label's low-resolution map in one npz (for labels shown on request) and a
-    full-size PNG per flagged label; returns label -> PNG path. Rewriting is idempotent."""
+    """Every label's low-resolution map in one npz (for labels shown on request, with the
+    id of the image each was computed on) and a full-size PNG per flagged label; returns
+    label -> PNG path. Rewriting is idempotent."""
     import io
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, cams=cams.astype(np.float16), labels=np.array(labels))
+    extra = {"sources": np.asarray(sources, dtype=np.int64)} if sources is not None else {}
+    np.savez_compressed(buf, cams=cams.astype(np.float16), labels=np.array(labels), **extra)
     atomic_write(safe_join(data_dir, cams_relpath(study_id, model_version)), buf.getvalue())
     files = {}
     for label, heat_u8 in full_size.items():
@@ -116,6 +119,17 @@ def load_cams(data_dir: Path, study_id: int, model_version: str) -> tuple[np.nda
         return None
     with np.load(path) as npz:
         return npz["cams"].astype(np.float32), [str(x) for x in npz["labels"]]
+
+
+def cam_sources(data_dir: Path, study_id: int, model_version: str) -> dict[str, int]:
+    """Label -> id of the image each stored map was computed on (empty for older maps)."""
+    path = safe_join(data_dir, cams_relpath(study_id, model_version))
+    if not path.is_file():
+        return {}
+    with np.load(path) as npz:
+        if "sources" not in npz:
+            return {}
+        return dict(zip([str(x) for x in npz["labels"]], [int(x) for x in npz["sources"]], strict=True))
 
 
 def iter_input_paths(paths: list[str]) -> list[Path]:

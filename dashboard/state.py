@@ -64,6 +64,27 @@ def ensure_worker() -> None:
 
 
 @st.cache_resource(show_spinner=False)
+def _embedded_receiver(url: str, data_dir: str):
+    from services.receiver import start_receiver
+
+    current, engine = settings_and_engine()
+    return start_receiver(current, engine)
+
+
+def ensure_receiver() -> None:
+    """With CXR_EMBEDDED_RECEIVER=1 the app process also runs the DICOM receiver (once per
+    server); otherwise run ``python -m core.receiver`` beside it."""
+    current = settings()
+    if current.embedded_receiver:
+        try:
+            _embedded_receiver(current.database_url, str(current.data_dir))
+        except (ValueError, OSError) as exc:
+            from dashboard.text import plain
+
+            st.error(f"The DICOM receiver could not start: {plain(exc)}")
+
+
+@st.cache_resource(show_spinner=False)
 def model_card(model_dir: str) -> ModelCard:
     """The card of the configured model, read without loading TensorFlow."""
     return ModelCard.load(model_dir)

@@ -19,6 +19,7 @@ from core.display import (
 )
 from core.gradcam import overlay, upsample
 from db.reviews import StudyRecord
+from db.studies import InstanceRecord
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -68,12 +69,37 @@ def _windowed(path: Path) -> np.ndarray:
     return render_window(display, center, width)
 
 
-def image_panel(data_dir: Path, study: StudyRecord, predictions: pd.DataFrame, heatmaps: dict[str, str]) -> None:
-    path = storage.safe_join(data_dir, study.stored_path)
-    if study.file_format == "dicom":
+def _image_label(n: int, image: InstanceRecord) -> str:
+    view = image.view_position or "view unknown"
+    return f"{n}: {view}" + ("" if image.analysed else " (not analysed)")
+
+
+def image_panel(
+    data_dir: Path,
+    study: StudyRecord,
+    predictions: pd.DataFrame,
+    heatmaps: dict[str, str],
+    images: list[InstanceRecord] | None = None,
+) -> None:
+    """The study's image (every image of it when there are several), window/level for
+    DICOM, and the Grad-CAM overlay of any label on the image it was computed on."""
+    images = images or []
+    shown = images[0] if images else None
+    if len(images) > 1:
+        labels = [_image_label(n, image) for n, image in enumerate(images, start=1)]
+        pick = st.radio("Image", labels, horizontal=True, key=f"image_{study.id}")
+        shown = images[labels.index(pick)]
+    if shown is not None and not shown.analysed:
+        st.caption(f"Not analysed: {shown.not_analysed_reason}")
+    stored_path = shown.stored_path if shown else study.stored_path
+    file_format = shown.file_format if shown else study.file_format
+    sha = shown.sha256 if shown else study.sha256
+    width, height = (shown.width, shown.height) if shown else (study.width, study.height)
+    path = storage.safe_join(data_dir, stored_path)
+    if file_format == "dicom":
         grey = _windowed(path)
     else:
-        grey = _preview(str(storage.safe_join(data_dir, storage.preview_relpath(study.sha256))), str(path))
+        grey = _preview(str(storage.safe_join(data_dir, storage.preview_relpath(sha))), str(path))
     flagged = predictions.loc[predictions["flagged"].astype(bool), "label"].tolist() if not predictions.empty else []
     others = [lab for lab in predictions["label"] if lab not in flagged] if not predictions.empty else []
     c1, c2 = st.columns([2, 1])
@@ -87,18 +113,23 @@ def image_panel(data_dir: Path, study: StudyRecord, predictions: pd.DataFrame, h
     opacity = c2.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="cam_opacity")
     image = grey
     if choice != "(none)":
-        png = heatmaps.get(choice)
-        heat = _heatmap(
-            str(data_dir),
-            study.id,
-            study.model_version or "",
-            choice,
-            str(storage.safe_join(data_dir, png)) if png else None,
-            study.width,
-            study.height,
-        )
-        if heat is None:
-            st.caption("No heatmap stored for this study.")
+        sources = storage.cam_sources(data_dir, study.id, study.model_version or "")
+        if shown is not None and choice in sources and sources[choice] != shown.id:
+            where = next((n for n, i in enumerate(images, start=1) if i.id == sources[choice]), "another")
+            st.caption(f"The {choice} map was computed on image {where}: select it to see the overlay.")
         else:
-            image = overlay(grey, heat, opacity)
+            png = heatmaps.get(choice)
+            heat = _heatmap(
+                str(data_dir),
+                study.id,
+                study.model_version or "",
+                choice,
+                str(storage.safe_join(data_dir, png)) if png else None,
+                width,
+                height,
+            )
+            if heat is None:
+                st.caption("No heatmap stored for this study.")
+            else:
+                image = overlay(grey, heat, opacity)
     st.image(image, caption=f"Grad-CAM: {choice}" if choice != "(none)" else "Radiograph", width="content")

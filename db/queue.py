@@ -30,8 +30,9 @@ class ClaimedStudy:
 
 
 def _claimable(now: datetime):
+    """Queued and ready (its instances have stopped arriving), or held by a lost worker."""
     return or_(
-        Study.status == StudyStatus.QUEUED,
+        and_(Study.status == StudyStatus.QUEUED, or_(Study.ready_at.is_(None), Study.ready_at <= now)),
         and_(Study.status == StudyStatus.PROCESSING, Study.lease_expires_at < now),
     )
 

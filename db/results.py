@@ -46,6 +46,7 @@ class StudyResult:
     in_domain: bool | None = None
     domain_score: float | None = None
     heatmap_files: dict[str, str] = field(default_factory=dict)  # label -> path in the data folder
+    heatmap_instances: dict[str, int] = field(default_factory=dict)  # label -> image the map was computed on
 
 
 def store_results(session: Session, results: Sequence[StudyResult], worker_id: str | None) -> list[int]:
@@ -175,3 +176,71 @@ def save_threshold_set(
         return version
 
     return run_write(engine, work)
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    label: str
+    probability: float
+    threshold: float
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class StoredHeatmap:
+    label: str
+    path: str
+    instance_id: int | None
+
+
+@dataclass(frozen=True)
+class StoredResults:
+    """A study's current results as the worker stored them (model card order)."""
+
+    study_id: int
+    study_instance_uid: str | None
+    model_name: str
+    model_version: str
+    in_domain: bool | None
+    domain_score: float | None
+    abnormal: float | None
+    predictions: list[StoredPrediction]
+    heatmaps: list[StoredHeatmap]
+
+
+def stored_results(engine: Engine, study_id: int) -> StoredResults | None:
+    with engine.connect() as conn:
+        study = conn.execute(
+            select(
+                Study.study_instance_uid, Study.model_version, Study.in_domain, Study.domain_score, Study.abnormal
+            ).where(Study.id == study_id, Study.status == StudyStatus.DONE)
+        ).first()
+        if study is None:
+            return None
+        rows = conn.execute(
+            select(
+                Prediction.label,
+                Prediction.probability,
+                Prediction.threshold,
+                Prediction.flagged,
+                Prediction.model_name,
+            )
+            .where(Prediction.study_id == study_id, Prediction.model_version == study.model_version)
+            .order_by(Prediction.id)
+        ).all()
+        maps = conn.execute(
+            select(Heatmap.label, Heatmap.path, Heatmap.instance_id)
+            .where(Heatmap.study_id == study_id, Heatmap.model_version == study.model_version)
+            .order_by(Heatmap.id)
+        ).all()
+    return StoredResults(
+        study_id,
+        study.study_instance_uid,
+        rows[0].model_name if rows else "",
+        study.model_version,
+        study.in_domain,
+        study.domain_score,
+        study.abnormal,
+        [StoredPrediction(r.label, float(r.probability), float(r.threshold), bool(r.flagged)) for r in rows],
+        [StoredHeatmap(*m) for m in maps],
+    )

@@ -62,6 +62,10 @@ def worklist(engine: Engine, flt: WorklistFilter, triage: TriagePolicy, limit: i
         Study.abnormal,
         Study.in_domain,
         Study.priority.label("priority_key"),
+        Study.accession_number,
+        Study.study_date,
+        Study.patient_age,
+        Study.patient_sex,
     )
     conds = [Study.status.in_(flt.statuses)] if flt.statuses else []
     if flt.finding:
@@ -99,6 +103,10 @@ def worklist(engine: Engine, flt: WorklistFilter, triage: TriagePolicy, limit: i
         "abnormal",
         "in_domain",
         "priority_key",
+        "accession_number",
+        "study_date",
+        "patient_age",
+        "patient_sex",
     ]
     with engine.connect() as conn:
         df = pd.DataFrame(conn.execute(query).mappings().all(), columns=columns)

@@ -80,6 +80,10 @@ class Study(Base):
     abnormal: Mapped[float | None] = mapped_column(Float)  # calibrated P(abnormal) from the model
     in_domain: Mapped[bool | None] = mapped_column(Boolean)  # False: unlike the training radiographs
     domain_score: Mapped[float | None] = mapped_column(Float)
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64))  # None: a PNG/JPEG upload
+    accession_number: Mapped[str | None] = mapped_column(String(16))
+    study_date: Mapped[str | None] = mapped_column(String(8))  # DICOM DA, YYYYMMDD
+    ready_at: Mapped[datetime | None] = mapped_column(DateTime)  # not analysed before (instances may still arrive)
 
     predictions: Mapped[list[Prediction]] = relationship(back_populates="study", cascade="all, delete-orphan")
 
@@ -88,7 +92,50 @@ class Study(Base):
         Index("ix_studies_triage", "status", "triage_score"),
         Index("ix_studies_created", "created_at"),
         Index("ix_studies_name", "original_name"),
+        Index("ix_studies_uid", "study_instance_uid", unique=True),
     )
+
+
+class Instance(Base):
+    """One image of a study: an uploaded file or a received DICOM instance."""
+
+    __tablename__ = "instances"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    series_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_class_uid: Mapped[str | None] = mapped_column(String(64))
+    stored_path: Mapped[str] = mapped_column(String(256))
+    file_format: Mapped[str] = mapped_column(String(16))
+    view_position: Mapped[str | None] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    analysed: Mapped[bool] = mapped_column(Boolean)  # a frontal view the model reads
+    not_analysed_reason: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str | None] = mapped_column(String(80))  # "upload" or "dicom:<calling AE>"
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("ix_instances_study", "study_id"),)
+
+
+class Outbound(Base):
+    """A result object (SR, overlay) waiting for, or done with, its C-STORE to the PACS."""
+
+    __tablename__ = "outbound"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # sr | overlay
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(256))  # relative to the data folder
+    destination: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_outbound_due", "status", "next_attempt_at"),)
 
 
 class Prediction(Base):
@@ -120,6 +167,7 @@ class Heatmap(Base):
     label: Mapped[str] = mapped_column(String(40))
     model_version: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(String(256))  # relative to the data folder
+    instance_id: Mapped[int | None] = mapped_column(Integer)  # the image the map was computed on
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     __table_args__ = (UniqueConstraint("study_id", "label", "model_version", name="uq_heatmap"),)
 

@@ -15,6 +15,7 @@ from dashboard.text import plain
 from dashboard.verdicts import domain_and_abnormal, scores_table, verdict_form
 from dashboard.viewer import image_panel
 from db.reviews import load_study, next_study, submit_review
+from db.studies import study_instances
 
 user = require_user()
 settings, engine = settings_and_engine()
@@ -47,7 +48,7 @@ else:
         card = model_card_or_error(settings)
         left, right = st.columns([3, 2])
         with left:
-            image_panel(settings.data_dir, study, case.predictions, case.heatmaps)
+            image_panel(settings.data_dir, study, case.predictions, case.heatmaps, study_instances(engine, sid))
         with right:
             scores_table(case.predictions, dict(card.threshold_support) if card else {})
             submitted = verdict_form(sid, case.predictions, case.my_verdicts, case.note)

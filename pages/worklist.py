@@ -28,9 +28,22 @@ st.write(f"{len(df)} studies shown (at most 200)")
 if not df.empty:
     if st.button("Read the top study", type="primary", key="open_top"):
         open_study(int(df.iloc[0]["id"]))
-    shown = df[
-        ["id", "original_name", "status", "flagged", "abnormal", "priority", "reviewed", "view_position", "created_at"]
-    ].copy()
+    columns = [
+        "id",
+        "original_name",
+        "accession_number",
+        "study_date",
+        "patient_age",
+        "patient_sex",
+        "status",
+        "flagged",
+        "abnormal",
+        "priority",
+        "reviewed",
+        "view_position",
+        "created_at",
+    ]
+    shown = df[columns].copy()
     shown["abnormal"] = shown["abnormal"].map(lambda p: None if p is None or p != p else round(100 * float(p)))
     outside = df["in_domain"].map(lambda v: v is False or v == 0)
     shown["flagged"] = shown["flagged"].where(~outside, "outside the model's domain")

@@ -12,6 +12,7 @@ import logging
 import posixpath
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -23,11 +24,12 @@ from core.decode import DecodedImage, Limits, decode_bytes, sniff_format
 from core.errors import ImageTooLarge, RejectedInput
 from core.pixel_transforms import to_uint8
 from core.storage import iter_input_paths
+from core.study_views import analysed_view
 from db import audit
 from db.bootstrap import open_database
 from db.schema import utcnow
 from db.session import DatabaseBusy, run_write
-from db.studies import NewStudy, find_by_hash, insert_study
+from db.studies import NewInstance, NewStudy, find_by_hash, find_instance, place_instance
 
 log = logging.getLogger("cxr.ingest")
 
@@ -75,16 +77,25 @@ def ingest_upload(
 
 
 def ingest_image(
-    engine: Engine, settings: Settings, name: str, data: bytes, actor: str | None = None, user_id: int | None = None
+    engine: Engine,
+    settings: Settings,
+    name: str,
+    data: bytes,
+    actor: str | None = None,
+    user_id: int | None = None,
+    source: str = "upload",
+    quiet_seconds: float = 0.0,
 ) -> IngestResult:
-    """Validate one image and enqueue it, or return why it was refused.
+    """Validate one image and place it in its study, or return why it was refused.
 
-    Never raises: one bad or unlucky file (a busy database, a full disk) gets its own
-    result line and the files of a study that was not recorded are removed again, so a
+    A DICOM instance joins the study of its StudyInstanceUID (``quiet_seconds``: the study
+    is analysed only once no instance has arrived for that long); any other file is a
+    study of one image. Never raises: one bad or unlucky file (a busy database, a full
+    disk) gets its own result line and files that no study owns are removed again, so a
     batch goes on and nothing is left orphaned on disk.
     """
     try:
-        return _ingest_image(engine, settings, name, data, actor, user_id)
+        return _ingest_image(engine, settings, name, data, actor, user_id, source, quiet_seconds)
     except DatabaseBusy as exc:
         return IngestResult(name, "rejected", None, str(exc), "busy")
     except Exception as exc:  # noqa: BLE001 - reported per file, never stops a batch
@@ -94,39 +105,93 @@ def ingest_image(
         )
 
 
+def _duplicate(engine: Engine, name: str, sha: str, sop_uid: str | None) -> IngestResult | None:
+    existing = find_by_hash(engine, sha)
+    if existing is None and sop_uid:
+        existing = find_instance(engine, sop_uid)
+    if existing is None:
+        return None
+    return IngestResult(name, "duplicate", existing, f"Already stored in study {existing}.")
+
+
 def _ingest_image(
-    engine: Engine, settings: Settings, name: str, data: bytes, actor: str | None, user_id: int | None
+    engine: Engine,
+    settings: Settings,
+    name: str,
+    data: bytes,
+    actor: str | None,
+    user_id: int | None,
+    source: str,
+    quiet_seconds: float,
 ) -> IngestResult:
     sha = storage.sha256_hex(data)
-    existing = find_by_hash(engine, sha)
-    if existing is not None:
-        return IngestResult(name, "duplicate", existing, f"Already uploaded as study {existing}.")
+    found = _duplicate(engine, name, sha, None)
+    if found:
+        return found
     try:
         decoded = decode_bytes(data, Limits(settings.max_pixels, settings.min_side))
     except RejectedInput as exc:
         return _reject(engine, name, exc, actor)
-    relpath = storage.original_relpath(sha, decoded.metadata["format"])
+    meta = decoded.metadata
+    found = _duplicate(engine, name, sha, meta.get("sop_instance_uid"))  # the same instance, other bytes
+    if found:
+        return found
+    relpath = storage.original_relpath(sha, meta["format"])
     files = [relpath, storage.preview_relpath(sha)]
+    action = "upload" if source == "upload" else "dicom_received"
     try:
         storage.store_bytes(settings.data_dir, relpath, data)
         storage.store_bytes(settings.data_dir, files[1], storage.png_bytes(to_uint8(decoded.pixels)))
-        new = new_study(sha, name, relpath, decoded, user_id, settings)
-        study_id = run_write(engine, lambda session: insert_study(session, new, actor))
-    except IntegrityError:  # the same bytes arrived concurrently
-        existing = find_by_hash(engine, sha)
-        return IngestResult(name, "duplicate", existing, f"Already uploaded as study {existing}.")
+        study = new_study(sha, name, relpath, decoded, user_id, settings, quiet_seconds)
+        image = new_instance(sha, relpath, decoded, source)
+        for attempt in range(2):  # the first instances of one study may arrive on two connections at once
+            try:
+                placed = run_write(engine, lambda session: place_instance(session, study, image, actor, action))
+                break
+            except IntegrityError:
+                found = _duplicate(engine, name, sha, meta.get("sop_instance_uid"))
+                if found or attempt:
+                    return found or IngestResult(name, "rejected", None, "Conflicting study identifiers.", "conflict")
     except BaseException:
         if find_by_hash(engine, sha) is None:  # no study owns these files: remove them
             for rel in files:
                 storage.safe_join(settings.data_dir, rel).unlink(missing_ok=True)
         raise
-    return IngestResult(name, "accepted", study_id, "Queued for analysis.")
+    if not image.analysed:
+        return IngestResult(name, "accepted", placed.study_id, f"Stored, not analysed: {image.not_analysed_reason}.")
+    joined = "" if placed.new_study else " (added to the study's other images)"
+    return IngestResult(name, "accepted", placed.study_id, f"Queued for analysis{joined}.")
+
+
+def new_instance(sha: str, relpath: str, decoded: DecodedImage, source: str) -> NewInstance:
+    meta = decoded.metadata
+    analysed, reason = analysed_view(meta.get("view_position"), meta.get("view_code_meaning"))
+    return NewInstance(
+        sha256=sha,
+        stored_path=relpath,
+        file_format=meta["format"],
+        width=decoded.width,
+        height=decoded.height,
+        analysed=analysed,
+        not_analysed_reason=reason,
+        source=source[:80],
+        sop_instance_uid=meta.get("sop_instance_uid"),
+        series_instance_uid=meta.get("series_instance_uid"),
+        sop_class_uid=meta.get("sop_class_uid"),
+        view_position=(meta.get("view_position") or "")[:16] or None,
+    )
 
 
 def new_study(
-    sha: str, name: str, relpath: str, decoded: DecodedImage, user_id: int | None, settings: Settings
+    sha: str,
+    name: str,
+    relpath: str,
+    decoded: DecodedImage,
+    user_id: int | None,
+    settings: Settings,
+    quiet_seconds: float = 0.0,
 ) -> NewStudy:
-    """The row a validated image becomes: queued first in, first out until analysed."""
+    """The study a validated image starts (or joins): queued first in, first out."""
     meta = decoded.metadata
     now = utcnow()
     return NewStudy(
@@ -146,6 +211,10 @@ def new_study(
         patient_age=meta.get("patient_age"),
         patient_sex=meta.get("patient_sex"),
         uploaded_by=user_id,
+        study_instance_uid=meta.get("study_instance_uid"),
+        accession_number=meta.get("accession_number"),
+        study_date=meta.get("study_date"),
+        ready_at=now + timedelta(seconds=quiet_seconds),
     )
 
 

@@ -17,6 +17,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import Engine
 
 from core import storage
@@ -25,13 +26,19 @@ from core.config import Settings, load_settings
 from core.decode import Limits, decode_bytes
 from core.errors import RejectedInput
 from core.pixel_transforms import to_uint8
+from core.study_views import combine
 from db import audit, heartbeats, queue
 from db.bootstrap import open_database
 from db.results import StudyResult, active_thresholds, store_results
 from db.schema import StudyStatus, utcnow
 from db.session import run_write
+from db.studies import analysed_instances
 
 log = logging.getLogger("cxr.worker")
+NO_FRONTAL = (
+    "No frontal (PA/AP) image in this study: nothing for the model to read. "
+    "Its images are kept and shown for reading without the model."
+)
 
 
 @dataclass
@@ -88,6 +95,24 @@ class Worker:
     def run_forever(self, idle_sleep: float = 1.0) -> None:
         self.announce_model()
         self._heartbeat("idle", None)
+        sender = self._start_sender()
+        try:
+            self._loop(idle_sleep)
+        finally:
+            if sender is not None:
+                sender.stop()
+        self._heartbeat("stopped", None)
+
+    def _start_sender(self):
+        """Results go to the PACS from their own thread: a destination that is down never
+        holds up analysis."""
+        if self.settings.destination is None:
+            return None
+        from services.pacs_sender import ResultSender
+
+        return ResultSender(self.engine, self.settings, self.worker_id).start()
+
+    def _loop(self, idle_sleep: float) -> None:
         while not self.stop_event.is_set():
             try:
                 report = self.run_once()
@@ -100,7 +125,6 @@ class Worker:
             if report.claimed == 0:
                 self._heartbeat("idle", None)
                 self.stop_event.wait(idle_sleep)
-        self._heartbeat("stopped", None)
 
     def run_once(self) -> BatchReport:
         """Claim one batch and process it; returns what happened."""
@@ -121,42 +145,66 @@ class Worker:
         return report
 
     def _process(self, claimed: list, report: BatchReport) -> None:
-        """Decode, analyse and store one claimed batch; every study ends done or failed."""
-        images, ready = [], []
+        """Decode every frontal image of each claimed study, analyse them all in one batch,
+        combine each study's images (core.study_views) and store; every study ends done
+        or failed."""
+        limits = Limits(self.settings.max_pixels, self.settings.min_side)
+        frontal = analysed_instances(self.engine, [study.id for study in claimed])
+        images: list[np.ndarray] = []
+        ready = []  # (study, its instance records, position of its first image in ``images``)
         for study in claimed:
-            try:
-                path = storage.safe_join(self.settings.data_dir, study.stored_path)
-                decoded = decode_bytes(path.read_bytes(), Limits(self.settings.max_pixels, self.settings.min_side))
-            except (RejectedInput, OSError) as exc:
-                self._fail(
-                    study.id, f"Cannot read stored file: {exc}", report, permanent=isinstance(exc, RejectedInput)
-                )
+            records = frontal[study.id]
+            if not records:
+                self._fail(study.id, NO_FRONTAL, report, permanent=True)
                 continue
-            images.append(decoded.pixels)
-            ready.append(study)
+            try:
+                pixels = [
+                    decode_bytes(storage.safe_join(self.settings.data_dir, r.stored_path).read_bytes(), limits).pixels
+                    for r in records
+                ]
+            except (RejectedInput, OSError) as exc:
+                permanent = isinstance(exc, RejectedInput)
+                self._fail(study.id, f"Cannot read stored file: {exc}", report, permanent=permanent)
+                continue
+            ready.append((study, records, len(images)))
+            images.extend(pixels)
         if not ready:
             return
         thresholds, threshold_version = thresholds_in_force(self.engine, self.analyzer.card)
         try:
             analyses = self.analyzer.analyse(images, thresholds)
         except Exception as exc:  # noqa: BLE001 - a model failure must not leave studies stuck
-            log.exception("model failed on a batch of %d", len(ready))
-            for study in ready:
+            log.exception("model failed on a batch of %d images", len(images))
+            for study, _, _ in ready:
                 self._fail(study.id, f"Model error: {type(exc).__name__}: {exc}", report)
             return
-        for study, analysis in zip(ready, analyses, strict=True):
-            problem = invalid_result(analysis)
+        for study, records, start in ready:
+            mine = analyses[start : start + len(records)]
+            problem = next((p for p in map(invalid_result, mine) if p), None)
             if problem:
                 self._fail(study.id, problem, report, permanent=True)
                 continue
             try:
-                stored = self._store(study, analysis, thresholds, threshold_version)
+                stored = self._store(study, records, mine, thresholds, threshold_version)
             except Exception as exc:  # noqa: BLE001 - disk full, constraint, database error: this study only
                 log.exception("study %s: results not stored", study.id)
                 self._fail(study.id, f"Results could not be stored: {type(exc).__name__}: {exc}", report)
                 continue
             report.done += int(stored)
             report.lost += int(not stored)
+            if stored:
+                self._send_results(study.id)
+
+    def _send_results(self, study_id: int) -> None:
+        """Queue the study's DICOM result objects for the PACS; never fails the study."""
+        if self.settings.destination is None:
+            return
+        try:
+            from services.pacs_results import queue_results
+
+            queue_results(self.engine, self.settings, study_id, self.analyzer.card)
+        except Exception:  # noqa: BLE001 - results for the PACS are best effort, logged
+            log.exception("study %s: DICOM results not prepared", study_id)
 
     def _fail(self, study_id: int, reason: str, report: BatchReport, permanent: bool = False) -> None:
         """Record a failure and free the lease; a failure to record it is logged, never raised."""
@@ -170,13 +218,25 @@ class Worker:
             log.exception("study %s: failure could not be recorded", study_id)
 
     # ------------------------------------------------------------------ results
-    def _store(self, study, analysis, thresholds: dict[str, float], threshold_version: str) -> bool:
+    def _store(
+        self, study, records: list, analyses: list, thresholds: dict[str, float], threshold_version: str
+    ) -> bool:
         """Heatmap files first (idempotent), then every row and the status in one
         transaction, fenced on our lease (False: lost to another worker, discarded)."""
         card = self.analyzer.card
+        analysis, source = combine(analyses)
         labels = list(analysis.probabilities)
-        full_size = {lab: to_uint8(analysis.heatmap(labels.index(lab))) for lab in analysis.flagged}
-        files = storage.write_heatmaps(self.settings.data_dir, study.id, card.version, labels, analysis.cams, full_size)
+        full_size = {lab: to_uint8(analyses[source[lab]].heatmap(labels.index(lab))) for lab in analysis.flagged}
+        instance_of = {lab: records[source[lab]].id for lab in labels}
+        files = storage.write_heatmaps(
+            self.settings.data_dir,
+            study.id,
+            card.version,
+            labels,
+            analysis.cams,
+            full_size,
+            [instance_of[lab] for lab in labels],
+        )
         score = self.triage.suspicion(analysis.probabilities, thresholds) if analysis.in_domain else 0.0
         result = StudyResult(
             study_id=study.id,
@@ -195,10 +255,11 @@ class Worker:
             in_domain=analysis.in_domain,
             domain_score=analysis.domain_score,
             heatmap_files=files,
+            heatmap_instances={lab: instance_of[lab] for lab in files},
         )
         stored = run_write(self.engine, lambda session: store_results(session, [result], self.worker_id))
         if not stored:
-            log.warning("study %s: lease lost to another worker; result discarded", study.id)
+            log.warning("study %s: lease lost to another worker (or a new image arrived); result discarded", study.id)
         return bool(stored)
 
     def _heartbeat(self, state: str, study_id: int | None) -> None:
@@ -298,9 +359,14 @@ def main(argv: list[str] | None = None) -> int:
         while not worker.stop_event.is_set():
             report = worker.run_once()
             if report.claimed == 0:
-                if queue.queue_counts(engine)[StudyStatus.PROCESSING] == 0:
+                counts = queue.queue_counts(engine)
+                if counts[StudyStatus.PROCESSING] == 0 and counts[StudyStatus.QUEUED] == 0:
                     break
-                worker.stop_event.wait(1.0)  # others' leases may still expire
+                worker.stop_event.wait(1.0)  # others' leases may expire, a quiet period may end
+        if settings.destination is not None:
+            from services.pacs_sender import send_due
+
+            send_due(engine, settings, worker.worker_id)  # one round; what fails is retried by the next run
         worker._heartbeat("stopped", None)
     else:
         worker.run_forever()

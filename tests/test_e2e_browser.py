@@ -123,9 +123,33 @@ def _sign_in(page, url: str, password: str = "correct horse battery") -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-def _go(page, title: str) -> None:
+def _go(page, title: str, heading: str | None = None) -> None:
+    """Open a page from the sidebar and wait for its heading (a condition, not a delay)."""
     page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-    page.wait_for_timeout(500)
+    if heading:
+        page.get_by_role("heading", name=heading).first.wait_for()
+
+
+def _verdict_rows(db_url: str, study_id: int) -> list:
+    from db.schema import Verdict
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(Verdict.label, Verdict.verdict, Verdict.reviewer_id).where(Verdict.study_id == study_id)
+            ).all()
+    finally:
+        engine.dispose()
+
+
+def _poll(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.25)
+    return False
 
 
 def _wait_done(db_url: str, n: int, timeout: float = 180) -> list:
@@ -155,8 +179,6 @@ def test_wrong_password_shows_no_study(app_server, browser):
 
 
 def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
-    from db.schema import Verdict
-
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(30000)
     _sign_in(page, app_server["url"])
@@ -210,27 +232,28 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     overlay_box = page.get_by_test_id("stSelectbox").filter(has_text="Grad-CAM overlay")
     overlay_box.click()
     page.get_by_role("option").nth(1).click()  # the first flagged finding, or the first on request
-    page.wait_for_timeout(1500)
-    assert "Grad-CAM:" in page.get_by_test_id("stImage").first.inner_text()
+    page.get_by_test_id("stImage").filter(has_text="Grad-CAM:").first.wait_for()
     _shot(page, "05_review_heatmap")
 
-    flagged_options = page.get_by_text("present: flag correct", exact=True).all()
-    for option in flagged_options:  # unflagged findings default to "absent: correct"
-        option.click()
-    page.get_by_role("button", name="Submit verdict and open next").click()
-    page.wait_for_timeout(3000)
+    # unflagged findings default to "absent: correct"; each flagged one needs a decision. A
+    # click that lands while the page reruns can be lost: the app then says which finding is
+    # undecided, and the reviewer marks it again, as a person would
+    for _ in range(3):
+        for option in page.get_by_text("present: flag correct", exact=True).all():
+            option.click()
+        page.get_by_role("button", name="Submit verdict and open next").click()
+        if _poll(lambda: len(_verdict_rows(app_server["db"], first_id)) == 15, 20):
+            break
+        assert page.get_by_text("Mark every flagged finding").count(), "the verdict was neither stored nor refused"
+    verdicts = _verdict_rows(app_server["db"], first_id)
     _shot(page, "06_after_verdict")
-
-    engine = create_engine(app_server["db"])
-    with engine.connect() as conn:
-        verdicts = conn.execute(
-            select(Verdict.label, Verdict.verdict, Verdict.reviewer_id).where(Verdict.study_id == first_id)
-        ).all()
-    engine.dispose()
     assert len(verdicts) == 15 and len({v.reviewer_id for v in verdicts}) == 1
 
-    for title, name in (("Analytics", "07_analytics"), ("Model", "08_model"), ("Admin", "09_admin")):
-        _go(page, title)
-        page.wait_for_timeout(2000)
+    for title, heading, name in (
+        ("Analytics", "Cohort analytics", "07_analytics"),
+        ("Model", "Model:", "08_model"),
+        ("Admin", "Administration", "09_admin"),
+    ):
+        _go(page, title, heading)
         _shot(page, name)
     page.close()

@@ -164,3 +164,80 @@ def test_ingest_cli_reports_each_input(settings, tmp_path, capsys, monkeypatch):
     assert code == 1
     assert "accepted\ttb0005.png" in out and "rejected\tbad.png" in out
     assert "1 accepted, 0 duplicate, 1 rejected" in out
+
+
+def _dicom(study_uid: str, view: str, sop_uid: str | None = None, seed: int = 0) -> bytes:
+    import numpy as np
+    from pydicom.uid import generate_uid
+
+    from tests.dicom_factory import make_dicom
+
+    pixels = (np.random.default_rng(seed).random((128, 128)) * 4000).astype(np.uint16)
+    extra = {"SOPInstanceUID": sop_uid} if sop_uid else {}
+    data = make_dicom(
+        pixels,
+        StudyInstanceUID=study_uid,
+        SeriesInstanceUID=generate_uid(),
+        ViewPosition=view,
+        AccessionNumber="A-77",
+        StudyDate="20261126",
+        **extra,
+    )
+    if sop_uid:  # keep the file meta consistent with the dataset
+        import io
+
+        import pydicom
+
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        data = buf.getvalue()
+    return data
+
+
+def test_dicom_instances_join_their_study_and_laterals_are_kept_not_analysed(settings, db_engine):
+    from pydicom.uid import generate_uid
+
+    from db.studies import study_instances
+
+    study_uid = generate_uid()
+    first = ingest_upload(db_engine, settings, "pa.dcm", _dicom(study_uid, "PA", seed=1))[0]
+    second = ingest_upload(db_engine, settings, "ll.dcm", _dicom(study_uid, "LL", seed=2))[0]
+    other = ingest_upload(db_engine, settings, "x.png", shared("other", "tb0005.png").read_bytes())[0]
+    assert first.status == second.status == other.status == "accepted"
+    assert second.study_id == first.study_id != other.study_id
+    assert "not analysed" in second.message and "frontal" in second.message
+    images = study_instances(db_engine, first.study_id)
+    assert [(i.view_position, i.analysed) for i in images] == [("PA", True), ("LL", False)]
+    with db_engine.connect() as conn:
+        shown = conn.execute(
+            select(Study.accession_number, Study.study_date, Study.study_instance_uid).where(Study.id == first.study_id)
+        ).one()
+    assert tuple(shown) == ("A-77", "20261126", study_uid)
+
+
+def test_the_same_instance_sent_twice_is_stored_once(settings, db_engine):
+    from pydicom.uid import generate_uid
+
+    from db.studies import study_instances
+
+    study_uid, sop_uid = generate_uid(), generate_uid()
+    once = ingest_upload(db_engine, settings, "a.dcm", _dicom(study_uid, "PA", sop_uid, seed=3))[0]
+    again = ingest_upload(db_engine, settings, "b.dcm", _dicom(study_uid, "PA", sop_uid, seed=4))[0]  # re-encoded
+    assert once.status == "accepted" and again.status == "duplicate" and again.study_id == once.study_id
+    assert len(study_instances(db_engine, once.study_id)) == 1
+
+
+def test_a_late_instance_reopens_an_analysed_study(settings, db_engine):
+    from pydicom.uid import generate_uid
+    from sqlalchemy import update
+
+    study_uid = generate_uid()
+    sid = ingest_upload(db_engine, settings, "a.dcm", _dicom(study_uid, "PA", seed=5))[0].study_id
+    with db_engine.begin() as conn:
+        conn.execute(update(Study).where(Study.id == sid).values(status="done", lease_owner="w"))
+    ingest_upload(db_engine, settings, "b.dcm", _dicom(study_uid, "AP", seed=6))
+    with db_engine.connect() as conn:
+        status, owner = conn.execute(select(Study.status, Study.lease_owner).where(Study.id == sid)).one()
+    assert status == "queued" and owner is None  # analysed again with every image; a running analysis is fenced

@@ -1,0 +1,79 @@
+"""Results back to the PACS: after the worker stores a study's results, its SR and the
+Grad-CAM overlays of its flagged findings are written to the data folder and queued for
+C-STORE (services.pacs_sender sends them). Studies that did not come as DICOM (PNG/JPEG
+uploads) have no PACS study to attach results to and get none."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.uid import generate_uid
+from sqlalchemy import Engine
+
+from core import storage
+from core.config import Settings
+from core.decode import decode_bytes
+from core.dicom_results import LabelResult, overlay_image, structured_report
+from core.gradcam import overlay
+from core.model_card import ModelCard
+from core.pixel_transforms import to_uint8
+from db.outbound import NewOutbound, enqueue
+from db.results import stored_results
+from db.session import run_write
+from db.studies import analysed_instances
+
+log = logging.getLogger("cxr.pacs")
+
+
+def _write(settings: Settings, study_id: int, ds) -> str:
+    rel = f"outbound/{int(study_id)}/{ds.SOPInstanceUID}.dcm"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    storage.atomic_write(storage.safe_join(settings.data_dir, rel), buf.getvalue())
+    return rel
+
+
+def queue_results(engine: Engine, settings: Settings, study_id: int, card: ModelCard) -> int:
+    """Build and queue the study's result objects; returns how many were queued."""
+    results = stored_results(engine, study_id)
+    if results is None or not results.study_instance_uid or not settings.dicom_destination:
+        return 0
+    records = [r for r in analysed_instances(engine, [study_id])[study_id] if r.file_format == "dicom"]
+    if not records:
+        return 0
+    paths = {r.id: storage.safe_join(settings.data_dir, r.stored_path) for r in records}
+    headers = {r.id: pydicom.dcmread(paths[r.id], stop_before_pixels=True) for r in records}
+    report = structured_report(
+        list(headers.values()),
+        [LabelResult(p.label, p.probability, p.threshold, p.flagged) for p in results.predictions],
+        results.model_name or card.name,
+        results.model_version,
+        results.in_domain,
+        results.domain_score,
+    )
+    objects = [("sr", report)]
+    series = generate_uid()
+    for n, heat in enumerate(results.heatmaps, start=1):
+        source_id = heat.instance_id if heat.instance_id in paths else records[0].id
+        grey = to_uint8(decode_bytes(paths[source_id].read_bytes()).pixels)
+        png = np.asarray(Image.open(storage.safe_join(settings.data_dir, heat.path)), dtype=np.float32) / 255.0
+        rgb = overlay(grey, png, opacity=0.45)
+        objects.append(("overlay", overlay_image(pydicom.dcmread(paths[source_id]), rgb, heat.label, n, series)))
+    items = [
+        NewOutbound(
+            study_id,
+            kind,
+            ds.SOPInstanceUID,
+            ds.SOPClassUID,
+            _write(settings, study_id, ds),
+            settings.dicom_destination,
+        )
+        for kind, ds in objects
+    ]
+    run_write(engine, lambda session: enqueue(session, items))
+    log.info("study %s: %d result objects queued for %s", study_id, len(items), settings.dicom_destination)
+    return len(items)

@@ -1,0 +1,103 @@
+"""Sends queued result objects to the configured PACS by C-STORE, with retries and
+exponential back-off. A destination that is down only delays its own queue: analysis and
+review never wait for it (the worker runs this in its own thread)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pydicom
+from pynetdicom import AE
+from sqlalchemy import Engine
+
+from core import storage
+from core.config import Settings, parse_destination
+from db.outbound import OutboundItem, due, mark_failed_attempt, mark_sent
+
+log = logging.getLogger("cxr.pacs")
+MAX_ATTEMPTS = 8
+FIRST_BACKOFF_S, MAX_BACKOFF_S = 5.0, 600.0
+TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]  # explicit, implicit VR little endian
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: int = 0
+
+
+def backoff(attempts: int) -> timedelta:
+    """5 s, 10 s, 20 s ... up to 10 minutes between tries."""
+    return timedelta(seconds=min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** max(0, attempts - 1)))
+
+
+def c_store(settings: Settings, destination: str, path, timeout_s: float = 15.0) -> int:
+    """Send one file; returns the DIMSE status (0x0000: stored). Raises ConnectionError when
+    no association could be made."""
+    ae_title, host, port = parse_destination(destination)
+    ds = pydicom.dcmread(path)
+    ae = AE(ae_title=settings.dicom_ae_title)
+    ae.acse_timeout = ae.network_timeout = timeout_s
+    ae.dimse_timeout = timeout_s * 2
+    ae.add_requested_context(ds.SOPClassUID, TRANSFER_SYNTAXES)
+    assoc = ae.associate(host, port, ae_title=ae_title)
+    if not assoc.is_established:
+        raise ConnectionError(f"no association with {destination} (refused, aborted or unreachable)")
+    try:
+        status = assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+    if not status:
+        raise ConnectionError(f"{destination} gave no answer to the C-STORE")
+    return int(status.Status)
+
+
+def send_due(engine: Engine, settings: Settings, actor: str = "sender", limit: int = 20) -> SendReport:
+    """Try every result object whose time has come; each outcome is recorded and audited."""
+    report = SendReport()
+    for item in due(engine, limit):
+        try:
+            status = c_store(settings, item.destination, storage.safe_join(settings.data_dir, item.path))
+            error = None if status == 0x0000 else f"the PACS answered status 0x{status:04X}"
+        except (ConnectionError, OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        if error is None:
+            mark_sent(engine, item, actor)
+            report.sent += 1
+        else:
+            _failed(engine, item, error, actor)
+            report.failed += 1
+    return report
+
+
+def _failed(engine: Engine, item: OutboundItem, error: str, actor: str) -> None:
+    status = mark_failed_attempt(engine, item, error, actor, MAX_ATTEMPTS, backoff(item.attempts + 1))
+    log.warning("result %s for study %s not sent (%s): %s", item.kind, item.study_id, status, error)
+
+
+class ResultSender:
+    """A thread that sends due results every ``interval_s`` until stopped."""
+
+    def __init__(self, engine: Engine, settings: Settings, actor: str, interval_s: float = 2.0) -> None:
+        self.engine, self.settings, self.actor, self.interval_s = engine, settings, actor, interval_s
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="cxr-sender", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                send_due(self.engine, self.settings, self.actor)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("sending results failed")
+            self.stop_event.wait(self.interval_s)
+
+    def start(self) -> ResultSender:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=30)
