@@ -74,6 +74,8 @@ class Settings:
     dicom_destination: str = ""
     dicom_quiet_seconds: float = 30.0
     embedded_receiver: bool = False  # the app also runs the DICOM receiver (CXR_EMBEDDED_RECEIVER=1)
+    reads_required: int = 1  # 2 where the site double-reads: a study waits for a second reader
+    min_threshold_positives: int = 20  # a threshold version is saved only on this many positives per finding
 
     def triage(self) -> TriagePolicy:
         """The worklist order these settings define (weights and overdue time)."""
@@ -159,4 +161,6 @@ def load_settings() -> Settings:
         dicom_destination=os.environ.get("CXR_DICOM_DESTINATION", "").strip(),
         dicom_quiet_seconds=_env_float("CXR_DICOM_QUIET_SECONDS", 30.0),
         embedded_receiver=os.environ.get("CXR_EMBEDDED_RECEIVER", "0") == "1",
+        reads_required=max(1, _env_int("CXR_READS_REQUIRED", 1)),
+        min_threshold_positives=max(1, _env_int("CXR_MIN_THRESHOLD_POSITIVES", 20)),
     )

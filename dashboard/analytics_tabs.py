@@ -23,8 +23,8 @@ def per_finding(cohort, table) -> None:
     shown = pd.DataFrame(
         {
             "finding": table["finding"],
-            "n": table["n"],
-            "positives": table["positives"],
+            "n": table["n"].astype(int),
+            "positives": table["positives"].astype(int),
             "prevalence": table["prevalence"].round(3),
             "AUC (95% CI)": [fmt_ci(a, b, c) for a, b, c in zip(table["auc"], table["auc_low"], table["auc_high"])],
             "sensitivity": [
@@ -41,8 +41,14 @@ def per_finding(cohort, table) -> None:
             "wrong share of positive calls (1-PPV)": table["wrong_share_of_positive_calls"].round(3),
         }
     )
-    st.dataframe(shown, hide_index=True, width="stretch", key="metrics_table")
-    finding = st.selectbox("Finding", list(table["finding"]), key="an_finding")
+    st.dataframe(shown, hide_index=True, width="stretch", key="metrics_table", height=38 + 35 * len(shown))
+    few = [f for f, pos in zip(table["finding"], table["positives"]) if pos < 10]
+    if few:
+        st.caption(f"Fewer than 10 positives (intervals wide, AUC unstable): {', '.join(few)}.")
+    findings = list(table["finding"])
+    both = [f for f, pos, n in zip(table["finding"], table["positives"], table["n"]) if 0 < pos < n]
+    # open on a finding whose ROC exists (both classes present), never on an undefined one
+    finding = st.selectbox("Finding", findings, index=findings.index(both[0]) if both else 0, key="an_finding")
     y, s, _, _ = cohort.label(finding)
     row = table.set_index("finding").loc[finding]
     c1, c2 = st.columns(2)
@@ -83,7 +89,8 @@ def per_finding(cohort, table) -> None:
             "negative); ROC is undefined."
         )
     st.write(
-        f"At the current thresholds: TP {row['tp']}, FP {row['fp']}, TN {row['tn']}, FN {row['fn']}. "
+        f"At the current thresholds: TP {int(row['tp'])}, FP {int(row['fp'])}, "
+        f"TN {int(row['tn'])}, FN {int(row['fn'])}. "
         f"False-positive rate (share of true negatives flagged) {row['false_positive_rate']:.3f}; "
         f"share of the model's positive calls that are wrong (1 − PPV) "
         f"{row['wrong_share_of_positive_calls']:.3f}."

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.model_card import MIN_THRESHOLD_SUPPORT
+from dashboard.text import plain
 from db.reviews import StudyRecord
 
 FLAGGED_CHOICES = {"correct": "present: flag correct", "incorrect": "absent: false positive"}
@@ -29,12 +30,22 @@ def domain_and_abnormal(study: StudyRecord) -> None:
         )
 
 
+def probability_bar(p: float, threshold: float, width: int = 20) -> str:
+    """A text bar of the calibrated probability with the threshold marked: '▇▇▇▇▇░░│░░ 41%'.
+    Plain characters, so no markup is involved."""
+    filled = int(round(max(0.0, min(1.0, p)) * width))
+    mark = min(width - 1, int(round(max(0.0, min(1.0, threshold)) * width)))
+    cells = ["▇" if i < filled else "░" for i in range(width)]
+    cells[mark] = "┃"
+    return "".join(cells) + f" {100 * p:.0f}%"
+
+
 def scores_table(preds: pd.DataFrame, support: dict[str, int]) -> None:
-    st.subheader("Model output")
+    """The full scores table (TTA spread, threshold basis) for those who want every number."""
     if preds.empty:
         st.write("No predictions stored.")
         return
-    table = preds[["label", "probability", "threshold", "spread", "flagged"]].copy()
+    table = preds[["label", "probability", "threshold", "flagged", "spread"]].copy()
     if support:
         table["threshold basis"] = table["label"].map(
             lambda lab: (
@@ -47,42 +58,55 @@ def scores_table(preds: pd.DataFrame, support: dict[str, int]) -> None:
                 )
             )
         )
-    st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f"),
-            "threshold": st.column_config.NumberColumn(format="%.3f"),
-            "spread": st.column_config.NumberColumn("TTA spread (sd)", format="%.3f"),
-        },
-    )
+    with st.expander("All scores (TTA spread, threshold basis)", expanded=False):
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            height=38 + 35 * len(table),  # every row visible, no inner scrolling
+            column_config={
+                "probability": st.column_config.ProgressColumn(
+                    "probability", min_value=0.0, max_value=1.0, format="%.3f"
+                ),
+                "threshold": st.column_config.NumberColumn(format="%.3f", width="small"),
+                "flagged": st.column_config.CheckboxColumn(width="small"),
+                "spread": st.column_config.NumberColumn("TTA spread (sd)", format="%.3f", width="small"),
+            },
+        )
 
 
 def verdict_form(
     study_id: int, preds: pd.DataFrame, my_verdicts: dict[str, str], note: str
 ) -> tuple[dict[str, str], str] | None:
-    """The form; returns (verdict per label, note) once submitted complete, else None."""
+    """One compact row per label (probability bar with its threshold mark, flag, verdict);
+    returns (verdict per label, note) once submitted complete, else None."""
     if preds.empty:
         return None
-    flags = dict(zip(preds["label"], preds["flagged"].astype(bool), strict=True))
+    rows = preds.sort_values(["flagged", "probability"], ascending=[False, False])
     st.subheader("Your verdict")
     choices: dict[str, str | None] = {}
-    with st.form(f"verdict_{study_id}"):
-        for label, flagged in flags.items():
+    with st.form(f"verdict_{study_id}", border=False):
+        for row in rows.itertuples():
+            flagged = bool(row.flagged)
             options = FLAGGED_CHOICES if flagged else UNFLAGGED_CHOICES
-            current = my_verdicts.get(label)
+            current = my_verdicts.get(row.label)
             index = list(options).index(current) if current in options else (None if flagged else 0)
-            choices[label] = st.radio(
-                f"{label} (flagged)" if flagged else label,
+            left, right = st.columns([3, 4], vertical_alignment="center")
+            left.markdown(
+                f"{'⚑ ' if flagged else ''}**{plain(row.label)}**  \n"
+                f"`{probability_bar(row.probability, row.threshold)}`"
+            )
+            choices[row.label] = right.radio(
+                f"{row.label} (flagged)" if flagged else row.label,
                 list(options),
                 index=index,
                 format_func=options.get,
                 horizontal=True,
-                key=f"v_{study_id}_{label}",
+                key=f"v_{study_id}_{row.label}",
+                label_visibility="collapsed",
             )
-        text = st.text_area("Note", value=note, key=f"note_{study_id}", max_chars=5000)
-        submitted = st.form_submit_button("Submit verdict and open next", type="primary")
+        text = st.text_area("Note", value=note, key=f"note_{study_id}", max_chars=5000, height=68)
+        submitted = st.form_submit_button("Submit verdict and open next", type="primary", shortcut="ctrl+enter")
     if not submitted:
         return None
     undecided = [lab for lab, v in choices.items() if v is None]

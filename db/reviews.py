@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Engine, and_, delete, exists, insert, select
+from sqlalchemy import Engine, and_, delete, exists, func, insert, select
 
+from core import verdict_rules
 from core.labels import NO_FINDING
 from core.triage import TriagePolicy
 from db import audit
@@ -25,30 +26,56 @@ from db.schema import (
 )
 from db.session import run_write
 
-VERDICTS_FLAGGED = ("correct", "incorrect")  # the model's flag was right / wrong
-VERDICTS_UNFLAGGED = ("correct", "missed")  # absent as the model said / present, model missed it
+truth_from_verdict = verdict_rules.present  # the one rule, re-exported for callers of this module
+
+
+QUEUES = ("to_read", "second_read", "adjudication", "all")
 
 
 @dataclass
 class WorklistFilter:
     statuses: tuple[str, ...] = (StudyStatus.DONE,)
     finding: str | None = None
-    reviewed: bool | None = None  # None: both
-    reviewer_id: int | None = None
+    reviewed: bool | None = None  # by anyone; None: both
+    reviewer_id: int | None = None  # studies this reviewer has read
     date_from: datetime | None = None
     date_to: datetime | None = None
     name_contains: str = ""
+    reader_id: int | None = None  # whose worklist: "read by me" and the queues are for this reader
+    queue: str = "all"  # to_read | second_read | adjudication | all (see worklist)
+    reads_required: int = 1  # 2 where the site double-reads
+
+
+def _reads():
+    return select(func.count()).where(VerdictSet.study_id == Study.id).scalar_subquery()
+
+
+def _disagreement():
+    """Readers' verdict sets differ (distinct packed truths) and no adjudicator has read it."""
+    distinct = select(func.count(func.distinct(VerdictSet.present_mask))).where(VerdictSet.study_id == Study.id)
+    adjudicated = exists().where(
+        VerdictSet.study_id == Study.id, VerdictSet.reviewer_id == User.id, User.role == "admin"
+    )
+    return and_(distinct.scalar_subquery() > 1, ~adjudicated)
 
 
 def worklist(engine: Engine, flt: WorklistFilter, triage: TriagePolicy, limit: int = 200) -> pd.DataFrame:
-    """Studies in triage order (:mod:`core.triage`): unreviewed first, then by the stored
-    priority key, highest first, ordered and limited in SQL on an index.
+    """One reader's worklist in triage order (:mod:`core.triage`), ordered and limited in SQL.
 
-    Filters are bound parameters (never string-built SQL); the name search escapes
-    LIKE wildcards so a '%' typed by a user matches a literal '%'. ``priority`` in the
-    result is the current priority (suspicion + waiting boost); reviewed studies show -1.
+    Queues for ``flt.reader_id``: ``to_read`` — studies this reader has not read that still
+    need a read (fewer than ``reads_required``), most urgent first; ``second_read`` — the
+    part of those another reader has already read; ``adjudication`` — studies whose readers
+    disagree and no adjudicator has decided; ``all`` — everything, the reader's unread
+    first. "Read next" and the Review page take the first ``to_read`` study (next_study),
+    so the two never disagree. Filters are bound parameters (never string-built SQL); the
+    name search escapes LIKE wildcards. ``priority`` is the current priority (suspicion +
+    waiting boost); ``waiting_h`` the hours since the study arrived.
     """
+    if flt.queue not in QUEUES:
+        raise ValueError(f"queue must be one of {QUEUES}")
     reviewed = exists().where(Verdict.study_id == Study.id)
+    reads = _reads()
+    mine = exists().where(VerdictSet.study_id == Study.id, VerdictSet.reviewer_id == (flt.reader_id or -1))
     query = select(
         Study.id,
         Study.original_name,
@@ -66,8 +93,16 @@ def worklist(engine: Engine, flt: WorklistFilter, triage: TriagePolicy, limit: i
         Study.study_date,
         Study.patient_age,
         Study.patient_sex,
+        reads.label("reads"),
+        mine.label("read_by_me"),
     )
     conds = [Study.status.in_(flt.statuses)] if flt.statuses else []
+    if flt.queue in ("to_read", "second_read"):
+        conds += [~mine, reads < max(1, flt.reads_required)]
+        if flt.queue == "second_read":
+            conds.append(reads > 0)
+    elif flt.queue == "adjudication":
+        conds.append(_disagreement())
     if flt.finding:
         conds.append(
             exists().where(
@@ -86,9 +121,7 @@ def worklist(engine: Engine, flt: WorklistFilter, triage: TriagePolicy, limit: i
         escaped = flt.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         conds.append(Study.original_name.like(f"%{escaped}%", escape="\\"))
     query = (
-        query.where(and_(*conds))
-        .order_by(reviewed, Study.priority.desc(), Study.abnormal.desc(), Study.id)
-        .limit(limit)
+        query.where(and_(*conds)).order_by(mine, Study.priority.desc(), Study.abnormal.desc(), Study.id).limit(limit)
     )
     columns = [
         "id",
@@ -107,16 +140,21 @@ def worklist(engine: Engine, flt: WorklistFilter, triage: TriagePolicy, limit: i
         "study_date",
         "patient_age",
         "patient_sex",
+        "reads",
+        "read_by_me",
     ]
     with engine.connect() as conn:
         df = pd.DataFrame(conn.execute(query).mappings().all(), columns=columns)
     if df.empty:
         df["priority"] = []
         df["flagged"] = []
+        df["waiting_h"] = []
         return df.drop(columns="priority_key")
     now = utcnow()
-    current = df["priority_key"].astype(float).map(lambda key: round(triage.current(key, now), 4))
-    df["priority"] = current.where(~df["reviewed"].astype(bool), -1.0)
+    df["priority"] = df["priority_key"].astype(float).map(lambda key: round(triage.current(key, now), 4))
+    df["waiting_h"] = ((now - pd.to_datetime(df["created_at"])).dt.total_seconds() / 3600).round(1)
+    df["reviewed"] = df["reviewed"].astype(bool)
+    df["read_by_me"] = df["read_by_me"].astype(bool)
     df["flagged"] = df["id"].map(_flagged_labels(engine, df["id"].tolist()))
     return df.drop(columns="priority_key")
 
@@ -135,23 +173,16 @@ def _flagged_labels(engine: Engine, ids: list[int]) -> dict[int, str]:
     return {k: ", ".join(sorted(v)) for k, v in out.items()}
 
 
-def next_study(engine: Engine, after_id: int, triage: TriagePolicy, reviewer_id: int) -> int | None:
-    """The next study in worklist order that this reviewer has not reviewed yet."""
-    df = worklist(engine, WorklistFilter(reviewed=None), triage, limit=500)
-    mine = _reviewed_by(engine, reviewer_id, df["id"].tolist()) if not df.empty else set()
-    for sid in df["id"]:
-        if sid != after_id and sid not in mine:
+def next_study(
+    engine: Engine, after_id: int, triage: TriagePolicy, reviewer_id: int, reads_required: int = 1
+) -> int | None:
+    """The study this reviewer should read next: the first of their ``to_read`` queue (the
+    worklist's own order), never one they have read, never ``after_id``."""
+    flt = WorklistFilter(reader_id=reviewer_id, queue="to_read", reads_required=reads_required)
+    for sid in worklist(engine, flt, triage, limit=2)["id"]:
+        if sid != after_id:
             return int(sid)
     return None
-
-
-def _reviewed_by(engine: Engine, reviewer_id: int, ids: list[int]) -> set[int]:
-    with engine.connect() as conn:
-        return set(
-            conn.execute(
-                select(Verdict.study_id).where(Verdict.reviewer_id == reviewer_id, Verdict.study_id.in_(ids))
-            ).scalars()
-        )
 
 
 @dataclass(frozen=True)
@@ -241,17 +272,6 @@ def load_study(engine: Engine, study_id: int, reviewer_id: int) -> ReviewCase | 
     return ReviewCase(study, preds, heat, mine, len(others), note or "")
 
 
-def truth_from_verdict(flagged: bool, verdict: str) -> bool:
-    """Whether the reviewer says the finding is present."""
-    if flagged:
-        if verdict not in VERDICTS_FLAGGED:
-            raise ValueError(f"a flagged finding is marked correct or incorrect, not {verdict!r}")
-        return verdict == "correct"
-    if verdict not in VERDICTS_UNFLAGGED:
-        raise ValueError(f"an unflagged finding is marked correct or missed, not {verdict!r}")
-    return verdict == "missed"
-
-
 def submit_review(
     engine: Engine,
     study_id: int,
@@ -286,11 +306,13 @@ def submit_review(
                 select(Verdict).where(Verdict.study_id == study_id, Verdict.reviewer_id == reviewer_id)
             ).scalars()
         }
-        now, changed, previous, truths = utcnow(), 0, {}, {}
+        truths = {label: verdict_rules.present(bool(flags.get(label, False)), verdicts[label]) for label in labels}
+        problem = verdict_rules.contradiction(truths)
+        if problem:
+            raise ValueError(problem)
+        now, changed, previous = utcnow(), 0, {}
         for label in labels:
-            verdict = verdicts[label]
-            present = truth_from_verdict(bool(flags.get(label, False)), verdict)
-            truths[label] = present
+            verdict, present = verdicts[label], truths[label]
             row = existing.get(label)
             if row is None:
                 session.add(

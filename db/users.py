@@ -203,6 +203,39 @@ def set_active(engine: Engine, username: str, active: bool, actor: str) -> None:
     run_write(engine, work)
 
 
+def set_role(engine: Engine, username: str, role: str, actor: str) -> None:
+    """Change an account's role (e.g. promote a single-sign-on reviewer to admin); audited."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+
+    def work(session) -> None:
+        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        if user is None:
+            raise ValueError(f"no user {username!r}")
+        if user.role != role:
+            audit.record(session, "user_role_changed", actor, None, username=username, previous=user.role, role=role)
+            user.role = role
+
+    run_write(engine, work)
+
+
+def reset_password(engine: Engine, username: str, password: str, actor: str) -> None:
+    """Set a new password (hashed before the write transaction, like create_user); audited,
+    the password itself never."""
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
+    password_hash = _hasher.hash(password)
+
+    def work(session) -> None:
+        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        if user is None:
+            raise ValueError(f"no user {username!r}")
+        user.password_hash = password_hash
+        audit.record(session, "user_password_reset", actor, None, username=username)
+
+    run_write(engine, work)
+
+
 @dataclass(frozen=True)
 class UserRow:
     id: int

@@ -12,7 +12,7 @@ from dashboard.state import settings_and_engine
 from dashboard.text import plain
 from db import audit
 from db.queue import failed_studies, requeue
-from db.users import ROLES, create_user, list_users, set_active
+from db.users import ROLES, create_user, list_users, reset_password, set_active, set_role
 from services.exports import audit_csv, audit_frame, record_export
 from services.reference_labels import import_labels
 
@@ -31,12 +31,27 @@ def users_tab(engine, admin) -> None:
                 st.error(plain(exc))
     others = [u.username for u in list_users(engine) if u.username != admin.username]
     if others:
-        c1, c2 = st.columns(2)
+        c1, c2, c3 = st.columns(3)
         who = c1.selectbox("Account", others, key="admin_who")
-        action = c2.radio("Action", ["disable", "enable"], horizontal=True, key="admin_action")
+        action = c2.selectbox(
+            "Action", ["disable", "enable", "make reviewer", "make admin", "reset password"], key="admin_action"
+        )
+        new_password = c3.text_input(
+            "New password", type="password", key="admin_new_password", disabled=action != "reset password"
+        )
         if st.button("Apply", key="admin_apply"):
-            set_active(engine, who, action == "enable", actor=admin.username)
-            st.success(f"{plain(who)}: {action}d. A disabled user's session ends at their next action.")
+            try:
+                if action in ("disable", "enable"):
+                    set_active(engine, who, action == "enable", actor=admin.username)
+                    st.success(f"{plain(who)}: {action}d. A disabled user's session ends at their next action.")
+                elif action.startswith("make "):
+                    set_role(engine, who, action.removeprefix("make "), actor=admin.username)
+                    st.success(f"{plain(who)} is now {action.removeprefix('make ')}.")
+                else:
+                    reset_password(engine, who, new_password, actor=admin.username)
+                    st.success(f"{plain(who)}: password reset. Tell them through another channel.")
+            except ValueError as exc:
+                st.error(plain(exc))
     # read after any change above, so the table is current
     st.dataframe(pd.DataFrame([asdict(u) for u in list_users(engine)]), hide_index=True, width="stretch")
 

@@ -12,7 +12,7 @@ from db.analytics import data_stamp
 from db.reviews import reviewers
 from db.studies import model_versions
 from services.exports import record_export, verdicts_csv
-from services.thresholds import save_proposal
+from services.thresholds import decide, save_proposal
 
 user = require_user()
 settings, engine = settings_and_engine()
@@ -44,9 +44,26 @@ with op_points:
     kind, target, points = tabs.operating_points(cohort, list(table["finding"]))
     if not user.is_admin:
         st.caption("Only an administrator can save a threshold set.")
-    elif st.button("Save as a new threshold version for new predictions", key="op_save"):
-        version = save_proposal(engine, card, points, f"{kind} {target:.2f} on reviewed cohort", user.id, user.username)
-        st.success(f"Saved threshold set {version}; predictions made before keep their own thresholds.")
+    else:
+        decision = decide(points, settings.min_threshold_positives)
+        st.caption(
+            f"A finding's threshold is saved only when it rests on at least {settings.min_threshold_positives}"
+            " positives (CXR_MIN_THRESHOLD_POSITIVES); the others keep their current thresholds."
+        )
+        if st.button("Save as a new threshold version for new predictions", key="op_save"):
+            if decision.refused:
+                st.error(
+                    f"Not saved: no finding has {settings.min_threshold_positives} positives in this selection "
+                    "(" + "; ".join(f"{k}: {v}" for k, v in decision.kept.items()) + ")."
+                )
+            else:
+                method = f"{kind} {target:.2f} on reviewed cohort"
+                version = save_proposal(engine, card, decision, method, user.id, user.username)
+                kept = ", ".join(decision.kept) or "none"
+                st.success(
+                    f"Saved threshold set {version} for {', '.join(decision.saved)}; kept current thresholds "
+                    f"for {kept}. Predictions made before keep their own thresholds."
+                )
 with calibration:
     tabs.calibration(cohort, table)
 with agreement:

@@ -1,14 +1,19 @@
-"""Review: the image with window/level and Grad-CAM overlays, the model's scores, and
-the reviewer's verdict on every label; submitting opens the next study in worklist order."""
+"""Review: the study's images with window/level and Grad-CAM overlays beside a compact
+verdict panel (one row per label); submitting opens the reader's next study in worklist
+order, at the top, with a note of what was saved."""
+
+import time
 
 import streamlit as st
 
+from core.verdict_rules import normal_study
 from dashboard.auth import require_user
 from dashboard.state import (
     DISCLAIMER,
     STUDY_KEY,
     model_card_or_error,
     requested_study,
+    scroll_to_top,
     settings_and_engine,
 )
 from dashboard.text import plain
@@ -17,10 +22,39 @@ from dashboard.viewer import image_panel
 from db.reviews import load_study, next_study, submit_review
 from db.studies import study_instances
 
+MIN_LOOK_S = 1.5  # a verdict submitted sooner after its study opened is a double click, not a read
+
 user = require_user()
 settings, engine = settings_and_engine()
-sid = requested_study() or next_study(engine, -1, settings.triage(), user.id)
+saved = st.session_state.pop("just_saved", None)
+if saved:
+    st.toast(f"Saved your verdict on study {saved}.", icon="✅")
+    scroll_to_top()
+sid = requested_study() or next_study(engine, -1, settings.triage(), user.id, settings.reads_required)
 case = load_study(engine, sid, user.id) if sid else None
+
+
+def save_and_open_next(verdicts: dict[str, str], note: str | None) -> None:
+    opened = st.session_state.get("opened_by_save", {}).get(sid)
+    if opened is not None and time.monotonic() - opened < MIN_LOOK_S:
+        st.warning("Not saved: the study had only just opened. Look at it, then submit again.")
+        return
+    try:
+        submit_review(engine, sid, user.id, verdicts, note, actor=user.username)
+    except ValueError as exc:
+        st.error(f"Not saved: {plain(exc)}")
+        return
+    st.session_state["just_saved"] = sid
+    nxt = next_study(engine, sid, settings.triage(), user.id, settings.reads_required)
+    st.query_params.clear()
+    if nxt is None:
+        st.session_state.pop(STUDY_KEY, None)
+    else:
+        st.session_state[STUDY_KEY] = nxt
+        st.session_state["opened_by_save"] = {nxt: time.monotonic()}  # the double-click guard's clock
+    st.rerun()
+
+
 if sid is None:
     st.title("Review")
     st.info("Nothing waits for your review: every analysed study has your verdict.")
@@ -31,9 +65,8 @@ else:
     st.title(f"Review: study {sid}")
     st.caption(
         f"{plain(study.original_name)} · {plain(study.file_format.upper())} · {study.width}x{study.height} · "
-        f"view {plain(study.view_position or 'unknown')} · uploaded {study.created_at:%Y-%m-%d %H:%M}"
+        f"view {plain(study.view_position or 'unknown')} · uploaded {study.created_at:%Y-%m-%d %H:%M} · " + DISCLAIMER
     )
-    st.warning(DISCLAIMER, icon="⚠️")
     if study.status != "done":
         st.info(
             f"Status: {study.status}."
@@ -43,23 +76,24 @@ else:
         domain_and_abnormal(study)
         if case.other_reviews:
             st.caption(
-                f"{case.other_reviews} other reviewer(s) have reviewed this study; their verdicts are kept separately."
+                f"{case.other_reviews} other reviewer(s) have read this study; their verdicts are kept separately."
             )
         card = model_card_or_error(settings)
-        left, right = st.columns([3, 2])
+        left, right = st.columns([5, 4])
         with left:
             image_panel(settings.data_dir, study, case.predictions, case.heatmaps, study_instances(engine, sid))
         with right:
-            scores_table(case.predictions, dict(card.threshold_support) if card else {})
+            flags = dict(zip(case.predictions["label"], case.predictions["flagged"].astype(bool), strict=True))
+            if st.button(
+                "Normal study: all findings absent, save and next", key=f"normal_{sid}", shortcut="n", help="Shortcut N"
+            ):
+                save_and_open_next(normal_study(flags), None)
             submitted = verdict_form(sid, case.predictions, case.my_verdicts, case.note)
-        if submitted:
-            verdicts, note = submitted
-            submit_review(engine, sid, user.id, verdicts, note, actor=user.username)
-            nxt = next_study(engine, sid, settings.triage(), user.id)
-            st.query_params.clear()
-            if nxt is None:
-                st.session_state.pop(STUDY_KEY, None)
-                st.success("Verdict saved. No more studies waiting for you.")
-            else:
-                st.session_state[STUDY_KEY] = nxt
-                st.rerun()
+            if submitted:
+                save_and_open_next(*submitted)
+            scores_table(case.predictions, dict(card.threshold_support) if card else {})
+        with st.popover("Keyboard shortcuts"):
+            st.markdown(
+                "**R** read next (worklist) · **N** normal study, save and next · "
+                "**Ctrl+Enter** submit the verdict and open the next study"
+            )

@@ -1,19 +1,16 @@
-"""Worklist: the triage queue with filters; selecting a row opens it in Review."""
+"""Worklist: one reader's queue in triage order; "Read next" and a selected row open Review."""
 
 import streamlit as st
 
 from core.labels import NO_FINDING
 from dashboard.auth import require_user
-from dashboard.state import (
-    DISCLAIMER,
-    model_card_or_error,
-    open_study,
-    settings_and_engine,
-)
+from dashboard.state import DISCLAIMER, model_card_or_error, open_study, settings_and_engine
 from dashboard.worklist_filters import worklist_filters
-from db.reviews import reviewers, worklist
+from db.reviews import next_study, reviewers, worklist
 
-require_user()
+QUEUE_NAMES = {"to_read": "To read", "second_read": "Second read", "adjudication": "Adjudication", "all": "All"}
+
+user = require_user()
 settings, engine = settings_and_engine()
 st.title("Worklist")
 st.caption(
@@ -21,13 +18,29 @@ st.caption(
     f"a study that has waited {settings.overdue_hours:g} h longer than another always ranks above it, "
     "so one waiting that long outranks every new arrival. " + DISCLAIMER
 )
+queues = ["to_read"] + (["second_read"] if settings.reads_required > 1 else [])
+queues += (["adjudication"] if user.is_admin else []) + ["all"]
+c1, c2 = st.columns([3, 1])
+queue = c1.segmented_control("Queue", queues, default="to_read", format_func=QUEUE_NAMES.get, key="wl_queue")
+if c2.button(
+    "Read next",
+    type="primary",
+    key="open_top",
+    shortcut="r",
+    help="Your most urgent unread study (the same one Review opens); shortcut R",
+):
+    nxt = next_study(engine, -1, settings.triage(), user.id, settings.reads_required)
+    if nxt is None:
+        st.info("Nothing waits for your read.")
+    else:
+        open_study(nxt)
 card = model_card_or_error(settings)
 findings = [lab for lab in (card.labels if card else []) if lab != NO_FINDING]
-df = worklist(engine, worklist_filters(reviewers(engine), findings), settings.triage(), limit=200)
+flt = worklist_filters(reviewers(engine), findings)
+flt.reader_id, flt.queue, flt.reads_required = user.id, queue or "to_read", settings.reads_required
+df = worklist(engine, flt, settings.triage(), limit=200)
 st.write(f"{len(df)} studies shown (at most 200)")
 if not df.empty:
-    if st.button("Read the top study", type="primary", key="open_top"):
-        open_study(int(df.iloc[0]["id"]))
     columns = [
         "id",
         "original_name",
@@ -35,11 +48,13 @@ if not df.empty:
         "study_date",
         "patient_age",
         "patient_sex",
-        "status",
         "flagged",
         "abnormal",
         "priority",
-        "reviewed",
+        "waiting_h",
+        "reads",
+        "read_by_me",
+        "status",
         "view_position",
         "created_at",
     ]
@@ -56,6 +71,8 @@ if not df.empty:
         key="worklist_table",
         column_config={
             "priority": st.column_config.NumberColumn(format="%.2f"),
+            "waiting_h": st.column_config.NumberColumn("waiting (h)", format="%.1f"),
+            "read_by_me": st.column_config.CheckboxColumn("read by me"),
             "abnormal": st.column_config.ProgressColumn(
                 "P(abnormal) %",
                 min_value=0,

@@ -257,3 +257,41 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
         _go(page, title, heading)
         _shot(page, name)
     page.close()
+
+
+def test_reading_flow_at_1280x720(app_server, browser):
+    """Read next opens the reader's most urgent unread study; "Normal study" saves it and
+    the next opens at the top with a toast naming the study saved; screenshots of the
+    review screen at 1280x720 and 1920x1080."""
+    rows = _wait_done(app_server["db"], 2)
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.set_default_timeout(30000)
+    _sign_in(page, app_server["url"])
+    page.get_by_text("Queued").first.wait_for()
+    _go(page, "Worklist", "Worklist")
+    page.get_by_role("button", name="Read next").click()
+    heading = page.get_by_role("heading", name="Review: study")
+    heading.wait_for()
+    opened = int(heading.inner_text().split()[-1])
+    assert opened in {r.id for r in rows}
+    page.get_by_text("Your verdict").wait_for()
+    _shot(page, "10_review_1280x720")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    _shot(page, "11_review_1920x1080")
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.mouse.wheel(0, 1500)  # the reader has scrolled down the verdict panel
+    page.get_by_role("button", name="Normal study").first.click()
+    page.get_by_text(f"Saved your verdict on study {opened}").wait_for()
+    assert _poll(lambda: len(_verdict_rows(app_server["db"], opened)) == 15, 20)
+    assert _poll(
+        lambda: (
+            page.evaluate(
+                "() => Math.max(window.scrollY, ...[...document.querySelectorAll('[data-testid=stMain], section.main')]"
+                ".map(e => e.scrollTop))"
+            )
+            == 0
+        ),
+        10,
+    ), "the next study did not open at the top"
+    _shot(page, "12_after_normal_study")
+    page.close()

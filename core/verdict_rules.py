@@ -1,0 +1,41 @@
+"""What a reviewer's verdict on a study may say: the checks that make a verdict coherent,
+kept apart from the form and the database so both apply the same rule."""
+
+from __future__ import annotations
+
+from core.labels import NO_FINDING
+
+FLAGGED_VERDICTS = ("correct", "incorrect")  # the model's flag was right / wrong
+UNFLAGGED_VERDICTS = ("correct", "missed")  # absent as the model said / present, model missed it
+
+
+def present(flagged: bool, verdict: str) -> bool:
+    """Whether the reviewer says the finding is present."""
+    if flagged:
+        if verdict not in FLAGGED_VERDICTS:
+            raise ValueError(f"a flagged finding is marked correct or incorrect, not {verdict!r}")
+        return verdict == "correct"
+    if verdict not in UNFLAGGED_VERDICTS:
+        raise ValueError(f"an unflagged finding is marked correct or missed, not {verdict!r}")
+    return verdict == "missed"
+
+
+def contradiction(truths: dict[str, bool]) -> str | None:
+    """Why these truths cannot all hold, or None: "No Finding" present excludes every finding."""
+    if truths.get(NO_FINDING):
+        findings = sorted(lab for lab, yes in truths.items() if yes and lab != NO_FINDING)
+        if findings:
+            return f"'No Finding' is marked present together with {', '.join(findings)}: mark one or the other."
+    return None
+
+
+def normal_study(flags: dict[str, bool]) -> dict[str, str]:
+    """The verdicts of a normal study: every finding absent (and No Finding present)."""
+    out = {}
+    for label, flagged in flags.items():
+        is_present = label == NO_FINDING
+        if flagged:
+            out[label] = "correct" if is_present else "incorrect"
+        else:
+            out[label] = "missed" if is_present else "correct"
+    return out
