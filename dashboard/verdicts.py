@@ -9,8 +9,9 @@ from core.model_card import MIN_THRESHOLD_SUPPORT
 from dashboard.text import plain
 from db.reviews import StudyRecord
 
+PANEL_HEIGHT = 330  # with the note and Submit below it, the panel fits a 720-pixel screen
 FLAGGED_CHOICES = {"correct": "present: flag correct", "incorrect": "absent: false positive"}
-UNFLAGGED_CHOICES = {"correct": "absent: correct", "missed": "present: missed by the model"}
+UNFLAGGED_CHOICES = {"correct": "absent: correct", "missed": "present: missed"}
 
 
 def domain_and_abnormal(study: StudyRecord) -> None:
@@ -23,14 +24,13 @@ def domain_and_abnormal(study: StudyRecord) -> None:
             icon="🚫",
         )
     if study.abnormal is not None:
-        st.metric(
-            "P(abnormal), calibrated",
-            f"{100 * float(study.abnormal):.0f}%",
-            help="1 - calibrated P(No Finding): how likely a reader finds something on this study",
+        st.markdown(
+            f"**P(abnormal) {100 * float(study.abnormal):.0f}%**",
+            help="Calibrated 1 - P(No Finding): how likely a reader finds something on this study",
         )
 
 
-def probability_bar(p: float, threshold: float, width: int = 20) -> str:
+def probability_bar(p: float, threshold: float, width: int = 12) -> str:
     """A text bar of the calibrated probability with the threshold marked: '▇▇▇▇▇░░│░░ 41%'.
     Plain characters, so no markup is involved."""
     filled = int(round(max(0.0, min(1.0, p)) * width))
@@ -83,29 +83,36 @@ def verdict_form(
     if preds.empty:
         return None
     rows = preds.sort_values(["flagged", "probability"], ascending=[False, False])
-    st.subheader("Your verdict")
+    st.markdown("**Your verdict** · ⚑ flagged by the model · ┃ threshold")
     choices: dict[str, str | None] = {}
     with st.form(f"verdict_{study_id}", border=False):
-        for row in rows.itertuples():
-            flagged = bool(row.flagged)
-            options = FLAGGED_CHOICES if flagged else UNFLAGGED_CHOICES
-            current = my_verdicts.get(row.label)
-            index = list(options).index(current) if current in options else (None if flagged else 0)
-            left, right = st.columns([3, 4], vertical_alignment="center")
-            left.markdown(
-                f"{'⚑ ' if flagged else ''}**{plain(row.label)}**  \n"
-                f"`{probability_bar(row.probability, row.threshold)}`"
-            )
-            choices[row.label] = right.radio(
-                f"{row.label} (flagged)" if flagged else row.label,
-                list(options),
-                index=index,
-                format_func=options.get,
-                horizontal=True,
-                key=f"v_{study_id}_{row.label}",
-                label_visibility="collapsed",
-            )
-        text = st.text_area("Note", value=note, key=f"note_{study_id}", max_chars=5000, height=68)
+        with st.container(height=PANEL_HEIGHT, border=True):  # every row reachable, Submit always in view
+            for row in rows.itertuples():
+                flagged = bool(row.flagged)
+                options = FLAGGED_CHOICES if flagged else UNFLAGGED_CHOICES
+                current = my_verdicts.get(row.label)
+                index = list(options).index(current) if current in options else (None if flagged else 0)
+                left, right = st.columns([5, 6], vertical_alignment="center", gap="small")
+                left.markdown(
+                    f"{'⚑ ' if flagged else ''}**{plain(row.label)}**  \n"
+                    f"`{probability_bar(row.probability, row.threshold)}`"
+                )
+                choices[row.label] = right.radio(
+                    f"{row.label} (flagged)" if flagged else row.label,
+                    list(options),
+                    index=index,
+                    format_func=options.get,
+                    key=f"v_{study_id}_{row.label}",
+                    label_visibility="collapsed",
+                )
+        text = st.text_input(
+            "Note",
+            value=note,
+            key=f"note_{study_id}",
+            max_chars=5000,
+            placeholder="Note (optional)",
+            label_visibility="collapsed",
+        )
         submitted = st.form_submit_button("Submit verdict and open next", type="primary", shortcut="ctrl+enter")
     if not submitted:
         return None

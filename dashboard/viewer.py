@@ -102,15 +102,29 @@ def image_panel(
         grey = _preview(str(storage.safe_join(data_dir, storage.preview_relpath(sha))), str(path))
     flagged = predictions.loc[predictions["flagged"].astype(bool), "label"].tolist() if not predictions.empty else []
     others = [lab for lab in predictions["label"] if lab not in flagged] if not predictions.empty else []
-    c1, c2 = st.columns([2, 1])
+    options = ["(none)", *flagged, *others]
+    c1, c2, c3, c4 = st.columns([3, 2, 1.6, 1.6], vertical_alignment="bottom")
+    if st.session_state.get("cam_study") != study.id or st.session_state.get("cam_label") not in options:
+        st.session_state["cam_label"] = options[1] if flagged else "(none)"  # a new study opens on its first flag
+        st.session_state["cam_study"] = study.id
     choice = c1.selectbox(
         "Grad-CAM overlay",
-        ["(none)", *flagged, *others],
-        index=1 if flagged else 0,
+        options,
         key="cam_label",
         format_func=lambda x: x if x in flagged or x == "(none)" else f"{x} (on request)",
     )
     opacity = c2.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="cam_opacity")
+    c3.button(
+        "Overlay",
+        key="toggle_overlay",
+        shortcut="o",
+        on_click=_toggle_overlay,
+        args=(options, flagged),
+        help="Show or hide the heatmap (O)",
+    )
+    c4.button("Invert", key="toggle_invert", shortcut="i", on_click=_toggle_invert, help="Invert the grey scale (I)")
+    if st.session_state.get("invert"):
+        grey = 255 - grey if grey.dtype == np.uint8 else 1.0 - grey
     image = grey
     if choice != "(none)":
         sources = storage.cam_sources(data_dir, study.id, study.model_version or "")
@@ -132,4 +146,41 @@ def image_panel(
                 st.caption("No heatmap stored for this study.")
             else:
                 image = overlay(grey, heat, opacity)
-    st.image(image, caption=f"Grad-CAM: {choice}" if choice != "(none)" else "Radiograph", width="content")
+    title = f"Grad-CAM: {choice}" if choice != "(none)" and image is not grey else "Radiograph"
+    st.plotly_chart(_figure(image, title), config=VIEWER_CONFIG, key=f"viewer_{study.id}")
+
+
+VIEWER_CONFIG = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+VIEWER_HEIGHT = 520  # the image fits a 720-pixel screen below the page header and its controls
+
+
+def _figure(image: np.ndarray, title: str):
+    """The image as a zoomable, pannable plotly figure (wheel zooms, drag pans, double
+    click resets), sent as one PNG rather than as a matrix of numbers."""
+    import plotly.express as px
+
+    fig = px.imshow(image, binary_string=True, binary_compression_level=1)
+    fig.update_layout(
+        title={"text": title, "font": {"size": 13}},
+        height=VIEWER_HEIGHT,
+        dragmode="pan",
+        margin={"l": 0, "r": 0, "t": 28, "b": 0},
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def _toggle_overlay(options: list[str], flagged: list[str]) -> None:
+    current = st.session_state.get("cam_label", "(none)")
+    remembered = st.session_state.get("last_overlay") or (
+        flagged[0] if flagged else options[1] if len(options) > 1 else "(none)"
+    )
+    if current == "(none)":
+        st.session_state["cam_label"] = remembered if remembered in options else "(none)"
+    else:
+        st.session_state["last_overlay"], st.session_state["cam_label"] = current, "(none)"
+
+
+def _toggle_invert() -> None:
+    st.session_state["invert"] = not st.session_state.get("invert", False)

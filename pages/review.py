@@ -22,6 +22,11 @@ from dashboard.viewer import image_panel
 from db.reviews import load_study, next_study, submit_review
 from db.studies import study_instances
 
+# the reading screen is dense: less space above the title, a smaller title
+COMPACT = (
+    "<style>[data-testid=stMainBlockContainer]{padding-top:1.5rem;} "
+    "h1{font-size:1.6rem !important; padding:0 !important;}</style>"
+)
 MIN_LOOK_S = 1.5  # a verdict submitted sooner after its study opened is a double click, not a read
 
 user = require_user()
@@ -62,6 +67,7 @@ elif case is None:
     st.error(f"Study {sid} does not exist.")
 else:
     study = case.study
+    st.html(COMPACT)
     st.title(f"Review: study {sid}")
     st.caption(
         f"{plain(study.original_name)} · {plain(study.file_format.upper())} · {study.width}x{study.height} · "
@@ -73,16 +79,14 @@ else:
             + (f" Error: {plain(study.error)}" if study.error else " Results appear when the worker has analysed it.")
         )
     else:
-        domain_and_abnormal(study)
-        if case.other_reviews:
-            st.caption(
-                f"{case.other_reviews} other reviewer(s) have read this study; their verdicts are kept separately."
-            )
         card = model_card_or_error(settings)
         left, right = st.columns([5, 4])
         with left:
             image_panel(settings.data_dir, study, case.predictions, case.heatmaps, study_instances(engine, sid))
         with right:
+            domain_and_abnormal(study)
+            if case.other_reviews:
+                st.caption(f"{case.other_reviews} other reader(s) have read this study; verdicts are kept apart.")
             flags = dict(zip(case.predictions["label"], case.predictions["flagged"].astype(bool), strict=True))
             if st.button(
                 "Normal study: all findings absent, save and next", key=f"normal_{sid}", shortcut="n", help="Shortcut N"
@@ -94,6 +98,6 @@ else:
             scores_table(case.predictions, dict(card.threshold_support) if card else {})
         with st.popover("Keyboard shortcuts"):
             st.markdown(
-                "**R** read next (worklist) · **N** normal study, save and next · "
-                "**Ctrl+Enter** submit the verdict and open the next study"
+                "**J** read next (worklist) · **O** overlay on/off · **I** invert · "
+                "**N** normal study, save and next · **Ctrl+Enter** submit the verdict and open the next study"
             )

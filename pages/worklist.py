@@ -26,8 +26,8 @@ if c2.button(
     "Read next",
     type="primary",
     key="open_top",
-    shortcut="r",
-    help="Your most urgent unread study (the same one Review opens); shortcut R",
+    shortcut="j",
+    help="Your most urgent unread study (the same one Review opens); shortcut J",
 ):
     nxt = next_study(engine, -1, settings.triage(), user.id, settings.reads_required)
     if nxt is None:

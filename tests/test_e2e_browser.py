@@ -130,6 +130,12 @@ def _go(page, title: str, heading: str | None = None) -> None:
         page.get_by_role("heading", name=heading).first.wait_for()
 
 
+def _wait_idle(page) -> None:
+    """Wait until the app's script run has finished (Streamlit marks it on its root), so a
+    click is not lost in a rerun that replaces the element it landed on."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+
+
 def _verdict_rows(db_url: str, study_id: int) -> list:
     from db.schema import Verdict
 
@@ -224,7 +230,7 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     grid = page.get_by_test_id("stDataFrame").first
     grid.wait_for()
     _shot(page, "04_worklist")
-    page.get_by_role("button", name="Read the top study").click()
+    page.get_by_role("button", name="Read next").click()
     page.get_by_text("Your verdict").wait_for()
     first_id = int(page.get_by_role("heading", name="Review: study").inner_text().split()[-1])
 
@@ -232,13 +238,14 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     overlay_box = page.get_by_test_id("stSelectbox").filter(has_text="Grad-CAM overlay")
     overlay_box.click()
     page.get_by_role("option").nth(1).click()  # the first flagged finding, or the first on request
-    page.get_by_test_id("stImage").filter(has_text="Grad-CAM:").first.wait_for()
+    page.get_by_test_id("stPlotlyChart").filter(has_text="Grad-CAM:").first.wait_for()
     _shot(page, "05_review_heatmap")
 
     # unflagged findings default to "absent: correct"; each flagged one needs a decision. A
     # click that lands while the page reruns can be lost: the app then says which finding is
     # undecided, and the reviewer marks it again, as a person would
     for _ in range(3):
+        _wait_idle(page)
         for option in page.get_by_text("present: flag correct", exact=True).all():
             option.click()
         page.get_by_role("button", name="Submit verdict and open next").click()
@@ -263,11 +270,15 @@ def test_reading_flow_at_1280x720(app_server, browser):
     """Read next opens the reader's most urgent unread study; "Normal study" saves it and
     the next opens at the top with a toast naming the study saved; screenshots of the
     review screen at 1280x720 and 1920x1080."""
-    rows = _wait_done(app_server["db"], 2)
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     page.set_default_timeout(30000)
     _sign_in(page, app_server["url"])
-    page.get_by_text("Queued").first.wait_for()
+    page.get_by_text("Queued").first.wait_for()  # the app is up, its embedded worker started
+    files = [str(SHARED / "nih" / "full" / "00000001_000.png"), str(SHARED / "dicom" / "cr_chest.dcm")]
+    env = dict(os.environ, CXR_DATA_DIR=str(app_server["data"]), CXR_EMBEDDED_WORKER="0")
+    env.pop("CXR_DATABASE_URL", None)
+    subprocess.run([sys.executable, "-m", "core.ingest", *files], cwd=ROOT, env=env, capture_output=True)  # run alone
+    rows = _wait_done(app_server["db"], 2)
     _go(page, "Worklist", "Worklist")
     page.get_by_role("button", name="Read next").click()
     heading = page.get_by_role("heading", name="Review: study")
@@ -275,11 +286,18 @@ def test_reading_flow_at_1280x720(app_server, browser):
     opened = int(heading.inner_text().split()[-1])
     assert opened in {r.id for r in rows}
     page.get_by_text("Your verdict").wait_for()
+    _wait_idle(page)
+    page.get_by_test_id("stPlotlyChart").first.locator("svg").first.wait_for()
     _shot(page, "10_review_1280x720")
+    submit = page.get_by_role("button", name="Submit verdict and open next")
+    box = submit.bounding_box()
+    assert box and box["y"] + box["height"] <= 720, f"Submit is below the fold at 1280x720: {box}"
     page.set_viewport_size({"width": 1920, "height": 1080})
+    _wait_idle(page)
     _shot(page, "11_review_1920x1080")
     page.set_viewport_size({"width": 1280, "height": 720})
     page.mouse.wheel(0, 1500)  # the reader has scrolled down the verdict panel
+    _wait_idle(page)
     page.get_by_role("button", name="Normal study").first.click()
     page.get_by_text(f"Saved your verdict on study {opened}").wait_for()
     assert _poll(lambda: len(_verdict_rows(app_server["db"], opened)) == 15, 20)
