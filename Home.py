@@ -3,8 +3,8 @@ signs in; each page file checks the session again on its own."""
 
 import streamlit as st
 
-from dashboard.auth import sign_in_page, sign_out, signed_in_user
-from dashboard.navigation import pages_for
+from dashboard.auth import session_cookie_updates, sign_in_page, sign_out, signed_in_user
+from dashboard.navigation import pages_for, signed_out_pages
 from dashboard.state import ensure_receiver, ensure_worker
 from dashboard.text import plain
 
@@ -12,8 +12,9 @@ st.set_page_config(page_title="Chest X-ray review", page_icon="🫁", layout="wi
 ensure_worker()
 ensure_receiver()
 user = signed_in_user()
+session_cookie_updates()
 if user is None:
-    page = st.navigation([st.Page(sign_in_page, title="Sign in", url_path="sign-in")])
+    page = st.navigation(signed_out_pages(sign_in_page), position="hidden")
 else:
     page = st.navigation(pages_for(user))
     with st.sidebar:

@@ -40,11 +40,77 @@ def sso_configured() -> bool:
         return False
 
 
+@st.cache_resource(show_spinner=False)
+def _secret(data_dir: str) -> bytes:
+    from core.session_token import site_secret
+
+    return site_secret(data_dir)
+
+
+def _from_cookie(engine, data_dir) -> int | None:
+    """The user of a valid session cookie (signed, unexpired, epoch current, account active)."""
+    import time
+
+    from core.session_token import COOKIE, verify
+    from db.users import session_epoch
+
+    try:
+        token = st.context.cookies.get(COOKIE)
+    except Exception:  # noqa: BLE001 - AppTest and bare runs have no request
+        return None
+    claims = verify(_secret(str(data_dir)), token, time.time())
+    if claims is None or session_epoch(engine, claims.user_id) != claims.epoch:
+        return None
+    return claims.user_id
+
+
+def _write_cookie(value: str, max_age: int) -> None:
+    """Set (or with max_age 0, delete) the session cookie in the browser. Streamlit has no
+    server-side cookie API, so a zero-height component sets it in the page's own origin."""
+    import json
+
+    import streamlit.components.v1 as components
+
+    from core.session_token import COOKIE
+
+    cookie = json.dumps(f"{COOKIE}={value}; Path=/; Max-Age={int(max_age)}; SameSite=Strict")
+    components.html(
+        f"<script>const c = {cookie} + (window.parent.location.protocol === 'https:' ? '; Secure' : '');"
+        "window.parent.document.cookie = c;</script>",
+        height=0,
+    )
+
+
+def session_cookie_updates() -> None:
+    """Issue the cookie after a sign-in, delete it after a sign-out (called once per run)."""
+    from core.session_token import LIFETIME_S, issue
+    from dashboard.state import settings_and_engine
+    from db.users import session_epoch
+
+    action = st.session_state.pop("cookie_action", None)
+    if action == "clear":
+        _write_cookie("", 0)
+    elif action == "issue" and st.session_state.get(SESSION_KEY) is not None:
+        import time
+
+        settings, engine = settings_and_engine()
+        user_id = int(st.session_state[SESSION_KEY])
+        epoch = session_epoch(engine, user_id)
+        if epoch is not None:
+            _write_cookie(issue(_secret(str(settings.data_dir)), user_id, epoch, time.time()), LIFETIME_S)
+
+
 def signed_in_user() -> Identity | None:
-    """The user of this session, re-checked against the database on every run."""
+    """The user of this session, re-checked against the database on every run; a refresh
+    (a new Streamlit session) is recognised by its signed session cookie."""
     from dashboard.state import settings_and_engine
 
     user_id = st.session_state.get(SESSION_KEY)
+    if user_id is None:
+        settings, engine = settings_and_engine()
+        user_id = _from_cookie(engine, settings.data_dir)
+        if user_id is not None:
+            st.session_state[SESSION_KEY] = user_id
     if user_id is None and sso_configured() and getattr(st.user, "is_logged_in", False):
         from db.users import sso_identity
 
@@ -68,9 +134,15 @@ def signed_in_user() -> Identity | None:
 
 def require_user(admin: bool = False) -> Identity:
     """Stop the page unless someone (an admin, if asked) is signed in."""
+    from dashboard.navigation import leave_directory_mode
+
+    leave_directory_mode()
     user = signed_in_user()
     if user is None:
+        # a page opened directly (a link or a refresh before any navigation exists) asks for
+        # a sign-in right here; afterwards the same address, query included, opens as asked
         st.warning("Please sign in to see this page.")
+        sign_in_page()
         st.stop()
     if admin and not user.is_admin:
         st.error("This page is for administrators.")
@@ -104,6 +176,7 @@ def sign_in_page() -> None:
             st.error(plain(exc))
         else:
             st.session_state[SESSION_KEY] = user.id
+            st.session_state["cookie_action"] = "issue"
             st.rerun()
 
 
@@ -120,10 +193,20 @@ def _first_run_form(engine) -> None:
             st.error(plain(exc))
         else:
             st.session_state[SESSION_KEY] = user.id
+            st.session_state["cookie_action"] = "issue"
             st.rerun()
 
 
 def sign_out() -> None:
-    st.session_state.pop(SESSION_KEY, None)
+    """End this session and every session cookie of the account (its epoch is raised)."""
+    from dashboard.state import settings_and_engine
+    from db.users import current_identity, end_sessions
+
+    user_id = st.session_state.pop(SESSION_KEY, None)
+    if user_id is not None:
+        _, engine = settings_and_engine()
+        identity = current_identity(engine, int(user_id))
+        end_sessions(engine, int(user_id), identity.username if identity else str(user_id))
+    st.session_state["cookie_action"] = "clear"
     if sso_configured() and getattr(st.user, "is_logged_in", False):
         st.logout()

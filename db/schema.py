@@ -45,6 +45,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20), default="reviewer")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     sso_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # raised at sign-out
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -153,6 +153,25 @@ def authenticate(engine: Engine, username: str, password: str) -> Identity:
     return Identity(row.id, row.username, row.role)
 
 
+def session_epoch(engine: Engine, user_id: int) -> int | None:
+    """The account's current session epoch (None: no such active account)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(User.session_epoch, User.active).where(User.id == user_id)).first()
+    return int(row.session_epoch) if row and row.active else None
+
+
+def end_sessions(engine: Engine, user_id: int, actor: str) -> None:
+    """Sign-out: raise the epoch so every session cookie issued before stops working."""
+
+    def work(session) -> None:
+        user = session.get(User, user_id)
+        if user is not None:
+            user.session_epoch = (user.session_epoch or 0) + 1
+            audit.record(session, "sign_out", actor, None, username=user.username)
+
+    run_write(engine, work)
+
+
 def current_identity(engine: Engine, user_id: int) -> Identity | None:
     """Re-read on every page run, so a disabled user's session ends at once."""
     with engine.connect() as conn:

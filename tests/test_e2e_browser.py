@@ -313,3 +313,31 @@ def test_reading_flow_at_1280x720(app_server, browser):
     ), "the next study did not open at the top"
     _shot(page, "12_after_normal_study")
     page.close()
+
+
+def test_refresh_keeps_the_session_and_a_study_link_survives_sign_in(app_server, browser):
+    import re
+
+    linked = re.compile(r"Review: study 1$|Study 1 does not exist")  # the link's study (run alone: none yet)
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    page.set_default_timeout(30000)
+    page.goto(f"{app_server['url']}/review?study=1")  # a link opened while signed out
+    page.get_by_label("User name").fill("alice")
+    page.get_by_label("Password", exact=True).fill("correct horse battery")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(linked).first.wait_for()  # the link's study, not Home
+    _wait_idle(page)
+    assert _poll(lambda: any(c["name"] == "cxr_session" for c in context.cookies()), 10)
+    cookie = next(c for c in context.cookies() if c["name"] == "cxr_session")
+    assert "horse" not in cookie["value"] and cookie["value"].count(".") == 1  # signed claims, no password
+    page.reload()  # F5
+    page.get_by_text(linked).first.wait_for()
+    assert page.get_by_label("User name").count() == 0
+    _shot(page, "13_after_refresh")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("User name").wait_for()
+    _wait_idle(page)
+    page.reload()
+    page.get_by_label("User name").wait_for()  # the old cookie no longer signs anyone in
+    context.close()

@@ -1,0 +1,66 @@
+"""Signed, expiring session tokens for the browser cookie that keeps a reader signed in
+across a refresh. The token carries the user id, the account's session epoch (raised at
+sign-out, so every earlier token dies) and an expiry, signed with HMAC-SHA256 under a
+site secret; never the password or anything derived from it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+COOKIE = "cxr_session"
+LIFETIME_S = 12 * 3600  # a working day; sign in again after
+
+
+@dataclass(frozen=True)
+class Claims:
+    user_id: int
+    epoch: int
+    expires: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def issue(secret: bytes, user_id: int, epoch: int, now: float, lifetime_s: int = LIFETIME_S) -> str:
+    payload = _b64(json.dumps({"u": int(user_id), "e": int(epoch), "x": int(now) + lifetime_s}).encode())
+    signature = _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+    return f"{payload}.{signature}"
+
+
+def verify(secret: bytes, token: str | None, now: float) -> Claims | None:
+    """The claims of a well-signed, unexpired token; None for anything else."""
+    if not token or token.count(".") != 1 or len(token) > 512:
+        return None
+    payload, signature = token.split(".")
+    expected = _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(expected, signature):
+        return None
+    try:
+        data = json.loads(_unb64(payload))
+        claims = Claims(int(data["u"]), int(data["e"]), int(data["x"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return claims if claims.expires > now else None
+
+
+def site_secret(data_dir: Path) -> bytes:
+    """The site's signing key, made once in the data folder (readable by its owner only)."""
+    path = Path(data_dir) / "session.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
