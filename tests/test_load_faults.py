@@ -20,7 +20,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 from sqlalchemy import func, select
 
-from core.labels import LABELS
+from core.labels import LABELS, NO_FINDING
+from core.verdict_rules import present
 from db.schema import AuditEvent, Prediction, Study, Verdict
 from tests.conftest import (
     DEFAULT_MODEL,
@@ -110,6 +111,9 @@ def test_reviewers_under_load_with_workers_killed(settings, db_engine):
                         lab: rng.choice(["correct", "incorrect"] if lab in flagged else ["correct", "missed"])
                         for lab in LABELS
                     }
+                    if any(present(lab in flagged, v) for lab, v in verdicts.items() if lab != NO_FINDING):
+                        # a reader who sees a finding does not also call the study normal
+                        verdicts[NO_FINDING] = "incorrect" if NO_FINDING in flagged else "correct"
                     t = time.perf_counter()
                     submit_review(db_engine, sid, user.id, verdicts, actor=user.username)
                     latencies.append(time.perf_counter() - t)
@@ -269,14 +273,16 @@ CHILD = r"""
 import os, sys
 from core.config import load_settings
 from db.bootstrap import open_database
-from db.reviews import submit_review
-from core.labels import LABELS
+from db.reviews import load_study, submit_review
+from core.verdict_rules import normal_study
 settings = load_settings()
 engine = open_database(settings)
 uid, first, last = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+flags = {sid: dict(zip(c.predictions["label"], c.predictions["flagged"].astype(bool)))
+         for sid in range(first, last + 1) if (c := load_study(engine, sid, uid)) is not None}
 print("ready", flush=True)
 for sid in range(first, last + 1):
-    submit_review(engine, sid, uid, {lab: "correct" for lab in LABELS}, "note " * 50, actor="crash")
+    submit_review(engine, sid, uid, normal_study(flags[sid]), "note " * 50, actor="crash")
 """
 
 
