@@ -29,6 +29,7 @@ COMPACT = (
 )
 MIN_LOOK_S = 1.5  # a verdict submitted sooner after its study opened is a double click, not a read
 
+run_started = time.monotonic()  # when the click that started this run arrived
 user = require_user()
 settings, engine = settings_and_engine()
 saved = st.session_state.pop("just_saved", None)
@@ -41,7 +42,7 @@ case = load_study(engine, sid, user.id) if sid else None
 
 def save_and_open_next(verdicts: dict[str, str], note: str | None) -> None:
     opened = st.session_state.get("opened_by_save", {}).get(sid)
-    if opened is not None and time.monotonic() - opened < MIN_LOOK_S:
+    if opened is not None and run_started - opened < MIN_LOOK_S:
         st.warning("Not saved: the study had only just opened. Look at it, then submit again.")
         return
     try:

@@ -1,6 +1,8 @@
 """A reader's day (issue 13) on a seeded database: per-reader queues and "Read next",
 verdict rules, the double-click guard, analytics guard rails and account administration."""
 
+import time
+
 import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
@@ -128,6 +130,8 @@ def test_normal_study_saves_and_a_double_click_cannot_save_the_next(site):
             ).all()
         )
     assert saved == {lab: lab == NO_FINDING for lab in LABELS}
+    assert second in at.session_state["opened_by_save"]  # the guard's clock started when the save opened it
+    at.session_state["opened_by_save"] = {second: time.monotonic()}  # as if this second click came at once
     next(b for b in at.button if b.key == f"normal_{second}").click().run()  # the second click of a double click
     assert any("only just opened" in w.value for w in at.warning)
     with engine.connect() as conn:
