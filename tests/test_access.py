@@ -95,7 +95,8 @@ def test_worklist_name_filter_is_a_bound_parameter(seeded, text):
         assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 3
 
 
-@pytest.mark.parametrize("text", INJECTIONS)
+# the page passes the text to the same bound query the test above drives with every string
+@pytest.mark.parametrize("text", ["_", "%' OR '1'='1", "x' UNION SELECT password_hash FROM users --"])
 def test_injection_in_page_text_filters(seeded, text):
     from db.reviews import WorklistFilter, worklist
 
