@@ -37,13 +37,11 @@ def main() -> None:
     args = parser.parse_args()
     shared = require_shared()
     from bench.seed import seeded_database
+    from dashboard.state import use_settings
     from db.baselines import naive_worklist
-    from tests.conftest import app_settings
 
-    with (
-        seeded_database(args.n, 0.2, shared / "nih/full/00000001_000.png") as (settings, engine),
-        app_settings(settings),
-    ):
+    with seeded_database(args.n, 0.2, shared / "nih/full/00000001_000.png") as (settings, engine):
+        use_settings(settings)  # the pages run in this process, on the seeded database
         rows = []
         for name, path, state in (
             ("Worklist", "pages/worklist.py", None),
