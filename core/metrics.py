@@ -101,13 +101,58 @@ def bootstrap_aucs(
     The samples are summarised once as a sparse (groups x 2 bins) count matrix; every
     resample is then one sparse product, O(B x n) in compiled code instead of Python.
     """
+    codes, k = bins if bins is not None else score_bins(s)[:2]
+    pos, neg = bootstrap_histograms(y, codes, k, gidx, weights)
+    return auc_from_histograms(pos, neg)
+
+
+def bootstrap_histograms(
+    y: np.ndarray, codes: np.ndarray, k: int, gidx: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(positives, negatives), each (B, k): the weight of each ordered score bin in each
+    resample, from one sparse product (the shared core of the bootstrap AUCs and bands)."""
     from scipy import sparse
 
-    codes, k = bins if bins is not None else score_bins(s)[:2]
-    cols = codes + k * y.astype(np.int64)
+    cols = codes + k * np.asarray(y).astype(np.int64)
     m = sparse.csr_matrix((np.ones(len(y)), (gidx, cols)), shape=(weights.shape[1], 2 * k))
     hist = np.asarray((m.T @ weights.T).T)  # (B, 2k)
-    return auc_from_histograms(hist[:, k:], hist[:, :k])
+    return hist[:, k:], hist[:, :k]
+
+
+def roc_band(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray | None = None,
+    n_boot: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+    grid_points: int = 51,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A pointwise bootstrap band around the ROC curve: (fpr grid, low tpr, high tpr).
+
+    Each resample (whole patients with ``groups``) gives an ROC curve from its weighted
+    score histogram; the band is the percentile interval of their TPR at each FPR.
+    """
+    y = np.asarray(y_true).astype(bool)
+    grid = np.linspace(0.0, 1.0, grid_points)
+    if one_class(y):
+        return grid, np.full(grid_points, np.nan), np.full(grid_points, np.nan)
+    codes, k, _ = score_bins(np.asarray(scores, dtype=np.float64))
+    gidx, g = group_index(groups, len(y))
+    weights = group_weights(g, n_boot, np.random.default_rng(seed))
+    pos, neg = bootstrap_histograms(y, codes, k, gidx, weights)
+    tp = np.cumsum(pos[:, ::-1], axis=1)  # thresholds from the highest score down
+    fp = np.cumsum(neg[:, ::-1], axis=1)
+    curves = []
+    for t, f in zip(tp, fp, strict=True):
+        if t[-1] <= 0 or f[-1] <= 0:
+            continue  # a resample with one class only has no ROC curve
+        curves.append(np.interp(grid, np.r_[0.0, f / f[-1]], np.r_[0.0, t / t[-1]]))
+    if not curves:
+        return grid, np.full(grid_points, np.nan), np.full(grid_points, np.nan)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(np.array(curves), [tail, 100 - tail], axis=0)
+    return grid, low, high
 
 
 def auc_from_tie_groups(y: np.ndarray, exact: np.ndarray) -> float:

@@ -49,12 +49,26 @@ def per_finding(cohort, table) -> None:
     both = [f for f, pos, n in zip(table["finding"], table["positives"], table["n"]) if 0 < pos < n]
     # open on a finding whose ROC exists (both classes present), never on an undefined one
     finding = st.selectbox("Finding", findings, index=findings.index(both[0]) if both else 0, key="an_finding")
-    y, s, _, _ = cohort.label(finding)
+    y, s, _, where = cohort.label(finding)
     row = table.set_index("finding").loc[finding]
     c1, c2 = st.columns(2)
     if y.any() and (~y).any():
         fpr, tpr, _ = metrics.roc_points(y, s)
-        fig = go.Figure(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"ROC (AUC {row['auc']:.3f})"))
+        grid, low, high = metrics.roc_band(y, s, cohort.groups[where])
+        fig = go.Figure()
+        fig.add_trace(go.Scatter(x=grid, y=low, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=grid,
+                y=high,
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(99,110,250,0.2)",
+                name="95% band (bootstrap by patient)",
+            )
+        )
+        fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"ROC (AUC {row['auc']:.3f})"))
         op_fpr = 1 - row["specificity"] if not pd.isna(row["specificity"]) else None
         fig.add_trace(
             go.Scatter(

@@ -208,3 +208,21 @@ def test_votes_without_a_label_leave_it_unknown():
     truth = truth_from_votes(np.array([0, 0]), present, 1, "majority", known=known)
     assert np.isnan(truth[0, 0])  # one present, one absent: a tie without an adjudicator
     assert truth[0, 1] == 0.0  # only the first reviewer judged it: absent
+
+
+def test_roc_band_brackets_the_curve_and_narrows_with_more_data():
+    from core.metrics import roc_band, roc_points
+
+    rng = np.random.default_rng(4)
+    widths = []
+    for n in (100, 2000):
+        y = rng.random(n) < 0.3
+        s = np.clip(rng.normal(0.4 + 0.3 * y, 0.2), 0, 1)
+        grid, low, high = roc_band(y, s, n_boot=200)
+        assert ((0 <= low) & (low <= high + 1e-12) & (high <= 1)).all()
+        fpr, tpr, _ = roc_points(y, s)
+        inside = (np.interp(grid, fpr, tpr) >= low - 0.02) & (np.interp(grid, fpr, tpr) <= high + 0.02)
+        assert inside.mean() > 0.9
+        widths.append(float(np.mean(high - low)))
+    assert widths[1] < widths[0] / 2  # 20 times the data: a much narrower band
+    assert np.isnan(roc_band(np.ones(10, bool), np.arange(10) / 10)[1]).all()  # one class: no band
