@@ -55,17 +55,32 @@ def _heatmap(
     return upsample(cams[labels.index(label)], width, height)
 
 
+def window_step(lo: float, hi: float) -> float:
+    """A slider step of about 1/200 of the value range (whole values for integer data):
+    an arrow key then moves the window visibly, never by 0.01 of a 4,096-value range."""
+    raw = (hi - lo) / 200.0
+    return float(max(1.0, round(raw))) if hi - lo >= 200 else float(max(raw, 1e-3))
+
+
 def _windowed(path: Path) -> np.ndarray:
     display = _dicom_display(str(path))
     preset = st.segmented_control("Window preset", list(WINDOW_PRESETS), default="Default", key="wl_preset")
     center, width = preset_window(display.values, preset or "Default", (display.default_center, display.default_width))
     lo, hi = display.value_range
     hi = max(hi, lo + 1.0)  # a near-constant image must not make a slider with min == max
+    step = window_step(lo, hi)
     c1, c2 = st.columns(2)
-    center = c1.slider("Window centre", float(lo), float(hi), float(np.clip(center, lo, hi)), key=f"wc_{preset}")
-    width = c2.slider(
-        "Window width", 1.0, float(max(2.0, hi - lo)), float(np.clip(width, 1, max(2.0, hi - lo))), key=f"ww_{preset}"
+    center = c1.slider(
+        "Window centre",
+        float(lo),
+        float(hi),
+        float(np.clip(center, lo, hi)),
+        step=step,
+        key=f"wc_{preset}",
+        help="Arrow keys move it 1/200 of the image's value range",
     )
+    top = float(max(2.0, hi - lo))
+    width = c2.slider("Window width", 1.0, top, float(np.clip(width, 1, top)), step=step, key=f"ww_{preset}")
     return render_window(display, center, width)
 
 
