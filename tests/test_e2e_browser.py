@@ -52,7 +52,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("e2e") / "data"
-    env = dict(os.environ, CXR_DATA_DIR=str(data), CXR_MODEL=str(DEFAULT_MODEL), CXR_EMBEDDED_WORKER="1")
+    env = dict(
+        os.environ,
+        CXR_DATA_DIR=str(data),
+        CXR_MODEL=str(DEFAULT_MODEL),
+        CXR_EMBEDDED_WORKER="1",
+        CXR_READS_REQUIRED="2",
+    )  # double reading: a second reader has work
     env.pop("CXR_DATABASE_URL", None)
     subprocess.run(
         [sys.executable, "-m", "db.users", "create", "alice", "--role", "admin", "--password-stdin"],
@@ -198,7 +204,7 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     page.get_by_text("cr_chest.dcm").first.wait_for()
     page.get_by_role("button", name="Upload and queue").click()
     page.get_by_text("accepted as study").first.wait_for()
-    assert page.get_by_text("accepted as study").count() == 2
+    assert _poll(lambda: page.get_by_text("accepted as study").count() == 2, 30)  # each file its own line
     rows = _wait_done(app_server["db"], 2)
     assert {r.status for r in rows} == {"done"}
     _shot(page, "02_upload")
