@@ -19,11 +19,7 @@ def record(
     session: Session, action: str, actor: str | None = None, study_id: int | None = None, **detail: Any
 ) -> AuditEvent:
     """Add an event to the caller's transaction so it commits (or not) with the change."""
-    bad = FORBIDDEN_KEYS.intersection(detail)
-    if bad:
-        raise ValueError(f"audit detail must not contain {sorted(bad)}")
-    actor = None if actor is None else str(actor)[:80]  # the column's size, also on SQLite
-    event = AuditEvent(action=action, actor=actor, study_id=study_id, detail=detail or None)
+    event = AuditEvent(action=action, actor=_actor(actor), study_id=study_id, detail=_checked(detail))
     session.add(event)
     return event
 
@@ -32,15 +28,20 @@ def record_many(
     session: Session, action: str, actor: str | None, items: list[tuple[int | None, dict[str, Any]]]
 ) -> None:
     """One event per (study id, detail), inserted together (bulk operations)."""
-    for _, detail in items:
-        bad = FORBIDDEN_KEYS.intersection(detail)
-        if bad:
-            raise ValueError(f"audit detail must not contain {sorted(bad)}")
-    actor = None if actor is None else str(actor)[:80]
-    session.execute(
-        insert(AuditEvent),
-        [{"action": action, "actor": actor, "study_id": sid, "detail": detail or None} for sid, detail in items],
-    )
+    rows = [{"action": action, "actor": _actor(actor), "study_id": sid, "detail": _checked(d)} for sid, d in items]
+    session.execute(insert(AuditEvent), rows)
+
+
+def _checked(detail: dict[str, Any]) -> dict[str, Any] | None:
+    """The detail as stored, refused when it names a patient identifier or a password."""
+    bad = FORBIDDEN_KEYS.intersection(detail)
+    if bad:
+        raise ValueError(f"audit detail must not contain {sorted(bad)}")
+    return detail or None
+
+
+def _actor(actor: str | None) -> str | None:
+    return None if actor is None else str(actor)[:80]  # the column's size, also on SQLite
 
 
 def record_now(

@@ -83,12 +83,10 @@ class Placed:
 
 
 def find_by_hash(engine: Engine, sha256: str) -> int | None:
-    """The study holding an image with these bytes (or this study hash), if any."""
+    """The study holding an image with these bytes, if any (every study's first image is an
+    instance row: insert_study writes it, migration 0005 backfilled the older ones)."""
     with engine.connect() as conn:
-        found = conn.execute(select(Instance.study_id).where(Instance.sha256 == sha256)).scalar_one_or_none()
-        if found is None:
-            found = conn.execute(select(Study.id).where(Study.sha256 == sha256)).scalar_one_or_none()
-        return found
+        return conn.execute(select(Instance.study_id).where(Instance.sha256 == sha256)).scalar_one_or_none()
 
 
 def find_instance(engine: Engine, sop_instance_uid: str) -> int | None:

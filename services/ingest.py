@@ -105,8 +105,9 @@ def ingest_image(
         )
 
 
-def _duplicate(engine: Engine, name: str, sha: str, sop_uid: str | None) -> IngestResult | None:
-    existing = find_by_hash(engine, sha)
+def _duplicate(engine: Engine, name: str, sha: str | None, sop_uid: str | None = None) -> IngestResult | None:
+    """The stored study holding these bytes (``sha``) or this SOP instance, as a result line."""
+    existing = find_by_hash(engine, sha) if sha else None
     if existing is None and sop_uid:
         existing = find_instance(engine, sop_uid)
     if existing is None:
@@ -125,7 +126,7 @@ def _ingest_image(
     quiet_seconds: float,
 ) -> IngestResult:
     sha = storage.sha256_hex(data)
-    found = _duplicate(engine, name, sha, None)
+    found = _duplicate(engine, name, sha)
     if found:
         return found
     try:
@@ -133,7 +134,7 @@ def _ingest_image(
     except RejectedInput as exc:
         return _reject(engine, name, exc, actor)
     meta = decoded.metadata
-    found = _duplicate(engine, name, sha, meta.get("sop_instance_uid"))  # the same instance, other bytes
+    found = _duplicate(engine, name, None, meta.get("sop_instance_uid"))  # the same instance, other bytes
     if found:
         return found
     relpath = storage.original_relpath(sha, meta["format"])
