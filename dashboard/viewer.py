@@ -18,6 +18,7 @@ from core.display import (
     render_window,
 )
 from core.gradcam import overlay, upsample
+from dashboard.text import plain
 from db.reviews import StudyRecord
 from db.studies import InstanceRecord
 
@@ -85,7 +86,7 @@ def _windowed(path: Path) -> np.ndarray:
 
 
 def _image_label(n: int, image: InstanceRecord) -> str:
-    view = image.view_position or "view unknown"
+    view = plain(image.view_position or "view unknown")  # from the file: text, never markup
     return f"{n}: {view}" + ("" if image.analysed else " (not analysed)")
 
 
@@ -105,7 +106,7 @@ def image_panel(
         pick = st.radio("Image", labels, horizontal=True, key=f"image_{study.id}")
         shown = images[labels.index(pick)]
     if shown is not None and not shown.analysed:
-        st.caption(f"Not analysed: {shown.not_analysed_reason}")
+        st.caption(f"Not analysed: {plain(shown.not_analysed_reason)}")
     stored_path = shown.stored_path if shown else study.stored_path
     file_format = shown.file_format if shown else study.file_format
     sha = shown.sha256 if shown else study.sha256
@@ -145,7 +146,7 @@ def image_panel(
         sources = storage.cam_sources(data_dir, study.id, study.model_version or "")
         if shown is not None and choice in sources and sources[choice] != shown.id:
             where = next((n for n, i in enumerate(images, start=1) if i.id == sources[choice]), "another")
-            st.caption(f"The {choice} map was computed on image {where}: select it to see the overlay.")
+            st.caption(f"The {plain(choice)} map was computed on image {where}: select it to see the overlay.")
         else:
             png = heatmaps.get(choice)
             heat = _heatmap(
