@@ -29,13 +29,14 @@ def contradiction(truths: dict[str, bool]) -> str | None:
     return None
 
 
+def verdict_for(flagged: bool, is_present: bool) -> str:
+    """The stored verdict that says a finding is present or absent, given the model's flag
+    (the inverse of `present`)."""
+    if flagged:
+        return "correct" if is_present else "incorrect"
+    return "missed" if is_present else "correct"
+
+
 def normal_study(flags: dict[str, bool]) -> dict[str, str]:
     """The verdicts of a normal study: every finding absent (and No Finding present)."""
-    out = {}
-    for label, flagged in flags.items():
-        is_present = label == NO_FINDING
-        if flagged:
-            out[label] = "correct" if is_present else "incorrect"
-        else:
-            out[label] = "missed" if is_present else "correct"
-    return out
+    return {label: verdict_for(flagged, label == NO_FINDING) for label, flagged in flags.items()}

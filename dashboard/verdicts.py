@@ -6,10 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from core.model_card import MIN_THRESHOLD_SUPPORT
+from core.verdict_rules import verdict_for
 from dashboard.text import plain
 from db.reviews import StudyRecord
 
-PANEL_HEIGHT = 330  # with the note and Submit below it, the panel fits a 720-pixel screen
+PANEL_HEIGHT = 280  # with the note and Submit below it, the panel fits a 720-pixel screen
 FLAGGED_CHOICES = {"correct": "present: flag correct", "incorrect": "absent: false positive"}
 UNFLAGGED_CHOICES = {"correct": "absent: correct", "missed": "present: missed"}
 
@@ -75,36 +76,111 @@ def scores_table(preds: pd.DataFrame, support: dict[str, int]) -> None:
         )
 
 
+def verdict_key(study_id: int, label: str) -> str:
+    """The session key of one label's verdict control."""
+    return f"v_{study_id}_{label}"
+
+
+def focus_key(study_id: int) -> str:
+    """The session key of the finding the keyboard acts on."""
+    return f"focus_{study_id}"
+
+
+def _focus_on(study_id: int, labels: list[str], index: int) -> None:
+    """Move the keyboard's finding; the overlay follows it unless the reader switched it off."""
+    index = max(0, min(len(labels) - 1, index))
+    st.session_state[focus_key(study_id)] = index
+    if st.session_state.get("cam_label", "(none)") == "(none)":
+        st.session_state["last_overlay"] = labels[index]
+    else:
+        st.session_state["cam_label"] = labels[index]
+
+
+def _move(study_id: int, labels: list[str], step: int) -> None:
+    _focus_on(study_id, labels, st.session_state.get(focus_key(study_id), 0) + step)
+
+
+def _mark(study_id: int, labels: list[str], flags: list[bool], is_present: bool) -> None:
+    """Set the focused finding present or absent, then go on to the next one."""
+    index = min(st.session_state.get(focus_key(study_id), 0), len(labels) - 1)
+    st.session_state[verdict_key(study_id, labels[index])] = verdict_for(flags[index], is_present)
+    _focus_on(study_id, labels, index + 1)
+
+
+def _keyboard_buttons(study_id: int, labels: list[str], flags: list[bool]) -> None:
+    """Previous/next finding and present/absent as form buttons with shortcuts: they keep
+    the choices already made in the form and act on the focused finding (marked ▶)."""
+    cols = st.columns([1, 1, 1.6, 1.6], gap="small")
+    specs = (
+        ("▲", "k", "Previous finding (K)", _move, (study_id, labels, -1)),
+        ("▼", "j", "Next finding (J)", _move, (study_id, labels, 1)),
+        ("Present", "p", "The ▶ finding is present, go to the next (P)", _mark, (study_id, labels, flags, True)),
+        ("Absent", "a", "The ▶ finding is absent, go to the next (A)", _mark, (study_id, labels, flags, False)),
+    )
+    for col, (text, key, hint, action, args) in zip(cols, specs, strict=True):
+        with col:
+            st.form_submit_button(text, shortcut=key, help=hint, on_click=action, args=args, width="stretch")
+
+
+FOCUS_SCRIPT = """<script>/* focus %d */
+const row = window.parent.document.querySelector('.st-key-focus_row');
+let box = row && row.parentElement;
+while (box && !/(auto|scroll)/.test(getComputedStyle(box).overflowY)) box = box.parentElement;
+if (row && box && box.closest('[data-testid=stForm]')) {  // the verdict panel's own scroller, never the page
+  const r = row.getBoundingClientRect(), b = box.getBoundingClientRect();
+  if (r.top < b.top) box.scrollTop += r.top - b.top;
+  else if (r.bottom > b.bottom) box.scrollTop += r.bottom - b.bottom;
+}</script>"""
+
+
+def _show_focus(focus: int) -> None:
+    """Scroll the panel to the focused (▶) row and tint it, so a reader moving with J/K sees
+    it. The index in the script makes each move a new script, which the browser runs."""
+    import streamlit.components.v1 as components
+
+    st.html("<style>.st-key-focus_row{background:rgba(255,75,75,0.08);border-radius:0.4rem;}</style>")
+    components.html(FOCUS_SCRIPT % focus, height=0)
+
+
 def verdict_form(
     study_id: int, preds: pd.DataFrame, my_verdicts: dict[str, str], note: str
 ) -> tuple[dict[str, str], str] | None:
     """One compact row per label (probability bar with its threshold mark, flag, verdict);
-    returns (verdict per label, note) once submitted complete, else None."""
+    returns (verdict per label, note) once submitted complete, else None. Rows are in the
+    order the reader works: flagged first, most probable first; the keyboard walks them."""
     if preds.empty:
         return None
     rows = preds.sort_values(["flagged", "probability"], ascending=[False, False])
-    st.markdown("**Your verdict** · ⚑ flagged by the model · ┃ threshold")
+    labels = [str(lab) for lab in rows["label"]]
+    flags = [bool(f) for f in rows["flagged"]]
+    focus = min(st.session_state.get(focus_key(study_id), 0), len(labels) - 1)
+    st.markdown("**Your verdict** · ⚑ flagged · ┃ threshold · ▶ keys J K P A")
     choices: dict[str, str | None] = {}
     with st.form(f"verdict_{study_id}", border=False):
         with st.container(height=PANEL_HEIGHT, border=True):  # every row reachable, Submit always in view
-            for row in rows.itertuples():
-                flagged = bool(row.flagged)
+            for i, row in enumerate(rows.itertuples()):
+                flagged = flags[i]
                 options = FLAGGED_CHOICES if flagged else UNFLAGGED_CHOICES
                 current = my_verdicts.get(row.label)
                 index = list(options).index(current) if current in options else (None if flagged else 0)
-                left, right = st.columns([5, 6], vertical_alignment="center", gap="small")
+                row_box = st.container(key="focus_row") if i == focus else st.container()
+                left, right = row_box.columns([5, 6], vertical_alignment="center", gap="small")
                 left.markdown(
-                    f"{'⚑ ' if flagged else ''}**{plain(row.label)}**  \n"
+                    f"{'▶ ' if i == focus else ''}{'⚑ ' if flagged else ''}**{plain(row.label)}**  \n"
                     f"`{probability_bar(row.probability, row.threshold)}`"
                 )
+                key = verdict_key(study_id, row.label)
                 choices[row.label] = right.radio(
                     f"{row.label} (flagged)" if flagged else row.label,
                     list(options),
-                    index=index,
+                    index=None if key in st.session_state else index,  # a key press's choice wins
                     format_func=options.get,
-                    key=f"v_{study_id}_{row.label}",
+                    key=key,
                     label_visibility="collapsed",
                 )
+        _keyboard_buttons(study_id, labels, flags)
+        if focus:
+            _show_focus(focus)
         text = st.text_input(
             "Note",
             value=note,

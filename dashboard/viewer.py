@@ -90,6 +90,47 @@ def _image_label(n: int, image: InstanceRecord) -> str:
     return f"{n}: {view}" + ("" if image.analysed else " (not analysed)")
 
 
+THUMBS_PER_ROW = 6
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _thumbnail(preview_path: str, original_path: str, size: int = 64) -> np.ndarray:
+    grey = Image.fromarray(_preview(preview_path, original_path))
+    grey.thumbnail((size, size))
+    return np.asarray(grey)
+
+
+def _pick_image(key: str, n: int) -> None:
+    st.session_state[key] = n
+
+
+def _thumbnail_strip(data_dir: Path, study_id: int, images: list[InstanceRecord]) -> InstanceRecord:
+    """A strip of the study's images, each a small picture over a button; returns the
+    image picked (the first at opening)."""
+    key = f"image_{study_id}"
+    current = min(st.session_state.get(key, 0), len(images) - 1)
+    for start in range(0, len(images), THUMBS_PER_ROW):
+        cols = st.columns(THUMBS_PER_ROW, gap="small")
+        for col, n in zip(cols, range(start, min(start + THUMBS_PER_ROW, len(images))), strict=False):
+            image = images[n]
+            with col:
+                st.image(
+                    _thumbnail(
+                        str(storage.safe_join(data_dir, storage.preview_relpath(image.sha256))),
+                        str(storage.safe_join(data_dir, image.stored_path)),
+                    )
+                )
+                st.button(
+                    _image_label(n + 1, image),
+                    key=f"thumb_{study_id}_{n}",
+                    type="primary" if n == current else "secondary",
+                    on_click=_pick_image,
+                    args=(key, n),
+                    width="stretch",
+                )
+    return images[current]
+
+
 def image_panel(
     data_dir: Path,
     study: StudyRecord,
@@ -102,9 +143,7 @@ def image_panel(
     images = images or []
     shown = images[0] if images else None
     if len(images) > 1:
-        labels = [_image_label(n, image) for n, image in enumerate(images, start=1)]
-        pick = st.radio("Image", labels, horizontal=True, key=f"image_{study.id}")
-        shown = images[labels.index(pick)]
+        shown = _thumbnail_strip(data_dir, study.id, images)
     if shown is not None and not shown.analysed:
         st.caption(f"Not analysed: {plain(shown.not_analysed_reason)}")
     stored_path = shown.stored_path if shown else study.stored_path
@@ -112,14 +151,15 @@ def image_panel(
     sha = shown.sha256 if shown else study.sha256
     width, height = (shown.width, shown.height) if shown else (study.width, study.height)
     path = storage.safe_join(data_dir, stored_path)
-    if file_format == "dicom":
-        grey = _windowed(path)
-    else:
-        grey = _preview(str(storage.safe_join(data_dir, storage.preview_relpath(sha))), str(path))
     flagged = predictions.loc[predictions["flagged"].astype(bool), "label"].tolist() if not predictions.empty else []
     others = [lab for lab in predictions["label"] if lab not in flagged] if not predictions.empty else []
     options = ["(none)", *flagged, *others]
-    c1, c2, c3, c4 = st.columns([3, 2, 1.6, 1.6], vertical_alignment="bottom")
+    c1, c2, c3, c4, c5 = st.columns([2.6, 1.8, 1.8, 1.5, 1.6], vertical_alignment="bottom")
+    if file_format == "dicom":
+        with c5.popover("Window", help="Window/level presets and sliders"):
+            grey = _windowed(path)
+    else:
+        grey = _preview(str(storage.safe_join(data_dir, storage.preview_relpath(sha))), str(path))
     if st.session_state.get("cam_study") != study.id or st.session_state.get("cam_label") not in options:
         st.session_state["cam_label"] = options[1] if flagged else "(none)"  # a new study opens on its first flag
         st.session_state["cam_study"] = study.id
@@ -163,11 +203,25 @@ def image_panel(
             else:
                 image = overlay(grey, heat, opacity)
     title = f"Grad-CAM: {choice}" if choice != "(none)" and image is not grey else "Radiograph"
-    st.plotly_chart(_figure(image, title), config=VIEWER_CONFIG, key=f"viewer_{study.id}")
+    # the box's height follows the window (CSS below): the image fits the screen it is read on
+    top = VIEWER_TOP + (STRIP_HEIGHT if len(images) > 1 else 0)
+    st.html(
+        f"<style>.st-key-viewer_box, .st-key-viewer_box [data-testid=stPlotlyChart]"
+        f"{{height:max({VIEWER_MIN_HEIGHT}px, calc(100vh - {top}px)) !important;}}</style>"
+    )
+    with st.container(key="viewer_box"):
+        st.plotly_chart(_figure(image, title), config=VIEWER_CONFIG, key=f"viewer_{study.id}", height="stretch")
 
 
-VIEWER_CONFIG = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
-VIEWER_HEIGHT = 520  # the image fits a 720-pixel screen below the page header and its controls
+VIEWER_CONFIG = {
+    "responsive": True,
+    "scrollZoom": True,
+    "displaylogo": False,
+    "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+}
+VIEWER_TOP = 260  # page header, study line and viewer controls above the image, in pixels
+STRIP_HEIGHT = 125  # the thumbnail strip of a study with several images
+VIEWER_MIN_HEIGHT = 380
 
 
 def _figure(image: np.ndarray, title: str):
@@ -178,7 +232,6 @@ def _figure(image: np.ndarray, title: str):
     fig = px.imshow(image, binary_string=True, binary_compression_level=1)
     fig.update_layout(
         title={"text": title, "font": {"size": 13}},
-        height=VIEWER_HEIGHT,
         dragmode="pan",
         margin={"l": 0, "r": 0, "t": 28, "b": 0},
     )

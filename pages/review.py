@@ -24,12 +24,13 @@ from db.studies import study_instances
 
 # the reading screen is dense: less space above the title, a smaller title
 COMPACT = (
-    "<style>[data-testid=stMainBlockContainer]{padding-top:1.5rem;} "
+    "<style>[data-testid=stMainBlockContainer]{padding:2.6rem 1.5rem 1rem 1.5rem;} "
     "h1{font-size:1.6rem !important; padding:0 !important;}</style>"
 )
 MIN_LOOK_S = 1.5  # a verdict submitted sooner after its study opened is a double click, not a read
 
 run_started = time.monotonic()  # when the click that started this run arrived
+st.set_page_config(initial_sidebar_state="collapsed")  # the image takes the width; the sidebar is a click away
 user = require_user()
 settings, engine = settings_and_engine()
 saved = st.session_state.pop("just_saved", None)
@@ -85,20 +86,24 @@ else:
         with left:
             image_panel(settings.data_dir, study, case.predictions, case.heatmaps, study_instances(engine, sid))
         with right:
-            domain_and_abnormal(study)
-            if case.other_reviews:
-                st.caption(f"{case.other_reviews} other reader(s) have read this study; verdicts are kept apart.")
             flags = dict(zip(case.predictions["label"], case.predictions["flagged"].astype(bool), strict=True))
-            if st.button(
-                "Normal study: all findings absent, save and next", key=f"normal_{sid}", shortcut="n", help="Shortcut N"
+            score, normal = st.columns([2, 3], vertical_alignment="center")
+            with score:
+                domain_and_abnormal(study)
+            if normal.button(
+                "Normal study, save and next", key=f"normal_{sid}", shortcut="n", help="Every finding absent (N)"
             ):
                 save_and_open_next(normal_study(flags), None)
+            if case.other_reviews:
+                st.caption(f"{case.other_reviews} other reader(s) have read this study; verdicts are kept apart.")
             submitted = verdict_form(sid, case.predictions, case.my_verdicts, case.note)
             if submitted:
                 save_and_open_next(*submitted)
             scores_table(case.predictions, dict(card.threshold_support) if card else {})
         with st.popover("Keyboard shortcuts"):
             st.markdown(
-                "**J** read next (worklist) · **O** overlay on/off · **I** invert · "
-                "**N** normal study, save and next · **Ctrl+Enter** submit the verdict and open the next study"
+                "**J** / **K** next / previous finding (▶) · **P** / **A** the ▶ finding present / absent, "
+                "then the next · **N** normal study, save and next · **Ctrl+Enter** submit the verdict and "
+                "open the next study · **O** overlay on/off (it follows the ▶ finding) · **I** invert  \n"
+                "On the worklist: **J** read next."
             )

@@ -198,3 +198,12 @@ def test_readers_who_disagree_put_the_study_in_the_adjudication_queue(site):
     submit_review(engine, int(sid), rev2.id, other)
     queue = worklist(engine, WorklistFilter(reader_id=1, queue="adjudication"), settings.triage())
     assert int(sid) in set(queue["id"])
+
+
+def test_verdict_for_is_the_inverse_of_present():
+    """The keyboard's present/absent keys store the verdict that `present` reads back."""
+    from core.verdict_rules import present, verdict_for
+
+    for flagged in (True, False):
+        for is_present in (True, False):
+            assert present(flagged, verdict_for(flagged, is_present)) is is_present
