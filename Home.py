@@ -22,4 +22,7 @@ else:
         if st.button("Sign out"):
             sign_out()
             st.rerun()
+# the reading screen gives the sidebar's width to the image (one click opens it); every
+# other page opens with it
+st.set_page_config(initial_sidebar_state="collapsed" if page.url_path == "review" else "expanded")
 page.run()

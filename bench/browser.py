@@ -129,6 +129,8 @@ def main() -> None:
 
 def measure(page, studies: int) -> list[dict]:
     def nav(title: str) -> None:
+        if not page.get_by_test_id("stSidebarNav").is_visible():  # the reading screen folds the sidebar
+            page.get_by_test_id("stExpandSidebarButton").click()
         page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
 
     baseline = []

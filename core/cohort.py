@@ -168,6 +168,16 @@ def false_positives(cohort: Cohort) -> pd.DataFrame:
     )
 
 
+def false_positive_studies(cohort: Cohort, fps: pd.DataFrame) -> pd.DataFrame:
+    """One row per study with a false positive: its metadata, the findings wrong on it and
+    its age band (indexed by study id)."""
+    studies = cohort.meta.set_index("id")
+    findings = fps.sort_values("label").groupby("study_id")["label"].agg(", ".join).rename("false-positive findings")
+    table = studies.loc[studies.index.intersection(findings.index)].join(findings)
+    table["age band"] = table["patient_age"].map(age_band)
+    return table
+
+
 def co_flagged_in_false_positives(fps: pd.DataFrame) -> pd.DataFrame:
     """How often two findings are false positives on the same study."""
     if fps.empty:

@@ -45,7 +45,7 @@ def pr_points(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return precision_recall_curve(np.asarray(y_true).astype(int), scores)
 
 
-MAX_EXACT_BINS = 4096  # up to this many distinct scores the bootstrap AUC is exact
+MAX_EXACT_BINS = 1024  # up to this many distinct scores the bootstrap AUC is exact (above: within 1/2048)
 
 
 def score_bins(scores: np.ndarray, max_bins: int = MAX_EXACT_BINS) -> tuple[np.ndarray, int, np.ndarray]:
@@ -80,11 +80,18 @@ def group_index(groups: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
 
 
 def group_weights(n_groups: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, n_groups) resampling counts: multinomial (the classical bootstrap) up to
-    20,000 groups, Poisson(1) above (the same limit, much cheaper to draw)."""
+    """(n_boot, n_groups) resampling counts: multinomial (the classical bootstrap: n_groups
+    draws with replacement, counted with one bincount) up to 20,000 groups, Poisson(1)
+    above (the same limit, cheaper to draw)."""
     if n_groups <= 20_000:
-        return rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot).astype(np.float64)
-    return rng.poisson(1.0, size=(n_boot, n_groups)).astype(np.float64)
+        draws = rng.integers(0, n_groups, size=(n_boot, n_groups)) if n_groups else np.zeros((n_boot, 0), int)
+        draws += (np.arange(n_boot) * n_groups)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=n_boot * n_groups)
+        weights = counts.reshape(n_boot, n_groups)
+    else:
+        weights = rng.poisson(1.0, size=(n_boot, n_groups))
+    # column-major: the sparse product in bootstrap_histograms reads weights.T row by row
+    return np.asfortranarray(weights, dtype=np.float64)
 
 
 def bootstrap_weights(n: int, n_boot: int, groups: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:

@@ -7,7 +7,7 @@ from datetime import datetime, time
 import numpy as np
 import streamlit as st
 
-from core.cohort import default_boot_count, false_positives, finding_table
+from core.cohort import default_boot_count, false_positive_studies, false_positives, finding_table
 from db.analytics import CohortFilter, load_cohort
 
 
@@ -20,7 +20,8 @@ def compute(
     cohort = data.cohort(source, rule, rule_reviewer)
     n_known = int((~np.isnan(cohort.truth)).any(axis=1).sum())
     n_boot = default_boot_count(n_known)
-    return data, cohort, finding_table(cohort, n_boot), false_positives(cohort), n_boot
+    fps = false_positives(cohort)
+    return data, cohort, finding_table(cohort, n_boot), (fps, false_positive_studies(cohort, fps)), n_boot
 
 
 def selection(people: dict[int, str], versions: list[str]) -> tuple[CohortFilter, str, str, int | None]:

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import metrics
-from core.cohort import age_band, co_flagged_in_false_positives, cohen_kappa_by_finding
+from core.cohort import co_flagged_in_false_positives, cohen_kappa_by_finding
 from dashboard.state import open_study
 from services.thresholds import TARGET_KINDS, propose
 
@@ -111,15 +111,13 @@ def per_finding(cohort, table) -> None:
     )
 
 
-def false_positive_tab(cohort, fps) -> None:
+def false_positive_tab(fps, table) -> None:
+    """False positives by finding, the studies they fall on (a row opens the study) and how
+    they spread over view, sex and age; ``table`` is core.cohort.false_positive_studies."""
     if fps.empty:
         st.write("No false positives in this selection.")
         return
     st.bar_chart(fps["label"].value_counts().rename("false positives"))
-    studies = cohort.meta.set_index("id")
-    lst = fps.groupby("study_id")["label"].apply(lambda x: ", ".join(sorted(x))).rename("false-positive findings")
-    table = studies.loc[studies.index.intersection(lst.index)].join(lst)
-    table["age band"] = table["patient_age"].map(age_band)
     st.subheader("False-positive studies")
     event = st.dataframe(
         table.reset_index()[

@@ -33,14 +33,10 @@ st.caption(
     f"{n_known} studies with ground truth; AUC 95% CIs from {n_boot} bootstrap resamples by patient "
     "where known, else by study."
 )
-per_finding, false_pos, op_points, calibration, agreement, over_time, export = st.tabs(
-    ["Per finding", "False positives", "Operating points", "Calibration", "Agreement", "Over time", "Export"]
-)
-with per_finding:
-    tabs.per_finding(cohort, table)
-with false_pos:
-    tabs.false_positive_tab(cohort, fps)
-with op_points:
+
+
+def operating_points_section() -> None:
+    """Proposed thresholds and, for an admin, saving them as a new version (guarded)."""
     kind, target, points = tabs.operating_points(cohort, list(table["finding"]))
     if not user.is_admin:
         st.caption("Only an administrator can save a threshold set.")
@@ -64,13 +60,10 @@ with op_points:
                     f"Saved threshold set {version} for {', '.join(decision.saved)}; kept current thresholds "
                     f"for {kept}. Predictions made before keep their own thresholds."
                 )
-with calibration:
-    tabs.calibration(cohort, table)
-with agreement:
-    tabs.agreement(data)
-with over_time:
-    tabs.over_time(cohort)
-with export:
+
+
+def export_section() -> None:
+    """Metrics and verdict exports, for administrators; each export is audited."""
     if not user.is_admin:
         st.caption("Exports are for administrators.")
     else:
@@ -97,3 +90,32 @@ with export:
                 args=(engine, user.username, "verdicts"),
                 key="dl_verdicts",
             )
+
+
+# lazy tabs: only the open one runs and is sent (the page's cost is one section, not seven)
+per_finding, false_pos, op_points, calibration, agreement, over_time, export = st.tabs(
+    ["Per finding", "False positives", "Operating points", "Calibration", "Agreement", "Over time", "Export"],
+    key="an_tab",
+    on_change="rerun",
+)
+if per_finding.open:
+    with per_finding:
+        tabs.per_finding(cohort, table)
+if false_pos.open:
+    with false_pos:
+        tabs.false_positive_tab(*fps)
+if op_points.open:
+    with op_points:
+        operating_points_section()
+if calibration.open:
+    with calibration:
+        tabs.calibration(cohort, table)
+if agreement.open:
+    with agreement:
+        tabs.agreement(data)
+if over_time.open:
+    with over_time:
+        tabs.over_time(cohort)
+if export.open:
+    with export:
+        export_section()

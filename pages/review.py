@@ -30,7 +30,6 @@ COMPACT = (
 MIN_LOOK_S = 1.5  # a verdict submitted sooner after its study opened is a double click, not a read
 
 run_started = time.monotonic()  # when the click that started this run arrived
-st.set_page_config(initial_sidebar_state="collapsed")  # the image takes the width; the sidebar is a click away
 user = require_user()
 settings, engine = settings_and_engine()
 saved = st.session_state.pop("just_saved", None)

@@ -147,3 +147,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+# the browser tests' shared server and Chromium (session fixtures; imported last: that
+# module reads this one's constants)
+from tests.browser_app import app_server, browser  # noqa: E402, F401

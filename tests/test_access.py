@@ -69,17 +69,27 @@ def test_admin_page_refused_for_reviewer(seeded, page):
 
 
 def test_reviewer_sees_no_export_or_threshold_controls(seeded):
-    at = _run("pages/analytics.py", seeded["reviewer"])
+    at = _run("pages/analytics.py", seeded["reviewer"], an_tab="Operating points")
     assert not at.exception
     assert "op_save" not in {b.key for b in at.button}
-    assert not at.get("download_button")
+    at = _run("pages/analytics.py", seeded["reviewer"], an_tab="Export")
+    assert not at.exception
+    assert not at.get("download_button") and "prep_verdicts" not in {b.key for b in at.button}
 
 
 def test_admin_has_the_controls(seeded):
-    at = _run("pages/analytics.py", seeded["admin"])
+    at = _run("pages/analytics.py", seeded["admin"], an_tab="Operating points")
     assert not at.exception
     assert "op_save" in {b.key for b in at.button}
+    at = _run("pages/analytics.py", seeded["admin"], an_tab="Export")
     assert len(at.get("download_button")) == 1 and "prep_verdicts" in {b.key for b in at.button}
+
+
+def test_analytics_runs_only_the_open_tab(seeded):
+    """Lazy tabs: the page's first load computes and sends one section, not seven."""
+    at = _run("pages/analytics.py", seeded["admin"])
+    assert not at.exception
+    assert "op_save" not in {b.key for b in at.button} and not at.get("download_button")
 
 
 @pytest.mark.parametrize("text", INJECTIONS)

@@ -83,6 +83,7 @@ def test_page_auc_equals_core_evaluate(analysed):
 def test_admin_saves_threshold_set_and_it_is_audited(analysed):
     at = AppTest.from_file(str(ROOT / "pages/analytics.py"), default_timeout=120)
     at.session_state["user_id"] = analysed["admin"].id
+    at.session_state["an_tab"] = "Operating points"
     at.run()
     at.radio(key="an_source").set_value("reference").run()
     at.button(key="op_save").click().run()
@@ -98,8 +99,10 @@ def test_admin_saves_threshold_set_and_it_is_audited(analysed):
 def test_reviewer_cannot_save_thresholds_or_export(analysed):
     at = AppTest.from_file(str(ROOT / "pages/analytics.py"), default_timeout=120)
     at.session_state["user_id"] = analysed["reviewer"].id
+    at.session_state["an_tab"] = "Operating points"
     at.run()
     at.radio(key="an_source").set_value("reference").run()
-    keys = {b.key for b in at.button}
-    assert "op_save" not in keys
+    assert "op_save" not in {b.key for b in at.button}
+    at.session_state["an_tab"] = "Export"
+    at.run()
     assert not at.get("download_button")

@@ -7,207 +7,53 @@ of each page go to tests/artifacts/ (or $CXR_SCREENSHOTS).
 """
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
-from pathlib import Path
 
-import pytest
-from sqlalchemy import create_engine, select
+from tests.browser_app import (
+    BROWSER_MARKS,
+    go,
+    poll,
+    shot,
+    sign_in,
+    verdict_rows,
+    wait_done,
+    wait_idle,
+)
+from tests.conftest import ROOT, SHARED
 
-from tests.conftest import DEFAULT_MODEL, ROOT, SHARED
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"
-    ),
-    pytest.mark.skipif(not SHARED.exists(), reason="real data not available: ../shared/data is absent"),
-    pytest.mark.skipif(not (DEFAULT_MODEL / "model_card.json").exists(), reason="default model not trained"),
-]
-CHROME_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
-SHOTS = Path(os.environ.get("CXR_SCREENSHOTS", ROOT / "tests" / "artifacts"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("e2e") / "data"
-    env = dict(
-        os.environ,
-        CXR_DATA_DIR=str(data),
-        CXR_MODEL=str(DEFAULT_MODEL),
-        CXR_EMBEDDED_WORKER="1",
-        CXR_READS_REQUIRED="2",
-    )  # double reading: a second reader has work
-    env.pop("CXR_DATABASE_URL", None)
-    subprocess.run(
-        [sys.executable, "-m", "db.users", "create", "alice", "--role", "admin", "--password-stdin"],
-        input="correct horse battery\n",
-        text=True,
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    port = _free_port()
-    log = open(data / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "Home.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start:\n" + (data / "streamlit.log").read_text()[-3000:])
-    yield {"url": url, "db": f"sqlite:///{data / 'cxr.sqlite3'}", "data": data}
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
-        yield b
-        b.close()
-
-
-def _shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def _sign_in(page, url: str, password: str = "correct horse battery") -> None:
-    page.goto(url)
-    page.get_by_label("User name").fill("alice")
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def _go(page, title: str, heading: str | None = None) -> None:
-    """Open a page from the sidebar and wait for its heading (a condition, not a delay)."""
-    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-    if heading:
-        page.get_by_role("heading", name=heading).first.wait_for()
-
-
-def _wait_idle(page) -> None:
-    """Wait until the app's script run has finished (Streamlit marks it on its root), so a
-    click is not lost in a rerun that replaces the element it landed on."""
-    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
-
-
-def _verdict_rows(db_url: str, study_id: int) -> list:
-    from db.schema import Verdict
-
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(
-                select(Verdict.label, Verdict.verdict, Verdict.reviewer_id).where(Verdict.study_id == study_id)
-            ).all()
-    finally:
-        engine.dispose()
-
-
-def _poll(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.25)
-    return False
-
-
-def _wait_done(db_url: str, n: int, timeout: float = 180) -> list:
-    from db.schema import Study
-
-    engine = create_engine(db_url)
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline:
-            with engine.connect() as conn:
-                rows = conn.execute(select(Study.id, Study.status, Study.original_name)).all()
-            if len(rows) >= n and all(r.status in ("done", "failed") for r in rows):
-                return rows
-            time.sleep(1)
-    finally:
-        engine.dispose()
-    pytest.fail(f"studies not processed in time: {rows}")
+pytestmark = BROWSER_MARKS
 
 
 def test_wrong_password_shows_no_study(app_server, browser):
     page = browser.new_page()
-    _sign_in(page, app_server["url"], password="not the password")
+    sign_in(page, app_server["url"], password="not the password")
     page.get_by_text("Wrong user name or password").wait_for(timeout=20000)
     assert page.get_by_test_id("stSidebarNav").count() == 0
-    _shot(page, "00_wrong_password")
+    shot(page, "00_wrong_password")
     page.close()
 
 
 def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(30000)
-    _sign_in(page, app_server["url"])
+    sign_in(page, app_server["url"])
     page.get_by_text("Queued").first.wait_for()
-    _shot(page, "01_home")
+    shot(page, "01_home")
 
-    _go(page, "Upload")
+    go(page, "Upload")
     png = SHARED / "nih" / "full" / "00000001_000.png"
     dcm = SHARED / "dicom" / "cr_chest.dcm"
     page.locator("input[type=file]").set_input_files([str(png), str(dcm)])
     page.get_by_text("cr_chest.dcm").first.wait_for()
     page.get_by_role("button", name="Upload and queue").click()
     page.get_by_text("accepted as study").first.wait_for()
-    assert _poll(lambda: page.get_by_text("accepted as study").count() == 2, 30)  # each file its own line
-    rows = _wait_done(app_server["db"], 2)
+    assert poll(lambda: page.get_by_text("accepted as study").count() == 2, 30)  # each file its own line
+    rows = wait_done(app_server["db"], 2)
     assert {r.status for r in rows} == {"done"}
-    _shot(page, "02_upload")
+    shot(page, "02_upload")
 
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(png.read_bytes()[:20000])
@@ -215,7 +61,7 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     page.get_by_text("truncated.png").first.wait_for()
     page.get_by_role("button", name="Upload and queue").click()
     page.get_by_text("truncated or corrupt").first.wait_for()
-    _shot(page, "03_bad_upload")
+    shot(page, "03_bad_upload")
 
     # 200+ malformed files in one zip: each gets its own rejection line, the app keeps serving
     from tests.test_load_faults import malformed_corpus
@@ -230,12 +76,12 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     page.get_by_role("button", name="Upload and queue").click()
     page.get_by_text(f"{len(corpus)} rejected").wait_for(timeout=120000)
     assert urllib.request.urlopen(f"{app_server['url']}/_stcore/health", timeout=5).read() == b"ok"
-    _shot(page, "03b_malformed_zip")
+    shot(page, "03b_malformed_zip")
 
-    _go(page, "Worklist")
+    go(page, "Worklist")
     grid = page.get_by_test_id("stDataFrame").first
     grid.wait_for()
-    _shot(page, "04_worklist")
+    shot(page, "04_worklist")
     page.get_by_role("button", name="Read next").click()
     page.get_by_text("Your verdict").wait_for()
     first_id = int(page.get_by_role("heading", name="Review: study").inner_text().split()[-1])
@@ -245,21 +91,21 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     overlay_box.click()
     page.get_by_role("option").nth(1).click()  # the first flagged finding, or the first on request
     page.get_by_test_id("stPlotlyChart").filter(has_text="Grad-CAM:").first.wait_for()
-    _shot(page, "05_review_heatmap")
+    shot(page, "05_review_heatmap")
 
     # unflagged findings default to "absent: correct"; each flagged one needs a decision. A
     # click that lands while the page reruns can be lost: the app then says which finding is
     # undecided, and the reviewer marks it again, as a person would
     for _ in range(3):
-        _wait_idle(page)
+        wait_idle(page)
         for option in page.get_by_text("present: flag correct", exact=True).all():
             option.click()
         page.get_by_role("button", name="Submit verdict and open next").click()
-        if _poll(lambda: len(_verdict_rows(app_server["db"], first_id)) == 15, 20):
+        if poll(lambda: len(verdict_rows(app_server["db"], first_id)) == 15, 20):
             break
         assert page.get_by_text("Mark every flagged finding").count(), "the verdict was neither stored nor refused"
-    verdicts = _verdict_rows(app_server["db"], first_id)
-    _shot(page, "06_after_verdict")
+    verdicts = verdict_rows(app_server["db"], first_id)
+    shot(page, "06_after_verdict")
     assert len(verdicts) == 15 and len({v.reviewer_id for v in verdicts}) == 1
 
     for title, heading, name in (
@@ -267,8 +113,8 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
         ("Model", "Model:", "08_model"),
         ("Admin", "Administration", "09_admin"),
     ):
-        _go(page, title, heading)
-        _shot(page, name)
+        go(page, title, heading)
+        shot(page, name)
     page.close()
 
 
@@ -278,36 +124,36 @@ def test_reading_flow_at_1280x720(app_server, browser):
     review screen at 1280x720 and 1920x1080."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     page.set_default_timeout(30000)
-    _sign_in(page, app_server["url"])
+    sign_in(page, app_server["url"])
     page.get_by_text("Queued").first.wait_for()  # the app is up, its embedded worker started
     files = [str(SHARED / "nih" / "full" / "00000001_000.png"), str(SHARED / "dicom" / "cr_chest.dcm")]
     env = dict(os.environ, CXR_DATA_DIR=str(app_server["data"]), CXR_EMBEDDED_WORKER="0")
     env.pop("CXR_DATABASE_URL", None)
     subprocess.run([sys.executable, "-m", "core.ingest", *files], cwd=ROOT, env=env, capture_output=True)  # run alone
-    rows = _wait_done(app_server["db"], 2)
-    _go(page, "Worklist", "Worklist")
+    rows = wait_done(app_server["db"], 2)
+    go(page, "Worklist", "Worklist")
     page.get_by_role("button", name="Read next").click()
     heading = page.get_by_role("heading", name="Review: study")
     heading.wait_for()
     opened = int(heading.inner_text().split()[-1])
     assert opened in {r.id for r in rows}
     page.get_by_text("Your verdict").wait_for()
-    _wait_idle(page)
+    wait_idle(page)
     page.get_by_test_id("stPlotlyChart").first.locator("svg").first.wait_for()
-    _shot(page, "10_review_1280x720")
+    shot(page, "10_review_1280x720")
     submit = page.get_by_role("button", name="Submit verdict and open next")
     box = submit.bounding_box()
     assert box and box["y"] + box["height"] <= 720, f"Submit is below the fold at 1280x720: {box}"
     page.set_viewport_size({"width": 1920, "height": 1080})
-    _wait_idle(page)
-    _shot(page, "11_review_1920x1080")
+    wait_idle(page)
+    shot(page, "11_review_1920x1080")
     page.set_viewport_size({"width": 1280, "height": 720})
     page.mouse.wheel(0, 1500)  # the reader has scrolled down the verdict panel
-    _wait_idle(page)
+    wait_idle(page)
     page.get_by_role("button", name="Normal study").first.click()
     page.get_by_text(f"Saved your verdict on study {opened}").wait_for()
-    assert _poll(lambda: len(_verdict_rows(app_server["db"], opened)) == 15, 20)
-    assert _poll(
+    assert poll(lambda: len(verdict_rows(app_server["db"], opened)) == 15, 20)
+    assert poll(
         lambda: (
             page.evaluate(
                 "() => Math.max(window.scrollY, ...[...document.querySelectorAll('[data-testid=stMain], section.main')]"
@@ -317,7 +163,7 @@ def test_reading_flow_at_1280x720(app_server, browser):
         ),
         10,
     ), "the next study did not open at the top"
-    _shot(page, "12_after_normal_study")
+    shot(page, "12_after_normal_study")
     page.close()
 
 
@@ -333,17 +179,17 @@ def test_refresh_keeps_the_session_and_a_study_link_survives_sign_in(app_server,
     page.get_by_label("Password", exact=True).fill("correct horse battery")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text(linked).first.wait_for()  # the link's study, not Home
-    _wait_idle(page)
-    assert _poll(lambda: any(c["name"] == "cxr_session" for c in context.cookies()), 10)
+    wait_idle(page)
+    assert poll(lambda: any(c["name"] == "cxr_session" for c in context.cookies()), 10)
     cookie = next(c for c in context.cookies() if c["name"] == "cxr_session")
     assert "horse" not in cookie["value"] and cookie["value"].count(".") == 1  # signed claims, no password
     page.reload()  # F5
     page.get_by_text(linked).first.wait_for()
     assert page.get_by_label("User name").count() == 0
-    _shot(page, "13_after_refresh")
+    shot(page, "13_after_refresh")
     page.get_by_role("button", name="Sign out").click()
     page.get_by_label("User name").wait_for()
-    _wait_idle(page)
+    wait_idle(page)
     page.reload()
     page.get_by_label("User name").wait_for()  # the old cookie no longer signs anyone in
     context.close()

@@ -147,7 +147,7 @@ def test_normal_study_saves_and_a_double_click_cannot_save_the_next(site):
 
 def test_threshold_save_on_too_few_positives_is_refused_with_the_reason(site):
     admin_id = 1  # the seeded "bench" admin
-    at = _page("pages/analytics.py", type("U", (), {"id": admin_id})()).run()
+    at = _page("pages/analytics.py", type("U", (), {"id": admin_id})(), an_tab="Operating points").run()
     assert not at.exception
     at.button(key="op_save").click().run()
     assert any("Not saved" in e.value and "20 positives" in e.value for e in at.error)
