@@ -27,6 +27,11 @@ COMPACT = (
     "<style>[data-testid=stMainBlockContainer]{padding:2.6rem 1.5rem 1rem 1.5rem;} "
     "h1{font-size:1.6rem !important; padding:0 !important;}</style>"
 )
+KEYS_HELP = (
+    "**J** / **K** next / previous finding (▶)  \n**P** / **A** the ▶ finding present / absent, then the next  \n"
+    "**N** normal study, save and next  \n**Ctrl+Enter** submit the verdict and open the next study  \n"
+    "**O** overlay on/off (it follows ▶)  \n**I** invert  \nOn the worklist: **J** read next"
+)
 MIN_LOOK_S = 1.5  # a verdict submitted sooner after its study opened is a double click, not a read
 
 run_started = time.monotonic()  # when the click that started this run arrived
@@ -86,7 +91,9 @@ else:
             image_panel(settings.data_dir, study, case.predictions, case.heatmaps, study_instances(engine, sid))
         with right:
             flags = dict(zip(case.predictions["label"], case.predictions["flagged"].astype(bool), strict=True))
-            score, normal = st.columns([2, 3], vertical_alignment="center")
+            score, normal, keys = st.columns([2, 3, 1], vertical_alignment="center")
+            with keys.popover("Keys", help="Keyboard shortcuts"):
+                st.markdown(KEYS_HELP)
             with score:
                 domain_and_abnormal(study)
             if normal.button(
@@ -98,11 +105,5 @@ else:
             submitted = verdict_form(sid, case.predictions, case.my_verdicts, case.note)
             if submitted:
                 save_and_open_next(*submitted)
-            scores_table(case.predictions, dict(card.threshold_support) if card else {})
-        with st.popover("Keyboard shortcuts"):
-            st.markdown(
-                "**J** / **K** next / previous finding (▶) · **P** / **A** the ▶ finding present / absent, "
-                "then the next · **N** normal study, save and next · **Ctrl+Enter** submit the verdict and "
-                "open the next study · **O** overlay on/off (it follows the ▶ finding) · **I** invert  \n"
-                "On the worklist: **J** read next."
-            )
+        # the full table under both columns: the page's width shows every column without scrolling
+        scores_table(case.predictions, dict(card.threshold_support) if card else {})
