@@ -5,12 +5,13 @@ import streamlit as st
 
 from dashboard.auth import session_cookie_updates, sign_in_page, sign_out, signed_in_user
 from dashboard.navigation import pages_for, signed_out_pages
-from dashboard.state import ensure_receiver, ensure_worker
+from dashboard.state import ensure_receiver, ensure_worker, warm_imports
 from dashboard.text import plain
 
 st.set_page_config(page_title="Chest X-ray review", page_icon="🫁", layout="wide")
 ensure_worker()
 ensure_receiver()
+warm_imports()
 user = signed_in_user()
 session_cookie_updates()
 if user is None:

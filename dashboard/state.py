@@ -3,6 +3,8 @@ embedded worker, the model card; and ``open_study``, the one way to open a study
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 from sqlalchemy import Engine
 
@@ -61,6 +63,27 @@ def ensure_worker() -> None:
     current = settings()
     if current.embedded_worker:
         _embedded_worker(current.database_url, str(current.data_dir))
+
+
+# modules the analytics and review pages need that take seconds to import (scikit-learn's
+# metrics alone ~1.5 s on this machine's CPU)
+SLOW_IMPORTS = ("core.metrics", "core.cohort", "services.thresholds", "plotly.express", "altair")
+
+
+@st.cache_resource(show_spinner=False)
+def warm_imports() -> threading.Thread:
+    """Import the slow modules once per server in a background thread, so the first
+    Analytics page of a fresh server does not wait for them (the import lock makes a page
+    that needs one meanwhile wait only for the rest of that import)."""
+    import importlib
+
+    def run() -> None:
+        for name in SLOW_IMPORTS:
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=run, name="warm-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_resource(show_spinner=False)

@@ -194,6 +194,8 @@ def verdict_form(
         return None
     undecided = [lab for lab, v in choices.items() if v is None]
     if undecided:
-        st.error("Mark every flagged finding as correct or incorrect: " + ", ".join(undecided))
+        message = "Not saved: mark every flagged finding as correct or incorrect: " + ", ".join(undecided)
+        st.toast(message, icon="⛔")  # seen without scrolling
+        st.error(message)
         return None
     return {lab: str(v) for lab, v in choices.items()}, text

@@ -56,6 +56,19 @@ def _heatmap(
     return upsample(cams[labels.index(label)], width, height)
 
 
+def _cam_sources(data_dir: str, study_id: int, version: str) -> dict[str, int]:
+    """Which image each stored map was computed on, read once per version of the maps file
+    (every key press reruns the page; a re-analysis rewrites the file and its mtime)."""
+    path = storage.safe_join(Path(data_dir), storage.cams_relpath(study_id, version))
+    stamp = path.stat().st_mtime_ns if path.is_file() else 0
+    return _cam_sources_at(data_dir, study_id, version, stamp)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _cam_sources_at(data_dir: str, study_id: int, version: str, stamp: int) -> dict[str, int]:
+    return storage.cam_sources(Path(data_dir), study_id, version)
+
+
 def window_step(lo: float, hi: float) -> float:
     """A slider step of about 1/200 of the value range (whole values for integer data):
     an arrow key then moves the window visibly, never by 0.01 of a 4,096-value range."""
@@ -183,7 +196,7 @@ def image_panel(
         grey = 255 - grey if grey.dtype == np.uint8 else 1.0 - grey
     image = grey
     if choice != "(none)":
-        sources = storage.cam_sources(data_dir, study.id, study.model_version or "")
+        sources = _cam_sources(str(data_dir), study.id, study.model_version or "")
         if shown is not None and choice in sources and sources[choice] != shown.id:
             where = next((n for n, i in enumerate(images, start=1) if i.id == sources[choice]), "another")
             st.caption(f"The {plain(choice)} map was computed on image {where}: select it to see the overlay.")

@@ -45,15 +45,21 @@ sid = requested_study() or next_study(engine, -1, settings.triage(), user.id, se
 case = load_study(engine, sid, user.id) if sid else None
 
 
+def refuse(message: str) -> None:
+    """Why nothing was saved: a toast, seen on any screen size, and the message in the panel."""
+    st.toast(message, icon="⛔")
+    st.error(message)
+
+
 def save_and_open_next(verdicts: dict[str, str], note: str | None) -> None:
     opened = st.session_state.get("opened_by_save", {}).get(sid)
     if opened is not None and run_started - opened < MIN_LOOK_S:
-        st.warning("Not saved: the study had only just opened. Look at it, then submit again.")
+        refuse("Not saved: the study had only just opened. Look at it, then submit again.")
         return
     try:
         submit_review(engine, sid, user.id, verdicts, note, actor=user.username)
     except ValueError as exc:
-        st.error(f"Not saved: {plain(exc)}")
+        refuse(f"Not saved: {plain(exc)}")
         return
     st.session_state["just_saved"] = sid
     nxt = next_study(engine, sid, settings.triage(), user.id, settings.reads_required)

@@ -15,6 +15,7 @@ import zipfile
 from tests.browser_app import (
     BROWSER_MARKS,
     go,
+    open_sidebar,
     poll,
     shot,
     sign_in,
@@ -103,7 +104,7 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
         page.get_by_role("button", name="Submit verdict and open next").click()
         if poll(lambda: len(verdict_rows(app_server["db"], first_id)) == 15, 20):
             break
-        assert page.get_by_text("Mark every flagged finding").count(), "the verdict was neither stored nor refused"
+        assert page.get_by_text("mark every flagged finding").count(), "the verdict was neither stored nor refused"
     verdicts = verdict_rows(app_server["db"], first_id)
     shot(page, "06_after_verdict")
     assert len(verdicts) == 15 and len({v.reviewer_id for v in verdicts}) == 1
@@ -187,6 +188,7 @@ def test_refresh_keeps_the_session_and_a_study_link_survives_sign_in(app_server,
     page.get_by_text(linked).first.wait_for()
     assert page.get_by_label("User name").count() == 0
     shot(page, "13_after_refresh")
+    open_sidebar(page)  # the reading screen folds the sidebar, where Sign out is
     page.get_by_role("button", name="Sign out").click()
     page.get_by_label("User name").wait_for()
     wait_idle(page)

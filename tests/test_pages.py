@@ -147,7 +147,7 @@ def test_flagged_findings_need_a_decision(app_db):
     if not scores["flagged"].any():
         pytest.skip("the model flagged nothing on this image")
     at.button[-1].click().run()
-    assert "Mark every flagged finding" in _text(at)
+    assert "mark every flagged finding" in _text(at)
 
 
 def test_model_page_shows_card(app_db):

@@ -133,7 +133,7 @@ def test_normal_study_saves_and_a_double_click_cannot_save_the_next(site):
     assert second in at.session_state["opened_by_save"]  # the guard's clock started when the save opened it
     at.session_state["opened_by_save"] = {second: time.monotonic()}  # as if this second click came at once
     next(b for b in at.button if b.key == f"normal_{second}").click().run()  # the second click of a double click
-    assert any("only just opened" in w.value for w in at.warning)
+    assert any("only just opened" in w.value for w in at.error)
     with engine.connect() as conn:
         assert (
             conn.execute(
