@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.labels import NO_FINDING
 from core.model_card import MIN_THRESHOLD_SUPPORT
-from core.verdict_rules import verdict_for
+from core.verdict_rules import Mark, present, verdict_for
 from dashboard.text import plain
 from db.reviews import StudyRecord
 
@@ -86,6 +87,41 @@ def focus_key(study_id: int) -> str:
     return f"focus_{study_id}"
 
 
+def marks_key(study_id: int) -> str:
+    """The session key of the points the reader has placed on this study (label -> Mark)."""
+    return f"marks_{study_id}"
+
+
+def panel_order(preds: pd.DataFrame) -> tuple[list[str], list[bool]]:
+    """The rows' order (flagged first, most probable first) and their flags: the form, the
+    keyboard and a click on the image all count rows in this order."""
+    rows = preds.sort_values(["flagged", "probability"], ascending=[False, False])
+    return [str(lab) for lab in rows["label"]], [bool(f) for f in rows["flagged"]]
+
+
+def open_marks(study_id: int, stored: dict[str, Mark]) -> dict[str, Mark]:
+    """The study's points for this session: the reader's stored ones when it opens."""
+    return st.session_state.setdefault(marks_key(study_id), dict(stored))
+
+
+def place_mark(study_id: int, labels: list[str], flags: list[bool], mark: Mark) -> None:
+    """A click on the image places the focused (▶) finding there and marks it present; the
+    focus stays, so J goes on. "No Finding" has no place: the click is refused."""
+    index = min(st.session_state.get(focus_key(study_id), 0), len(labels) - 1)
+    label = labels[index]
+    if label == NO_FINDING:
+        st.toast("Move ▶ to a finding (J/K) before clicking where it is.", icon="📍")
+        return
+    st.session_state.setdefault(marks_key(study_id), {})[label] = mark
+    st.session_state[verdict_key(study_id, label)] = verdict_for(flags[index], True)
+
+
+def marks_to_store(study_id: int, verdicts: dict[str, str], flags: dict[str, bool]) -> dict[str, Mark]:
+    """The placed points of the findings this verdict says are present."""
+    placed = st.session_state.get(marks_key(study_id), {})
+    return {k: m for k, m in placed.items() if k in verdicts and present(flags.get(k, False), verdicts[k])}
+
+
 def _focus_on(study_id: int, labels: list[str], index: int) -> None:
     """Move the keyboard's finding; the overlay follows it unless the reader switched it off."""
     index = max(0, min(len(labels) - 1, index))
@@ -104,6 +140,8 @@ def _mark(study_id: int, labels: list[str], flags: list[bool], is_present: bool)
     """Set the focused finding present or absent, then go on to the next one."""
     index = min(st.session_state.get(focus_key(study_id), 0), len(labels) - 1)
     st.session_state[verdict_key(study_id, labels[index])] = verdict_for(flags[index], is_present)
+    if not is_present:  # an absent finding has no place on the image
+        st.session_state.get(marks_key(study_id), {}).pop(labels[index], None)
     _focus_on(study_id, labels, index + 1)
 
 
@@ -151,10 +189,13 @@ def verdict_form(
     if preds.empty:
         return None
     rows = preds.sort_values(["flagged", "probability"], ascending=[False, False])
-    labels = [str(lab) for lab in rows["label"]]
-    flags = [bool(f) for f in rows["flagged"]]
+    labels, flags = panel_order(preds)
+    placed = st.session_state.get(marks_key(study_id), {})
     focus = min(st.session_state.get(focus_key(study_id), 0), len(labels) - 1)
-    st.markdown("**Your verdict** · ⚑ flagged · ┃ threshold · ▶ keys J K P A")
+    st.markdown(
+        "**Your verdict** · ⚑ flagged · ┃ threshold · ▶ keys J K P A · ✕ click the image",
+        help="A click on the image places the ▶ finding there (✕) and marks it present.",
+    )
     choices: dict[str, str | None] = {}
     with st.form(f"verdict_{study_id}", border=False):
         with st.container(height=PANEL_HEIGHT, border=True):  # every row reachable, Submit always in view
@@ -166,7 +207,8 @@ def verdict_form(
                 row_box = st.container(key="focus_row") if i == focus else st.container()
                 left, right = row_box.columns([5, 6], vertical_alignment="center", gap="small")
                 left.markdown(
-                    f"{'▶ ' if i == focus else ''}{'⚑ ' if flagged else ''}**{plain(row.label)}**  \n"
+                    f"{'▶ ' if i == focus else ''}{'⚑ ' if flagged else ''}**{plain(row.label)}**"
+                    f"{' ✕' if row.label in placed else ''}  \n"
                     f"`{probability_bar(row.probability, row.threshold)}`"
                 )
                 key = verdict_key(study_id, row.label)

@@ -3,6 +3,7 @@ and the Grad-CAM overlay of any label (stored PNG for flags, stored low-res maps
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from core.display import (
     render_window,
 )
 from core.gradcam import overlay, upsample
+from core.verdict_rules import Mark
 from dashboard.text import plain
 from db.reviews import StudyRecord
 from db.studies import InstanceRecord
@@ -150,9 +152,12 @@ def image_panel(
     predictions: pd.DataFrame,
     heatmaps: dict[str, str],
     images: list[InstanceRecord] | None = None,
+    marks: dict[str, Mark] | None = None,
+    on_point: Callable[[Mark], None] | None = None,
 ) -> None:
     """The study's image (every image of it when there are several), window/level for
-    DICOM, and the Grad-CAM overlay of any label on the image it was computed on."""
+    DICOM, and the Grad-CAM overlay of any label on the image it was computed on; the
+    reader's points (``marks``) drawn on it, and ``on_point`` told where a click lands."""
     images = images or []
     shown = images[0] if images else None
     if len(images) > 1:
@@ -223,7 +228,17 @@ def image_panel(
         f"{{height:max({VIEWER_MIN_HEIGHT}px, calc(100vh - {top}px)) !important;}}</style>"
     )
     with st.container(key="viewer_box"):
-        st.plotly_chart(_figure(image, title), config=VIEWER_CONFIG, key=f"viewer_{study.id}", height="stretch")
+        image_id = shown.id if shown is not None and len(images) > 1 else None
+        here = {k: m for k, m in (marks or {}).items() if m.image_id == image_id}
+        key = f"viewer_{study.id}_{image_id}"
+        st.plotly_chart(
+            _figure(image, title, here),
+            config=VIEWER_CONFIG,
+            key=key,
+            height="stretch",
+            on_select=(lambda: _clicked(key, image.shape, image_id, on_point)) if on_point else "ignore",
+            selection_mode="points",
+        )
 
 
 VIEWER_CONFIG = {
@@ -237,20 +252,64 @@ STRIP_HEIGHT = 125  # the thumbnail strip of a study with several images
 VIEWER_MIN_HEIGHT = 380
 
 
-def _figure(image: np.ndarray, title: str):
-    """The image as a zoomable, pannable plotly figure (wheel zooms, drag pans, double
-    click resets), sent as one PNG rather than as a matrix of numbers."""
-    import plotly.express as px
+CLICK_GRID = 64  # clickable points across the image's longer side: a mark's precision
 
+
+def _figure(image: np.ndarray, title: str, marks: dict[str, Mark] | None = None):
+    """The image as a zoomable, pannable plotly figure (wheel zooms, drag pans, double
+    click resets), sent as one PNG rather than as a matrix of numbers; an invisible grid
+    of points over it turns a click into a position, and the reader's marks are drawn."""
+    import plotly.express as px
+    import plotly.graph_objects as go
+
+    h, w = image.shape[:2]
     fig = px.imshow(image, binary_string=True, binary_compression_level=1)
+    step = max(h, w) / CLICK_GRID
+    xs, ys = np.meshgrid(np.arange(step / 2, w, step), np.arange(step / 2, h, step))
+    invisible = {"marker": {"opacity": 0}}
+    fig.add_trace(
+        go.Scatter(
+            x=xs.ravel(),
+            y=ys.ravel(),
+            mode="markers",
+            marker={"size": 12, "color": "rgba(0,0,0,0)"},
+            selected=invisible,
+            unselected=invisible,
+            hoverinfo="none",
+            showlegend=False,
+        )
+    )
+    if marks:
+        fig.add_trace(
+            go.Scatter(
+                x=[m.x * w for m in marks.values()],
+                y=[m.y * h for m in marks.values()],
+                text=list(marks),  # label names: plotly draws text, not markup
+                mode="markers+text",
+                textposition="top center",
+                textfont={"color": "#ffd166"},
+                marker={"symbol": "x-thin-open", "size": 16, "line": {"width": 3, "color": "#ffd166"}},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
     fig.update_layout(
         title={"text": title, "font": {"size": 13}},
         dragmode="pan",
         margin={"l": 0, "r": 0, "t": 28, "b": 0},
     )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
+    fig.update_xaxes(visible=False, range=[-0.5, w - 0.5])
+    fig.update_yaxes(visible=False, range=[h - 0.5, -0.5])
     return fig
+
+
+def _clicked(key: str, shape: tuple[int, ...], image_id: int | None, on_point: Callable[[Mark], None]) -> None:
+    """A click on the image's grid: its position as fractions of the image, to ``on_point``."""
+    points = st.session_state[key].selection.points
+    if points:
+        h, w = shape[:2]
+        x, y = float(points[0]["x"]), float(points[0]["y"])
+        on_point(Mark(min(max(x / w, 0.0), 1.0), min(max(y / h, 0.0), 1.0), image_id))
 
 
 def _toggle_overlay(options: list[str], flagged: list[str]) -> None:

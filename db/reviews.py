@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
@@ -220,6 +220,7 @@ class ReviewCase:
     my_verdicts: dict[str, str]
     other_reviews: int
     note: str
+    my_marks: dict[str, verdict_rules.Mark] = field(default_factory=dict)  # label -> where I placed it
 
 
 def load_study(engine: Engine, study_id: int, reviewer_id: int) -> ReviewCase | None:
@@ -252,13 +253,15 @@ def load_study(engine: Engine, study_id: int, reviewer_id: int) -> ReviewCase | 
                 )
             ).all()
         )
-        mine = dict(
-            conn.execute(
-                select(Verdict.label, Verdict.verdict).where(
-                    Verdict.study_id == study_id, Verdict.reviewer_id == reviewer_id
-                )
-            ).all()
-        )
+        my_rows = conn.execute(
+            select(Verdict.label, Verdict.verdict, Verdict.mark_x, Verdict.mark_y, Verdict.mark_image_id).where(
+                Verdict.study_id == study_id, Verdict.reviewer_id == reviewer_id
+            )
+        ).all()
+        mine = {r.label: r.verdict for r in my_rows}
+        marks = {
+            r.label: verdict_rules.Mark(r.mark_x, r.mark_y, r.mark_image_id) for r in my_rows if r.mark_x is not None
+        }
         others = conn.execute(
             select(Verdict.reviewer_id)
             .distinct()
@@ -269,7 +272,7 @@ def load_study(engine: Engine, study_id: int, reviewer_id: int) -> ReviewCase | 
         ).scalar_one_or_none()
     if not preds.empty:
         preds = preds.sort_values(["flagged", "probability"], ascending=[False, False]).reset_index(drop=True)
-    return ReviewCase(study, preds, heat, mine, len(others), note or "")
+    return ReviewCase(study, preds, heat, mine, len(others), note or "", marks)
 
 
 def submit_review(
@@ -279,12 +282,15 @@ def submit_review(
     verdicts: dict[str, str],
     note: str | None = None,
     actor: str | None = None,
+    marks: dict[str, verdict_rules.Mark] | None = None,
 ) -> int:
     """Record a verdict for every label the study was analysed with, in one transaction.
 
     Each reviewer has their own rows; a changed verdict updates the reviewer's row and
-    the previous value goes to the audit log. Returns the number of changed labels.
+    the previous value goes to the audit log. ``marks`` place findings marked present on
+    the image (a label without one keeps none). Returns the number of changed labels.
     """
+    marks = marks or {}
 
     def work(session) -> int:
         study = session.get(Study, study_id)
@@ -307,7 +313,7 @@ def submit_review(
             ).scalars()
         }
         truths = {label: verdict_rules.present(bool(flags.get(label, False)), verdicts[label]) for label in labels}
-        problem = verdict_rules.contradiction(truths)
+        problem = verdict_rules.contradiction(truths) or verdict_rules.mark_problem(truths, marks)
         if problem:
             raise ValueError(problem)
         now, changed, previous = utcnow(), 0, {}
@@ -315,29 +321,34 @@ def submit_review(
             verdict, present = verdicts[label], truths[label]
             row = existing.get(label)
             if row is None:
-                session.add(
-                    Verdict(
-                        study_id=study_id,
-                        label=label,
-                        reviewer_id=reviewer_id,
-                        flagged=bool(flags.get(label, False)),
-                        verdict=verdict,
-                        present=present,
-                        model_version=study.model_version,
-                        created_at=now,
-                        updated_at=now,
-                    )
+                row = Verdict(
+                    study_id=study_id,
+                    label=label,
+                    reviewer_id=reviewer_id,
+                    flagged=bool(flags.get(label, False)),
+                    verdict=verdict,
+                    present=present,
+                    model_version=study.model_version,
+                    created_at=now,
+                    updated_at=now,
                 )
+                session.add(row)
             elif row.verdict != verdict:
                 previous[label] = row.verdict
                 row.verdict, row.present, row.updated_at = verdict, present, now
                 changed += 1
+            mark = marks.get(label)
+            row.mark_x, row.mark_y = (mark.x, mark.y) if mark else (None, None)
+            row.mark_image_id = mark.image_id if mark else None
         write_verdict_sets(session, [VerdictSetRow(study_id, reviewer_id, truths, tuple(labels))], now)
         if previous:
             audit.record(
                 session, "verdict_changed", actor, study_id, previous=previous, new={k: verdicts[k] for k in previous}
             )
-        audit.record(session, "review_submitted", actor, study_id, verdicts=dict(verdicts))
+        detail = {"verdicts": dict(verdicts)}
+        if marks:
+            detail["marks"] = {k: [round(m.x, 4), round(m.y, 4), m.image_id] for k, m in marks.items()}
+        audit.record(session, "review_submitted", actor, study_id, **detail)
         if note is not None:
             _save_note(session, study_id, reviewer_id, note)
         return changed

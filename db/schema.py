@@ -185,6 +185,10 @@ class Verdict(Base):
     verdict: Mapped[str] = mapped_column(String(16))  # correct | incorrect | missed
     present: Mapped[bool] = mapped_column(Boolean)  # the reviewer's truth for this label
     model_version: Mapped[str | None] = mapped_column(String(64))
+    # where the reader placed the finding (core.verdict_rules.Mark): fractions of the image
+    mark_x: Mapped[float | None] = mapped_column(Float)
+    mark_y: Mapped[float | None] = mapped_column(Float)
+    mark_image_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     __table_args__ = (

@@ -17,7 +17,15 @@ from dashboard.state import (
     settings_and_engine,
 )
 from dashboard.text import plain
-from dashboard.verdicts import domain_and_abnormal, scores_table, verdict_form
+from dashboard.verdicts import (
+    domain_and_abnormal,
+    marks_to_store,
+    open_marks,
+    panel_order,
+    place_mark,
+    scores_table,
+    verdict_form,
+)
 from dashboard.viewer import image_panel
 from db.reviews import load_study, next_study, submit_review
 from db.studies import study_instances
@@ -57,7 +65,9 @@ def save_and_open_next(verdicts: dict[str, str], note: str | None) -> None:
         refuse("Not saved: the study had only just opened. Look at it, then submit again.")
         return
     try:
-        submit_review(engine, sid, user.id, verdicts, note, actor=user.username)
+        flags = dict(zip(case.predictions["label"], case.predictions["flagged"].astype(bool), strict=True))
+        marks = marks_to_store(sid, verdicts, flags)
+        submit_review(engine, sid, user.id, verdicts, note, actor=user.username, marks=marks)
     except ValueError as exc:
         refuse(f"Not saved: {plain(exc)}")
         return
@@ -94,7 +104,16 @@ else:
         card = model_card_or_error(settings)
         left, right = st.columns([5, 4])
         with left:
-            image_panel(settings.data_dir, study, case.predictions, case.heatmaps, study_instances(engine, sid))
+            labels, row_flags = panel_order(case.predictions)
+            image_panel(
+                settings.data_dir,
+                study,
+                case.predictions,
+                case.heatmaps,
+                study_instances(engine, sid),
+                marks=open_marks(sid, case.my_marks),
+                on_point=lambda mark: place_mark(sid, labels, row_flags, mark),
+            )
         with right:
             flags = dict(zip(case.predictions["label"], case.predictions["flagged"].astype(bool), strict=True))
             score, normal, keys = st.columns([2, 3, 1], vertical_alignment="center")

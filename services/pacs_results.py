@@ -57,12 +57,15 @@ def queue_results(engine: Engine, settings: Settings, study_id: int, card: Model
     )
     objects = [("sr", report)]
     series = generate_uid()
+    greys: dict[int, np.ndarray] = {}  # each source image decoded once, however many maps it has
     for n, heat in enumerate(results.heatmaps, start=1):
         source_id = heat.instance_id if heat.instance_id in paths else records[0].id
-        grey = to_uint8(decode_bytes(paths[source_id].read_bytes()).pixels)
+        if source_id not in greys:
+            greys[source_id] = to_uint8(decode_bytes(paths[source_id].read_bytes()).pixels)
         png = np.asarray(Image.open(storage.safe_join(settings.data_dir, heat.path)), dtype=np.float32) / 255.0
-        rgb = overlay(grey, png, opacity=0.45)
-        objects.append(("overlay", overlay_image(pydicom.dcmread(paths[source_id]), rgb, heat.label, n, series)))
+        rgb = overlay(greys[source_id], png, opacity=0.45)
+        # the overlay copies the source's identifying header, never its pixels: the header read above serves
+        objects.append(("overlay", overlay_image(headers[source_id], rgb, heat.label, n, series)))
     items = [
         NewOutbound(
             study_id,

@@ -188,6 +188,52 @@ def test_submit_review_two_reviewers_and_changes_audited(db_engine):
     assert events[0].detail == {"previous": {"Pneumothorax": "correct"}, "new": {"Pneumothorax": "missed"}}
 
 
+def test_marks_are_stored_with_present_findings_and_replaced_on_resubmit(db_engine):
+    from core.verdict_rules import Mark
+    from db.reviews import load_study
+
+    alice = create_user(db_engine, "alice", "correct horse battery")
+    sid = _done_study_with_predictions(db_engine, {"Effusion"})
+    verdicts = dict({lab: "correct" for lab in LABELS}, Pneumothorax="missed", **{"No Finding": "correct"})
+    submit_review(
+        db_engine,
+        sid,
+        alice.id,
+        verdicts,
+        actor="alice",
+        marks={"Effusion": Mark(0.25, 0.75), "Pneumothorax": Mark(0.9, 0.1)},
+    )
+    case = load_study(db_engine, sid, alice.id)
+    assert case.my_marks == {"Effusion": Mark(0.25, 0.75), "Pneumothorax": Mark(0.9, 0.1)}
+    with db_engine.connect() as conn:
+        detail = conn.execute(select(AuditEvent.detail).where(AuditEvent.action == "review_submitted")).scalar_one()
+    assert detail["marks"]["Effusion"] == [0.25, 0.75, None]
+    # the same verdicts without the Pneumothorax point: its mark goes, Effusion's moves
+    submit_review(db_engine, sid, alice.id, verdicts, marks={"Effusion": Mark(0.5, 0.5)})
+    assert load_study(db_engine, sid, alice.id).my_marks == {"Effusion": Mark(0.5, 0.5)}
+
+
+@pytest.mark.parametrize(
+    "marks, message",
+    [
+        ({"Atelectasis": (0.5, 0.5)}, "not a finding marked present"),  # marked absent
+        ({"No Finding": (0.5, 0.5)}, "not a finding marked present"),
+        ({"Effusion": (1.5, 0.5)}, "fraction of the image"),
+        ({"Effusion": (float("nan"), 0.5)}, "fraction of the image"),
+    ],
+)
+def test_a_mark_on_an_absent_finding_or_off_the_image_is_refused(db_engine, marks, message):
+    from core.verdict_rules import Mark
+
+    alice = create_user(db_engine, "alice", "correct horse battery")
+    sid = _done_study_with_predictions(db_engine, {"Effusion"})
+    with pytest.raises(ValueError, match=message):
+        placed = {label: Mark(*xy) for label, xy in marks.items()}
+        submit_review(db_engine, sid, alice.id, {lab: "correct" for lab in LABELS}, marks=placed)
+    with db_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Verdict)).scalar_one() == 0
+
+
 def test_failed_submission_writes_nothing(db_engine):
     alice = create_user(db_engine, "alice", "correct horse battery")
     sid = _done_study_with_predictions(db_engine, {"Effusion"})

@@ -168,6 +168,50 @@ def test_keyboard_walks_the_findings_and_a_contradiction_is_refused(site, browse
     context.close()
 
 
+def test_a_click_on_the_image_places_the_focused_finding(site, browser):
+    """The optional point: a click on the image places the ▶ finding there (✕ in its row,
+    a mark on the image), marks it present, and is stored with the verdict as fractions
+    of the image; the other rows marked absent with A."""
+    from sqlalchemy import create_engine, text
+
+    context, page = _page(browser, site)
+    sid = site["done"][1]
+    _open(page, site, sid)
+    labels = _panel_labels(page)
+    target = next(lab for lab in labels if lab != "No Finding")
+    for i, label in enumerate(labels):  # down the rows: the target placed, every other absent
+        last = i + 1 == len(labels)
+        if label == target:
+            picture = page.get_by_test_id("stPlotlyChart").first.locator("g.imagelayer image").first
+            box = picture.bounding_box()
+            page.mouse.click(box["x"] + 0.3 * box["width"], box["y"] + 0.6 * box["height"])
+            assert poll(lambda: "✕" in page.locator(".st-key-focus_row").inner_text(), 15), "no mark in the row"
+            wait_idle(page)
+            shot(page, "29_point_marked")
+            if not last:
+                _press(page, "j", lambda i=i: _focused(page) == labels[i + 1])
+        elif not last:
+            _press(page, "a", lambda i=i: _focused(page) == labels[i + 1])
+        else:  # the last row keeps the focus
+            page.keyboard.press("a")
+            page.wait_for_timeout(1000)
+            wait_idle(page)
+    page.keyboard.press("Control+Enter")
+    page.get_by_text(f"Saved your verdict on study {sid}").wait_for()
+    engine = create_engine(site["db"])
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "select v.present, v.mark_x, v.mark_y from verdicts v join users u on u.id = v.reviewer_id "
+                "where u.username = 'alice' and v.study_id = :s and v.label = :l"
+            ),
+            {"s": sid, "l": target},
+        ).one()
+    engine.dispose()
+    assert row.present and row.mark_x == pytest.approx(0.3, abs=0.03) and row.mark_y == pytest.approx(0.6, abs=0.03)
+    context.close()
+
+
 def test_dicom_window_sliders_step_visibly(site, browser):
     """Problem 8: an arrow key moves the window centre by ~1/200 of the value range, not 0.01."""
     from sqlalchemy import create_engine, text
