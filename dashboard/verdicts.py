@@ -193,8 +193,8 @@ def verdict_form(
     placed = st.session_state.get(marks_key(study_id), {})
     focus = min(st.session_state.get(focus_key(study_id), 0), len(labels) - 1)
     st.markdown(
-        "**Your verdict** · ⚑ flagged · ┃ threshold · ▶ keys J K P A · ✕ click the image",
-        help="A click on the image places the ▶ finding there (✕) and marks it present.",
+        "**Your verdict** · ⚑ flagged · ┃ threshold · ▶ keys J K P A · ✕ M, then click",
+        help="Mark (M), then a click on the image, places the ▶ finding there (✕) and marks it present.",
     )
     choices: dict[str, str | None] = {}
     with st.form(f"verdict_{study_id}", border=False):

@@ -172,7 +172,7 @@ def image_panel(
     flagged = predictions.loc[predictions["flagged"].astype(bool), "label"].tolist() if not predictions.empty else []
     others = [lab for lab in predictions["label"] if lab not in flagged] if not predictions.empty else []
     options = ["(none)", *flagged, *others]
-    c1, c2, c3, c4, c5 = st.columns([2.6, 1.8, 1.8, 1.5, 1.6], vertical_alignment="bottom")
+    c1, c2, c3, c4, c6, c5 = st.columns([2.4, 1.6, 1.7, 1.4, 1.4, 1.6], vertical_alignment="bottom")
     if file_format == "dicom":
         with c5.popover("Window", help="Window/level presets and sliders"):
             grey = _windowed(path)
@@ -181,6 +181,7 @@ def image_panel(
     if st.session_state.get("cam_study") != study.id or st.session_state.get("cam_label") not in options:
         st.session_state["cam_label"] = options[1] if flagged else "(none)"  # a new study opens on its first flag
         st.session_state["cam_study"] = study.id
+        st.session_state[MARKING_KEY] = False  # a new study opens for reading, not marking
     choice = c1.selectbox(
         "Grad-CAM overlay",
         options,
@@ -197,6 +198,16 @@ def image_panel(
         help="Show or hide the heatmap (O)",
     )
     c4.button("Invert", key="toggle_invert", shortcut="i", on_click=_toggle_invert, help="Invert the grey scale (I)")
+    marking = bool(on_point) and st.session_state.get(MARKING_KEY, False)
+    if on_point:
+        c6.button(
+            "Mark",
+            key="toggle_marking",
+            shortcut="m",
+            type="primary" if marking else "secondary",
+            on_click=_toggle_marking,
+            help="Then click where the ▶ finding is (M)",
+        )
     if st.session_state.get("invert"):
         grey = 255 - grey if grey.dtype == np.uint8 else 1.0 - grey
     image = grey
@@ -232,7 +243,7 @@ def image_panel(
         here = {k: m for k, m in (marks or {}).items() if m.image_id == image_id}
         key = f"viewer_{study.id}_{image_id}"
         st.plotly_chart(
-            _figure(image, title, here),
+            _figure(image, "Click where the ▶ finding is" if marking else title, here, clickable=marking),
             config=VIEWER_CONFIG,
             key=key,
             height="stretch",
@@ -253,12 +264,15 @@ VIEWER_MIN_HEIGHT = 380
 
 
 CLICK_GRID = 64  # clickable points across the image's longer side: a mark's precision
+MARKING_KEY = "marking"  # the reader is placing a point: the next click on the image is one
 
 
-def _figure(image: np.ndarray, title: str, marks: dict[str, Mark] | None = None):
+def _figure(image: np.ndarray, title: str, marks: dict[str, Mark] | None = None, clickable: bool = False):
     """The image as a zoomable, pannable plotly figure (wheel zooms, drag pans, double
-    click resets), sent as one PNG rather than as a matrix of numbers; an invisible grid
-    of points over it turns a click into a position, and the reader's marks are drawn."""
+    click resets), sent as one PNG rather than as a matrix of numbers, with the reader's
+    marks drawn. ``clickable`` (marking mode) lays an invisible grid of points over it that
+    turns a click into a position: 4,096 SVG points slow every render of the image
+    (bench.browser: submit -> next 0.99 s -> 1.44 s), so only while a point is placed."""
     import plotly.express as px
     import plotly.graph_objects as go
 
@@ -267,18 +281,19 @@ def _figure(image: np.ndarray, title: str, marks: dict[str, Mark] | None = None)
     step = max(h, w) / CLICK_GRID
     xs, ys = np.meshgrid(np.arange(step / 2, w, step), np.arange(step / 2, h, step))
     invisible = {"marker": {"opacity": 0}}
-    fig.add_trace(
-        go.Scatter(
-            x=xs.ravel(),
-            y=ys.ravel(),
-            mode="markers",
-            marker={"size": 12, "color": "rgba(0,0,0,0)"},
-            selected=invisible,
-            unselected=invisible,
-            hoverinfo="none",
-            showlegend=False,
+    if clickable:
+        fig.add_trace(
+            go.Scatter(
+                x=xs.ravel(),
+                y=ys.ravel(),
+                mode="markers",
+                marker={"size": 12, "color": "rgba(0,0,0,0)"},
+                selected=invisible,
+                unselected=invisible,
+                hoverinfo="none",
+                showlegend=False,
+            )
         )
-    )
     if marks:
         fig.add_trace(
             go.Scatter(
@@ -306,7 +321,8 @@ def _figure(image: np.ndarray, title: str, marks: dict[str, Mark] | None = None)
 def _clicked(key: str, shape: tuple[int, ...], image_id: int | None, on_point: Callable[[Mark], None]) -> None:
     """A click on the image's grid: its position as fractions of the image, to ``on_point``."""
     points = st.session_state[key].selection.points
-    if points:
+    if points and st.session_state.get(MARKING_KEY):
+        st.session_state[MARKING_KEY] = False  # one click, one point
         h, w = shape[:2]
         x, y = float(points[0]["x"]), float(points[0]["y"])
         on_point(Mark(min(max(x / w, 0.0), 1.0), min(max(y / h, 0.0), 1.0), image_id))
@@ -321,6 +337,10 @@ def _toggle_overlay(options: list[str], flagged: list[str]) -> None:
         st.session_state["cam_label"] = remembered if remembered in options else "(none)"
     else:
         st.session_state["last_overlay"], st.session_state["cam_label"] = current, "(none)"
+
+
+def _toggle_marking() -> None:
+    st.session_state[MARKING_KEY] = not st.session_state.get(MARKING_KEY, False)
 
 
 def _toggle_invert() -> None:

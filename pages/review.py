@@ -38,6 +38,7 @@ COMPACT = (
 KEYS_HELP = (
     "**J** / **K** next / previous finding (▶)  \n**P** / **A** the ▶ finding present / absent, then the next  \n"
     "**N** normal study, save and next  \n**Ctrl+Enter** submit the verdict and open the next study  \n"
+    "**M** then a click on the image: the ▶ finding is there (✕), present  \n"
     "**O** overlay on/off (it follows ▶)  \n**I** invert  \nOn the worklist: **J** read next"
 )
 MIN_LOOK_S = 1.5  # a verdict submitted sooner after its study opened is a double click, not a read

@@ -169,7 +169,7 @@ def test_keyboard_walks_the_findings_and_a_contradiction_is_refused(site, browse
 
 
 def test_a_click_on_the_image_places_the_focused_finding(site, browser):
-    """The optional point: a click on the image places the ▶ finding there (✕ in its row,
+    """The optional point: M, then a click on the image, places the ▶ finding there (✕ in its row,
     a mark on the image), marks it present, and is stored with the verdict as fractions
     of the image; the other rows marked absent with A."""
     from sqlalchemy import create_engine, text
@@ -179,14 +179,17 @@ def test_a_click_on_the_image_places_the_focused_finding(site, browser):
     _open(page, site, sid)
     labels = _panel_labels(page)
     target = next(lab for lab in labels if lab != "No Finding")
+    chart = page.get_by_test_id("stPlotlyChart").first
     for i, label in enumerate(labels):  # down the rows: the target placed, every other absent
         last = i + 1 == len(labels)
         if label == target:
-            picture = page.get_by_test_id("stPlotlyChart").first.locator("g.imagelayer image").first
+            _press(page, "m", lambda: "Click where the ▶ finding is" in chart.inner_text())  # marking mode
+            picture = chart.locator("g.imagelayer image").first
             box = picture.bounding_box()
             page.mouse.click(box["x"] + 0.3 * box["width"], box["y"] + 0.6 * box["height"])
             assert poll(lambda: "✕" in page.locator(".st-key-focus_row").inner_text(), 15), "no mark in the row"
             wait_idle(page)
+            assert "Click where" not in chart.inner_text()  # one click, one point: marking mode ends
             shot(page, "29_point_marked")
             if not last:
                 _press(page, "j", lambda i=i: _focused(page) == labels[i + 1])
