@@ -57,15 +57,7 @@ def app_server(tmp_path_factory):
         CXR_READS_REQUIRED="2",
     )  # double reading: a second reader has work
     env.pop("CXR_DATABASE_URL", None)
-    subprocess.run(
-        [sys.executable, "-m", "db.users", "create", "alice", "--role", "admin", "--password-stdin"],
-        input=PASSWORD + "\n",
-        text=True,
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    create_account(data, "alice", "admin", check=True)
     port = free_port()
     log = open(data / "streamlit.log", "w")
     proc = subprocess.Popen(
@@ -196,9 +188,10 @@ def ingest(app_server: dict, files: list[Path]) -> None:
     )
 
 
-def create_account(app_server: dict, name: str, role: str = "reviewer") -> None:
-    """An account on the server's site (python -m db.users); an existing one is kept."""
-    env = dict(os.environ, CXR_DATA_DIR=str(app_server["data"]))
+def create_account(data: Path, name: str, role: str = "reviewer", check: bool = False) -> None:
+    """An account on the site in ``data`` (python -m db.users, as an admin would create
+    one); without ``check`` an existing account is kept."""
+    env = dict(os.environ, CXR_DATA_DIR=str(data))
     env.pop("CXR_DATABASE_URL", None)
     subprocess.run(
         [sys.executable, "-m", "db.users", "create", name, "--role", role, "--password-stdin"],
@@ -207,5 +200,5 @@ def create_account(app_server: dict, name: str, role: str = "reviewer") -> None:
         cwd=ROOT,
         env=env,
         capture_output=True,
-        check=False,
+        check=check,
     )

@@ -47,7 +47,7 @@ def site(app_server, browser, tmp_path_factory):
     twelve_bit.write_bytes(nih_dicom("00000013_018.png", generate_uid(), "PA", "ACC12"))
     ingest(app_server, [*STUDY_FILES, twelve_bit])
     rows = wait_done(app_server["db"], len(STUDY_FILES) + 1)
-    create_account(app_server, "bob")
+    create_account(app_server["data"], "bob")
     return {**app_server, "done": sorted(r.id for r in rows if r.status == "done"), "rows": rows}
 
 
