@@ -92,11 +92,21 @@ def marks_key(study_id: int) -> str:
     return f"marks_{study_id}"
 
 
+def panel_rows(preds: pd.DataFrame) -> pd.DataFrame:
+    """The verdict rows in the panel's order: flagged first, most probable first."""
+    return preds.sort_values(["flagged", "probability"], ascending=[False, False])
+
+
 def panel_order(preds: pd.DataFrame) -> tuple[list[str], list[bool]]:
-    """The rows' order (flagged first, most probable first) and their flags: the form, the
-    keyboard and a click on the image all count rows in this order."""
-    rows = preds.sort_values(["flagged", "probability"], ascending=[False, False])
+    """The rows' labels and flags in the panel's order: the form, the keyboard and a click
+    on the image all count rows in this order."""
+    rows = panel_rows(preds)
     return [str(lab) for lab in rows["label"]], [bool(f) for f in rows["flagged"]]
+
+
+def focused_index(study_id: int, n_rows: int) -> int:
+    """The row the keyboard and a click on the image act on (0 when the study opens)."""
+    return min(st.session_state.get(focus_key(study_id), 0), n_rows - 1)
 
 
 def open_marks(study_id: int, stored: dict[str, Mark]) -> dict[str, Mark]:
@@ -107,7 +117,7 @@ def open_marks(study_id: int, stored: dict[str, Mark]) -> dict[str, Mark]:
 def place_mark(study_id: int, labels: list[str], flags: list[bool], mark: Mark) -> None:
     """A click on the image places the focused (▶) finding there and marks it present; the
     focus stays, so J goes on. "No Finding" has no place: the click is refused."""
-    index = min(st.session_state.get(focus_key(study_id), 0), len(labels) - 1)
+    index = focused_index(study_id, len(labels))
     label = labels[index]
     if label == NO_FINDING:
         st.toast("Move ▶ to a finding (J/K) before clicking where it is.", icon="📍")
@@ -133,12 +143,12 @@ def _focus_on(study_id: int, labels: list[str], index: int) -> None:
 
 
 def _move(study_id: int, labels: list[str], step: int) -> None:
-    _focus_on(study_id, labels, st.session_state.get(focus_key(study_id), 0) + step)
+    _focus_on(study_id, labels, focused_index(study_id, len(labels)) + step)
 
 
 def _mark(study_id: int, labels: list[str], flags: list[bool], is_present: bool) -> None:
     """Set the focused finding present or absent, then go on to the next one."""
-    index = min(st.session_state.get(focus_key(study_id), 0), len(labels) - 1)
+    index = focused_index(study_id, len(labels))
     st.session_state[verdict_key(study_id, labels[index])] = verdict_for(flags[index], is_present)
     if not is_present:  # an absent finding has no place on the image
         st.session_state.get(marks_key(study_id), {}).pop(labels[index], None)
@@ -188,10 +198,10 @@ def verdict_form(
     order the reader works: flagged first, most probable first; the keyboard walks them."""
     if preds.empty:
         return None
-    rows = preds.sort_values(["flagged", "probability"], ascending=[False, False])
-    labels, flags = panel_order(preds)
+    rows = panel_rows(preds)
+    labels, flags = panel_order(rows)
     placed = st.session_state.get(marks_key(study_id), {})
-    focus = min(st.session_state.get(focus_key(study_id), 0), len(labels) - 1)
+    focus = focused_index(study_id, len(labels))
     st.markdown(
         "**Your verdict** · ⚑ flagged · ┃ threshold · ▶ keys J K P A · ✕ M, then click",
         help="Mark (M), then a click on the image, places the ▶ finding there (✕) and marks it present.",

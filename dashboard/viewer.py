@@ -172,9 +172,9 @@ def image_panel(
     flagged = predictions.loc[predictions["flagged"].astype(bool), "label"].tolist() if not predictions.empty else []
     others = [lab for lab in predictions["label"] if lab not in flagged] if not predictions.empty else []
     options = ["(none)", *flagged, *others]
-    c1, c2, c3, c4, c6, c5 = st.columns([2.4, 1.6, 1.7, 1.4, 1.4, 1.6], vertical_alignment="bottom")
+    c1, c2, c3, c4, c5, c6 = st.columns([2.4, 1.6, 1.7, 1.4, 1.4, 1.6], vertical_alignment="bottom")
     if file_format == "dicom":
-        with c5.popover("Window", help="Window/level presets and sliders"):
+        with c6.popover("Window", help="Window/level presets and sliders"):
             grey = _windowed(path)
     else:
         grey = _preview(str(storage.safe_join(data_dir, storage.preview_relpath(sha))), str(path))
@@ -200,7 +200,7 @@ def image_panel(
     c4.button("Invert", key="toggle_invert", shortcut="i", on_click=_toggle_invert, help="Invert the grey scale (I)")
     marking = bool(on_point) and st.session_state.get(MARKING_KEY, False)
     if on_point:
-        c6.button(
+        c5.button(
             "Mark",
             key="toggle_marking",
             shortcut="m",
@@ -278,10 +278,10 @@ def _figure(image: np.ndarray, title: str, marks: dict[str, Mark] | None = None,
 
     h, w = image.shape[:2]
     fig = px.imshow(image, binary_string=True, binary_compression_level=1)
-    step = max(h, w) / CLICK_GRID
-    xs, ys = np.meshgrid(np.arange(step / 2, w, step), np.arange(step / 2, h, step))
-    invisible = {"marker": {"opacity": 0}}
     if clickable:
+        step = max(h, w) / CLICK_GRID
+        xs, ys = np.meshgrid(np.arange(step / 2, w, step), np.arange(step / 2, h, step))
+        invisible = {"marker": {"opacity": 0}}
         fig.add_trace(
             go.Scatter(
                 x=xs.ravel(),

@@ -215,7 +215,7 @@ class ReviewCase:
     """One study as one reviewer opens it: results, heatmaps, and their own verdicts."""
 
     study: StudyRecord
-    predictions: pd.DataFrame  # label, probability, spread, threshold, flagged (model card order)
+    predictions: pd.DataFrame  # label, probability, spread, threshold, flagged (flagged, most probable first)
     heatmaps: dict[str, str]
     my_verdicts: dict[str, str]
     other_reviews: int
@@ -408,7 +408,7 @@ def record_reviews(session, reviews: list[RecordedReview], at: datetime) -> None
     for r in reviews:
         for label in r.labels:
             present, flagged = r.truths[label], label in r.flagged
-            verdict = ("correct" if present else "incorrect") if flagged else ("missed" if present else "correct")
+            verdict = verdict_rules.verdict_for(flagged, present)
             rows.append(
                 {
                     "study_id": r.study_id,

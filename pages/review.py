@@ -52,6 +52,8 @@ if saved:
     scroll_to_top()
 sid = requested_study() or next_study(engine, -1, settings.triage(), user.id, settings.reads_required)
 case = load_study(engine, sid, user.id) if sid else None
+labels, row_flags = panel_order(case.predictions) if case and not case.predictions.empty else ([], [])
+flags = dict(zip(labels, row_flags, strict=True))  # label -> flagged by the model
 
 
 def refuse(message: str) -> None:
@@ -66,7 +68,6 @@ def save_and_open_next(verdicts: dict[str, str], note: str | None) -> None:
         refuse("Not saved: the study had only just opened. Look at it, then submit again.")
         return
     try:
-        flags = dict(zip(case.predictions["label"], case.predictions["flagged"].astype(bool), strict=True))
         marks = marks_to_store(sid, verdicts, flags)
         submit_review(engine, sid, user.id, verdicts, note, actor=user.username, marks=marks)
     except ValueError as exc:
@@ -105,7 +106,6 @@ else:
         card = model_card_or_error(settings)
         left, right = st.columns([5, 4])
         with left:
-            labels, row_flags = panel_order(case.predictions)
             image_panel(
                 settings.data_dir,
                 study,
@@ -116,7 +116,6 @@ else:
                 on_point=lambda mark: place_mark(sid, labels, row_flags, mark),
             )
         with right:
-            flags = dict(zip(case.predictions["label"], case.predictions["flagged"].astype(bool), strict=True))
             score, normal, keys = st.columns([2, 3, 1], vertical_alignment="center")
             with keys.popover("Keys", help="Keyboard shortcuts"):
                 st.markdown(KEYS_HELP)
