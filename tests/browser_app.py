@@ -139,15 +139,17 @@ def wait_idle(page) -> None:
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
 
 
-def verdict_rows(db_url: str, study_id: int) -> list:
-    from db.schema import Verdict
+def verdict_rows(db_url: str, study_id: int, username: str | None = None) -> list:
+    """The study's verdict rows: everyone's, or one reader's (other tests read it too)."""
+    from db.schema import User, Verdict
 
+    query = select(Verdict.label, Verdict.verdict, Verdict.reviewer_id).where(Verdict.study_id == study_id)
+    if username is not None:
+        query = query.join(User, User.id == Verdict.reviewer_id).where(User.username == username)
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
-            return conn.execute(
-                select(Verdict.label, Verdict.verdict, Verdict.reviewer_id).where(Verdict.study_id == study_id)
-            ).all()
+            return conn.execute(query).all()
     finally:
         engine.dispose()
 

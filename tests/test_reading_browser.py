@@ -97,16 +97,6 @@ def _done(site) -> list[int]:
     return list(ids)
 
 
-def _mine(site, sid: int, username: str = "alice") -> list:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(site["db"])
-    with engine.connect() as conn:
-        uid = conn.execute(text("select id from users where username = :u"), {"u": username}).scalar()
-    engine.dispose()
-    return [r for r in verdict_rows(site["db"], sid) if r.reviewer_id == uid]
-
-
 def test_keyboard_walks_the_findings_and_a_contradiction_is_refused(site, browser):
     """Problems 4, 5, 6 and 8: the image is large and Submit in view; J/K move the ▶ focus
     and the overlay follows it; P marks present; O and I toggle overlay and invert; "No
@@ -145,13 +135,13 @@ def test_keyboard_walks_the_findings_and_a_contradiction_is_refused(site, browse
             page.wait_for_timeout(1000)
             wait_idle(page)
     shot(page, "20_contradiction_marked")
-    stored_before = sorted(_mine(site, sid))  # other tests may have read this study already
+    stored_before = sorted(verdict_rows(site["db"], sid, "alice"))  # other tests may have read this study already
     page.keyboard.press("Control+Enter")
     toast = page.get_by_test_id("stToast").filter(has_text="'No Finding' is marked present together with")
     toast.wait_for()
     box = toast.bounding_box()
     assert box["y"] >= 0 and box["y"] + box["height"] <= 720, f"the refusal is off screen: {box}"
-    assert sorted(_mine(site, sid)) == stored_before, "a contradictory verdict was stored"
+    assert sorted(verdict_rows(site["db"], sid, "alice")) == stored_before, "a contradictory verdict was stored"
     assert _study_on_screen(page) == sid
     shot(page, "21_contradiction_refused")
 
@@ -252,13 +242,14 @@ def test_double_click_on_normal_study_cannot_save_the_next(site, browser):
     page.wait_for_timeout(1600)  # a reader looks at the image before saving
     page.get_by_role("button", name="Normal study").first.dblclick()
     page.get_by_text(f"Saved your verdict on study {first}").wait_for()
-    assert poll(lambda: len(_mine(site, first)) == 15, 15)
+    assert poll(lambda: len(verdict_rows(site["db"], first, "alice")) == 15, 15)
     page.wait_for_timeout(3000)  # anything the second click could have caused has happened
     wait_idle(page)
     if page.get_by_role("heading", name=HEADING).count():
         opened = _study_on_screen(page)
         assert opened != first
-        assert _mine(site, opened) == [], "the double click saved verdicts on a study not yet displayed"
+        saved = verdict_rows(site["db"], opened, "alice")
+        assert saved == [], "the double click saved verdicts on a study not yet displayed"
     top = page.evaluate("() => Math.max(window.scrollY, document.querySelector('[data-testid=stMain]').scrollTop)")
     assert top == 0, "the next study did not open at the top"
     shot(page, "24_after_double_click")
@@ -290,11 +281,11 @@ def test_second_readers_read_next_never_returns_a_study_they_read(site, browser)
         wait_idle(page)
         sid = _study_on_screen(page)
         assert sid not in seen, f"Read next reopened study {sid}, which bob has read"
-        assert _mine(site, sid, "bob") == []
+        assert verdict_rows(site["db"], sid, "bob") == []
         page.wait_for_timeout(1600)
         page.keyboard.press("n")  # Normal study, save and next
         page.get_by_text(f"Saved your verdict on study {sid}").wait_for()
-        assert poll(lambda sid=sid: len(_mine(site, sid, "bob")) == 15, 15)
+        assert poll(lambda sid=sid: len(verdict_rows(site["db"], sid, "bob")) == 15, 15)
         seen.append(sid)
     else:
         pytest.fail("Read next kept returning studies")
