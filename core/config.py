@@ -76,6 +76,7 @@ class Settings:
     embedded_receiver: bool = False  # the app also runs the DICOM receiver (CXR_EMBEDDED_RECEIVER=1)
     reads_required: int = 1  # 2 where the site double-reads: a study waits for a second reader
     min_threshold_positives: int = 20  # a threshold version is saved only on this many positives per finding
+    session_hours: float = 12.0  # a sign-in lasts at most this long, whatever its cookie says
 
     def triage(self) -> TriagePolicy:
         """The worklist order these settings define (weights and overdue time)."""
@@ -163,4 +164,5 @@ def load_settings() -> Settings:
         embedded_receiver=os.environ.get("CXR_EMBEDDED_RECEIVER", "0") == "1",
         reads_required=max(1, _env_int("CXR_READS_REQUIRED", 1)),
         min_threshold_positives=max(1, _env_int("CXR_MIN_THRESHOLD_POSITIVES", 20)),
+        session_hours=max(0.1, _env_float("CXR_SESSION_HOURS", 12.0)),
     )

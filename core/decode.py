@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -580,8 +581,8 @@ def _decode_dicom(data: bytes, limits: Limits) -> DecodedImage:
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     meta = {
         "format": "dicom",
-        "modality": str(ds.get("Modality", "") or "") or None,
-        "view_position": str(ds.get("ViewPosition", "") or "") or None,
+        "modality": code_string(ds.get("Modality")),
+        "view_position": code_string(ds.get("ViewPosition")),
         "width": int(ds.Columns),
         "height": int(ds.Rows),
         "pixel_spacing": [float(s) for s in spacing] if spacing else None,
@@ -589,8 +590,9 @@ def _decode_dicom(data: bytes, limits: Limits) -> DecodedImage:
         "bits_stored": int(ds.get("BitsStored", 0) or 0) or None,
         "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else None,
         "patient_age": _dicom_age(ds.get("PatientAge")),
-        "patient_sex": (str(ds.get("PatientSex", "") or "") or None),
+        "patient_sex": code_string(ds.get("PatientSex")),
         **dicom_identity(ds),
+        "patient_fields": patient_fields(ds),
     }
     return DecodedImage(pixels=np.ascontiguousarray(unit, dtype=np.float32), metadata=meta)
 
@@ -621,6 +623,31 @@ def dicom_identity(ds) -> dict[str, str | None]:
         "study_date": date if len(date) == 8 and date.isdigit() else None,
         "view_code_meaning": meaning or None,
     }
+
+
+CODE_STRING = re.compile(r"[A-Z0-9 _]{1,16}")
+
+
+def code_string(value: Any) -> str | None:
+    """A DICOM code string (CS: upper-case letters, digits, space and underscore, at most
+    16 characters) or None: anything else in a CS attribute is a malformed or hostile
+    header, read as absent rather than carried into the database and onto a screen."""
+    text = str(value or "").strip()
+    return text if CODE_STRING.fullmatch(text) else None
+
+
+def patient_fields(ds) -> str:
+    """The patient's identity as one normalised string (ID, issuer, name, birth date), to
+    be digested under the site key by the caller and compared, never stored or shown as
+    it is. Case, surrounding spaces and empty trailing name components do not count as a
+    difference; any other difference, an absent field against a present one included, does."""
+
+    def text(keyword: str) -> str:
+        value = "".join(ch for ch in str(ds.get(keyword, "") or "") if ch.isprintable())
+        return value.strip().upper()[:128]
+
+    name = "^".join(part.strip() for part in text("PatientName").split("^")).rstrip("^= ")
+    return "\x1f".join([text("PatientID"), text("IssuerOfPatientID"), name, text("PatientBirthDate")])
 
 
 def _dicom_age(value: Any) -> int | None:

@@ -37,5 +37,22 @@ class UnsafeArchive(RejectedInput):
     code = "unsafe_archive"
 
 
+class EmptyArchive(RejectedInput):
+    code = "empty_archive"
+
+
+class PatientConflict(RejectedInput):
+    """An instance whose patient differs from the patient of the study it names: two
+    patients are never merged into one study (one read, one SR, one patient)."""
+
+    code = "patient_conflict"
+
+
+class InstanceConflict(RejectedInput):
+    """The SOP Instance UID of a stored instance, sent again with other content."""
+
+    code = "instance_conflict"
+
+
 class ModelCardMismatch(RuntimeError):
     """A model folder whose card and weights disagree: refusing is safer than guessing."""

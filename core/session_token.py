@@ -9,10 +9,10 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.storage import read_or_create_secret
 
 COOKIE = "cxr_session"
 LIFETIME_S = 12 * 3600  # a working day; sign in again after
@@ -34,13 +34,18 @@ def _unb64(text: str) -> bytes:
 
 
 def issue(secret: bytes, user_id: int, epoch: int, now: float, lifetime_s: int = LIFETIME_S) -> str:
-    payload = _b64(json.dumps({"u": int(user_id), "e": int(epoch), "x": int(now) + lifetime_s}).encode())
-    signature = _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
-    return f"{payload}.{signature}"
+    payload = {"u": int(user_id), "e": int(epoch), "i": int(now), "x": int(now) + lifetime_s}
+    body = _b64(json.dumps(payload).encode())
+    signature = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
+    return f"{body}.{signature}"
 
 
-def verify(secret: bytes, token: str | None, now: float) -> Claims | None:
-    """The claims of a well-signed, unexpired token; None for anything else."""
+def verify(secret: bytes, token: str | None, now: float, max_age_s: int = LIFETIME_S) -> Claims | None:
+    """The claims of a well-signed, unexpired token; None for anything else.
+
+    The server caps a token's age at ``max_age_s`` from its issue time whatever expiry it
+    carries: a token signed with a far expiry (a leaked key, an older release) is refused
+    all the same, and so is one without an issue time or issued in the future."""
     if not token or token.count(".") != 1 or len(token) > 512:
         return None
     payload, signature = token.split(".")
@@ -50,17 +55,14 @@ def verify(secret: bytes, token: str | None, now: float) -> Claims | None:
     try:
         data = json.loads(_unb64(payload))
         claims = Claims(int(data["u"]), int(data["e"]), int(data["x"]))
+        issued = int(data["i"])
     except (ValueError, KeyError, TypeError):
         return None
-    return claims if claims.expires > now else None
+    if not issued - 60 <= now < min(claims.expires, issued + max_age_s):
+        return None
+    return claims
 
 
 def site_secret(data_dir: Path) -> bytes:
     """The site's signing key, made once in the data folder (readable by its owner only)."""
-    path = Path(data_dir) / "session.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(32))
-    return path.read_bytes()
+    return read_or_create_secret(Path(data_dir) / "session.key")

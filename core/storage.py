@@ -43,6 +43,35 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def read_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
+    """A random key kept in ``path``, made once however many processes ask at the same time.
+
+    The key is written whole to a temporary file and then hard-linked to its name: linking
+    fails when the name exists, so exactly one process's key wins and no reader ever sees a
+    half-written file (an ``O_EXCL`` create would show the others an empty one)."""
+    path = Path(path)
+    if path.exists() and path.stat().st_size == nbytes:
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-key-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(os.urandom(nbytes))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process made it first: theirs is the key
+            pass
+    finally:
+        os.unlink(tmp)
+    key = path.read_bytes()
+    if len(key) != nbytes:
+        raise RuntimeError(f"{path.name} holds {len(key)} bytes, not a {nbytes}-byte key: remove it to make a new one")
+    return key
+
+
 def original_relpath(sha: str, file_format: str) -> str:
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ValueError("not a sha256 hex digest")

@@ -15,6 +15,7 @@ from db.users import (
 )
 
 SESSION_KEY = "user_id"
+EPOCH_KEY = "session_epoch"  # the account's session epoch when this session signed in
 CLIENT_ATTEMPTS, CLIENT_WINDOW_S = 20, 15 * 60  # sign-in attempts per client address
 
 
@@ -47,8 +48,9 @@ def _secret(data_dir: str) -> bytes:
     return site_secret(data_dir)
 
 
-def _from_cookie(engine, data_dir) -> int | None:
-    """The user of a valid session cookie (signed, unexpired, epoch current, account active)."""
+def _from_cookie(engine, settings) -> tuple[int, int] | None:
+    """(user, epoch) of a valid session cookie: signed, younger than the site's session
+    limit, its epoch current and the account active."""
     import time
 
     from core.session_token import COOKIE, verify
@@ -58,10 +60,19 @@ def _from_cookie(engine, data_dir) -> int | None:
         token = st.context.cookies.get(COOKIE)
     except Exception:  # noqa: BLE001 - AppTest and bare runs have no request
         return None
-    claims = verify(_secret(str(data_dir)), token, time.time())
+    claims = verify(_secret(str(settings.data_dir)), token, time.time(), int(settings.session_hours * 3600))
     if claims is None or session_epoch(engine, claims.user_id) != claims.epoch:
         return None
-    return claims.user_id
+    return claims.user_id, claims.epoch
+
+
+def _open_session(engine, user_id: int) -> None:
+    """This browser session is the account's, under its current epoch: raising the epoch
+    (sign-out anywhere, password reset, disable) ends it at its next interaction."""
+    from db.users import session_epoch
+
+    st.session_state[SESSION_KEY] = user_id
+    st.session_state[EPOCH_KEY] = session_epoch(engine, user_id)
 
 
 def _write_cookie(value: str, max_age: int) -> None:
@@ -108,9 +119,10 @@ def signed_in_user() -> Identity | None:
     user_id = st.session_state.get(SESSION_KEY)
     if user_id is None:
         settings, engine = settings_and_engine()
-        user_id = _from_cookie(engine, settings.data_dir)
-        if user_id is not None:
-            st.session_state[SESSION_KEY] = user_id
+        found = _from_cookie(engine, settings)
+        if found is not None:
+            user_id = found[0]
+            st.session_state[SESSION_KEY], st.session_state[EPOCH_KEY] = found
     if user_id is None and sso_configured() and getattr(st.user, "is_logged_in", False):
         from db.users import sso_identity
 
@@ -121,14 +133,17 @@ def signed_in_user() -> Identity | None:
             str(st.user.get("email") or st.user.get("name") or ""),
         )
         if identity is not None:
-            st.session_state[SESSION_KEY] = identity.id
+            _open_session(engine, identity.id)
         return identity
     if user_id is None:
         return None
     _, engine = settings_and_engine()
-    identity = current_identity(engine, int(user_id))
-    if identity is None:  # disabled or deleted: the session ends now
+    if st.session_state.get(EPOCH_KEY) is None:  # a session opened before epochs were kept here
+        _open_session(engine, int(user_id))
+    identity = current_identity(engine, int(user_id), st.session_state.get(EPOCH_KEY))
+    if identity is None:  # disabled, deleted, signed out elsewhere or password reset: it ends now
         st.session_state.pop(SESSION_KEY, None)
+        st.session_state.pop(EPOCH_KEY, None)
     return identity
 
 
@@ -175,7 +190,7 @@ def sign_in_page() -> None:
         except SignInError as exc:
             st.error(plain(exc))
         else:
-            st.session_state[SESSION_KEY] = user.id
+            _open_session(engine, user.id)
             st.session_state["cookie_action"] = "issue"
             st.rerun()
 
@@ -192,7 +207,7 @@ def _first_run_form(engine) -> None:
         except (ValueError, PermissionError) as exc:
             st.error(plain(exc))
         else:
-            st.session_state[SESSION_KEY] = user.id
+            _open_session(engine, user.id)
             st.session_state["cookie_action"] = "issue"
             st.rerun()
 
@@ -203,6 +218,7 @@ def sign_out() -> None:
     from db.users import current_identity, end_sessions
 
     user_id = st.session_state.pop(SESSION_KEY, None)
+    st.session_state.pop(EPOCH_KEY, None)
     if user_id is not None:
         _, engine = settings_and_engine()
         identity = current_identity(engine, int(user_id))

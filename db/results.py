@@ -103,7 +103,14 @@ def store_results(session: Session, results: Sequence[StudyResult], worker_id: s
         ],
     )
     heatmaps = [
-        {"study_id": r.study_id, "label": lab, "model_version": r.model_version, "path": path, "created_at": utcnow()}
+        {
+            "study_id": r.study_id,
+            "label": lab,
+            "model_version": r.model_version,
+            "path": path,
+            "instance_id": r.heatmap_instances.get(lab),  # the overlay is drawn on, and cites, this image
+            "created_at": utcnow(),
+        }
         for r in written
         for lab, path in r.heatmap_files.items()
     ]

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pandas as pd
 from sqlalchemy import Engine, and_, delete, exists, func, insert, select
+from sqlalchemy.orm import Session
 
 from core import verdict_rules
 from core.labels import NO_FINDING
@@ -15,6 +16,7 @@ from db import audit
 from db.packing import label_key, mask_of
 from db.schema import (
     Heatmap,
+    Instance,
     Prediction,
     Study,
     StudyNote,
@@ -275,6 +277,16 @@ def load_study(engine: Engine, study_id: int, reviewer_id: int) -> ReviewCase | 
     return ReviewCase(study, preds, heat, mine, len(others), note or "", marks)
 
 
+def _foreign_mark_image(session: Session, study_id: int, marks: dict[str, verdict_rules.Mark]) -> str | None:
+    """Why a mark cannot be stored: it names an image that is not one of this study's."""
+    named = {m.image_id for m in marks.values() if m.image_id is not None}
+    if not named:
+        return None
+    own = set(session.execute(select(Instance.id).where(Instance.study_id == study_id)).scalars())
+    foreign = sorted(named - own)
+    return f"a point is placed on image {foreign[0]}, which is not an image of study {study_id}." if foreign else None
+
+
 def submit_review(
     engine: Engine,
     study_id: int,
@@ -313,7 +325,11 @@ def submit_review(
             ).scalars()
         }
         truths = {label: verdict_rules.present(bool(flags.get(label, False)), verdicts[label]) for label in labels}
-        problem = verdict_rules.contradiction(truths) or verdict_rules.mark_problem(truths, marks)
+        problem = (
+            verdict_rules.contradiction(truths)
+            or verdict_rules.mark_problem(truths, marks)
+            or _foreign_mark_image(session, study_id, marks)
+        )
         if problem:
             raise ValueError(problem)
         now, changed, previous = utcnow(), 0, {}

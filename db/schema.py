@@ -66,6 +66,9 @@ class Study(Base):
     patient_age: Mapped[int | None] = mapped_column(Integer)
     patient_sex: Mapped[str | None] = mapped_column(String(8))
     patient_key: Mapped[str | None] = mapped_column(String(64))  # pseudonymous grouping key
+    # HMAC-SHA256 (site key) of the DICOM patient's ID, issuer, name and birth date: compared,
+    # never shown or reversed; an instance of another patient is refused (db.studies.place_instance)
+    patient_identity: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=StudyStatus.QUEUED)
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     triage_score: Mapped[float | None] = mapped_column(Float)

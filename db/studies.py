@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
+from core.errors import PatientConflict
 from db import audit
 from db.schema import Instance, Study, StudyStatus
 
@@ -39,6 +40,7 @@ class NewStudy:
     accession_number: str | None = None
     study_date: str | None = None
     ready_at: datetime | None = None  # not analysed before (more instances may arrive)
+    patient_identity: str | None = None  # keyed digest of the DICOM patient (services.ingest)
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,17 @@ def find_by_hash(engine: Engine, sha256: str) -> int | None:
 
 def find_instance(engine: Engine, sop_instance_uid: str) -> int | None:
     """The study holding the instance with this SOP Instance UID, if any."""
+    found = stored_instance(engine, sop_instance_uid)
+    return found[0] if found else None
+
+
+def stored_instance(engine: Engine, sop_instance_uid: str) -> tuple[int, str] | None:
+    """(study id, stored path) of the instance with this SOP Instance UID, if any."""
     with engine.connect() as conn:
-        return conn.execute(
-            select(Instance.study_id).where(Instance.sop_instance_uid == sop_instance_uid)
-        ).scalar_one_or_none()
+        row = conn.execute(
+            select(Instance.study_id, Instance.stored_path).where(Instance.sop_instance_uid == sop_instance_uid)
+        ).first()
+    return (row[0], row[1]) if row else None
 
 
 def insert_study(
@@ -147,6 +156,7 @@ def place_instance(
         existing = session.execute(query).scalar_one_or_none()
     if existing is None:
         return Placed(insert_study(session, study, actor, instance, action), True)
+    _check_same_patient(existing, study)
     if (
         instance.analysed
         and not session.execute(
@@ -174,6 +184,21 @@ def place_instance(
         sop_instance_uid=instance.sop_instance_uid,
     )
     return Placed(existing.id, False)
+
+
+def _check_same_patient(existing: Study, arriving: NewStudy) -> None:
+    """Refuse an instance whose patient is not the study's: one StudyInstanceUID sent with
+    two PatientIDs (or issuers, names, birth dates) is a sender's error, and merging would
+    read, triage and report two patients as one. A study stored before identities were kept
+    takes the identity of the first instance that brings one."""
+    if existing.patient_identity is None:
+        existing.patient_identity = arriving.patient_identity
+        return
+    if arriving.patient_identity != existing.patient_identity:
+        raise PatientConflict(
+            f"This image names study {existing.id}'s StudyInstanceUID but another patient "
+            "(patient ID, issuer, name or birth date differ); it was not added to that study."
+        )
 
 
 def analysed_instances(engine: Engine, study_ids: list[int]) -> dict[int, list[InstanceRecord]]:

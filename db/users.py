@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +25,9 @@ ROLES = ("reviewer", "admin")
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
 MIN_PASSWORD = 10
+# Unicode control (Cc), format (Cf: bidi overrides, zero-width joiners and spaces) and line
+# or paragraph separators: invisible, so a name holding one can pass for another
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 MAX_USERNAME = 80  # the column's size: longer input is cut before it is used or stored
 MAX_PASSWORD = 1024  # argon2 hashes anything, but a megabyte "password" is an attack
 _hasher = PasswordHasher()
@@ -66,6 +70,11 @@ def create_user(
         raise ValueError(f"role must be one of {ROLES}")
     if not username or len(username) > MAX_USERNAME:
         raise ValueError(f"a user name of 1 to {MAX_USERNAME} characters is needed")
+    if any(unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in username):
+        raise ValueError(
+            "a user name cannot hold control, direction (bidi) or zero-width characters: "
+            "they make one name look like another in the audit trail"
+        )
     if len(password) < MIN_PASSWORD:
         raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
     password_hash = _hasher.hash(password)
@@ -172,11 +181,15 @@ def end_sessions(engine: Engine, user_id: int, actor: str) -> None:
     run_write(engine, work)
 
 
-def current_identity(engine: Engine, user_id: int) -> Identity | None:
-    """Re-read on every page run, so a disabled user's session ends at once."""
+def current_identity(engine: Engine, user_id: int, epoch: int | None = None) -> Identity | None:
+    """Re-read on every page run, so a disabled user's session ends at once; with the
+    ``epoch`` the session was opened under, a sign-out elsewhere, a password reset or a
+    disable and re-enable since then end it too."""
     with engine.connect() as conn:
-        row = conn.execute(select(User.id, User.username, User.role, User.active).where(User.id == user_id)).first()
-    if row is None or not row.active:
+        row = conn.execute(
+            select(User.id, User.username, User.role, User.active, User.session_epoch).where(User.id == user_id)
+        ).first()
+    if row is None or not row.active or (epoch is not None and int(row.session_epoch or 0) != epoch):
         return None
     return Identity(row.id, row.username, row.role)
 
@@ -192,7 +205,10 @@ def sso_identity(engine: Engine, subject: str, display_name: str) -> Identity | 
     def work(session) -> Identity | None:
         user = session.execute(select(User).where(User.sso_subject == subject)).scalar_one_or_none()
         if user is None:
-            base = (display_name or subject)[:60]
+            base = "".join(
+                ch for ch in (display_name or subject) if unicodedata.category(ch) not in INVISIBLE_CATEGORIES
+            )
+            base = base.strip()[:60] or "sso-user"
             name = base
             n = 1
             while session.execute(select(User.id).where(User.username == name)).first():
@@ -217,6 +233,7 @@ def set_active(engine: Engine, username: str, active: bool, actor: str) -> None:
         if user is None:
             raise ValueError(f"no user {username!r}")
         user.active = active
+        user.session_epoch = (user.session_epoch or 0) + 1  # enabled again, the old cookies stay dead
         audit.record(session, "user_enabled" if active else "user_disabled", actor, None, username=username)
 
     run_write(engine, work)
@@ -250,6 +267,7 @@ def reset_password(engine: Engine, username: str, password: str, actor: str) -> 
         if user is None:
             raise ValueError(f"no user {username!r}")
         user.password_hash = password_hash
+        user.session_epoch = (user.session_epoch or 0) + 1  # every session of the account ends
         audit.record(session, "user_password_reset", actor, None, username=username)
 
     run_write(engine, work)

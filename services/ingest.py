@@ -8,12 +8,15 @@ audit log; a repeated upload of the same bytes returns the study already stored.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import logging
 import posixpath
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -21,7 +24,7 @@ from core import storage
 from core.archive import ArchiveLimits, iter_members
 from core.config import Settings, load_settings
 from core.decode import DecodedImage, Limits, decode_bytes, sniff_format
-from core.errors import ImageTooLarge, RejectedInput
+from core.errors import EmptyArchive, ImageTooLarge, InstanceConflict, RejectedInput
 from core.pixel_transforms import to_uint8
 from core.storage import iter_input_paths
 from core.study_views import analysed_view
@@ -29,7 +32,7 @@ from db import audit
 from db.bootstrap import open_database
 from db.schema import utcnow
 from db.session import DatabaseBusy, run_write
-from db.studies import NewInstance, NewStudy, find_by_hash, find_instance, place_instance
+from db.studies import NewInstance, NewStudy, find_by_hash, find_instance, place_instance, stored_instance
 
 log = logging.getLogger("cxr.ingest")
 
@@ -73,6 +76,10 @@ def ingest_upload(
             results.append(ingest_image(engine, settings, label, content, actor, user_id))
     except RejectedInput as exc:
         results.append(_reject(engine, name, exc, actor))
+    if not results:  # folders only, or nothing at all: still one line that says so
+        results.append(
+            _reject(engine, name, EmptyArchive("The zip archive holds no file to read (folders only)."), actor)
+        )
     return results
 
 
@@ -98,6 +105,8 @@ def ingest_image(
         return _ingest_image(engine, settings, name, data, actor, user_id, source, quiet_seconds)
     except DatabaseBusy as exc:
         return IngestResult(name, "rejected", None, str(exc), "busy")
+    except RejectedInput as exc:  # refused when placed in its study (another patient): nothing was kept
+        return _reject(engine, name, exc, actor)
     except Exception as exc:  # noqa: BLE001 - reported per file, never stops a batch
         log.exception("ingest of %r failed", display_name(name))
         return IngestResult(
@@ -113,6 +122,27 @@ def _duplicate(engine: Engine, name: str, sha: str | None, sop_uid: str | None =
     if existing is None:
         return None
     return IngestResult(name, "duplicate", existing, f"Already stored in study {existing}.")
+
+
+def _same_instance(engine: Engine, settings: Settings, name: str, decoded: DecodedImage) -> IngestResult | None:
+    """A SOP Instance UID already stored: the same pixels (a re-send, perhaps re-encoded) is
+    the stored instance, acknowledged again; other pixels under that UID are refused, since
+    a UID names one image and either the sender or the stored copy is wrong."""
+    sop_uid = decoded.metadata.get("sop_instance_uid")
+    stored = stored_instance(engine, sop_uid) if sop_uid else None
+    if stored is None:
+        return None
+    study_id, relpath = stored
+    try:
+        kept = decode_bytes(storage.safe_join(settings.data_dir, relpath).read_bytes()).pixels
+    except (OSError, RejectedInput):
+        kept = None
+    if kept is not None and kept.shape == decoded.pixels.shape and np.array_equal(kept, decoded.pixels):
+        return IngestResult(name, "duplicate", study_id, f"Already stored in study {study_id}.")
+    raise InstanceConflict(
+        f"An image with this SOP Instance UID is already stored in study {study_id} with other pixels; "
+        "the new one was not stored. Send it under a new UID if it is a new image."
+    )
 
 
 def _ingest_image(
@@ -134,7 +164,7 @@ def _ingest_image(
     except RejectedInput as exc:
         return _reject(engine, name, exc, actor)
     meta = decoded.metadata
-    found = _duplicate(engine, name, None, meta.get("sop_instance_uid"))  # the same instance, other bytes
+    found = _same_instance(engine, settings, name, decoded)  # the same SOP instance, other bytes
     if found:
         return found
     relpath = storage.original_relpath(sha, meta["format"])
@@ -216,7 +246,18 @@ def new_study(
         accession_number=meta.get("accession_number"),
         study_date=meta.get("study_date"),
         ready_at=now + timedelta(seconds=quiet_seconds),
+        patient_identity=patient_identity(settings, meta.get("patient_fields")),
     )
+
+
+def patient_identity(settings: Settings, fields: str | None) -> str | None:
+    """A keyed digest of the DICOM patient (HMAC-SHA256 under the site's identity key): equal
+    for the same patient, useless to anyone without the key (a PatientID is short enough to
+    guess from a plain hash). None for files that name no patient (PNG, JPEG)."""
+    if fields is None:
+        return None
+    key = storage.read_or_create_secret(settings.data_dir / "identity.key")
+    return hmac.new(key, fields.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _reject(engine: Engine, name: str, exc: RejectedInput, actor: str | None) -> IngestResult:

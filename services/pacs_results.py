@@ -59,7 +59,10 @@ def queue_results(engine: Engine, settings: Settings, study_id: int, card: Model
     series = generate_uid()
     greys: dict[int, np.ndarray] = {}  # each source image decoded once, however many maps it has
     for n, heat in enumerate(results.heatmaps, start=1):
-        source_id = heat.instance_id if heat.instance_id in paths else records[0].id
+        source_id = heat.instance_id
+        if source_id not in paths:  # a map whose image is unknown is never drawn on another one
+            log.warning("study %s: the %s map names no analysed DICOM image; no overlay sent", study_id, heat.label)
+            continue
         if source_id not in greys:
             greys[source_id] = to_uint8(decode_bytes(paths[source_id].read_bytes()).pixels)
         png = np.asarray(Image.open(storage.safe_join(settings.data_dir, heat.path)), dtype=np.float32) / 255.0

@@ -169,3 +169,26 @@ def test_worklist_filters_partition_the_studies(seeded):
     future = datetime.now() + timedelta(days=1)
     assert worklist(engine, WorklistFilter(date_from=future), triage).empty
     assert len(worklist(engine, WorklistFilter(date_to=future), triage)) == 50
+
+
+def test_a_password_reset_or_a_disable_ends_open_sessions(tmp_path):
+    """An open session (state held on the server) ends at its next interaction once the
+    account's password is reset, or it is disabled and enabled again."""
+    from db.bootstrap import open_database
+    from db.users import create_user, reset_password, session_epoch, set_active
+
+    settings = make_settings(tmp_path / "data")
+    engine = open_database(settings)
+    user = create_user(engine, "carol", "correct horse battery")
+    with app_settings(settings):
+        for end in (
+            lambda: reset_password(engine, "carol", "a brand new password", "admin"),
+            lambda: (set_active(engine, "carol", False, "admin"), set_active(engine, "carol", True, "admin")),
+        ):
+            at = _run("pages/worklist.py", user, session_epoch=session_epoch(engine, user.id))
+            assert not at.exception and "Please sign in" not in [w.value for w in at.warning]
+            end()
+            at.run()
+            assert "Please sign in to see this page." in [w.value for w in at.warning]
+            assert "user_id" not in at.session_state
+    engine.dispose()

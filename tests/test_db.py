@@ -44,7 +44,7 @@ def test_sqlite_pragmas_and_schema_at_head(db_engine):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10000
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0007"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0008"
 
 
 def test_audit_log_is_append_only(db_engine):
@@ -213,6 +213,50 @@ def test_marks_are_stored_with_present_findings_and_replaced_on_resubmit(db_engi
     assert load_study(db_engine, sid, alice.id).my_marks == {"Effusion": Mark(0.5, 0.5)}
 
 
+def test_a_mark_on_an_image_of_another_study_is_refused(db_engine):
+    from core.verdict_rules import Mark
+    from db.schema import Instance
+
+    alice = create_user(db_engine, "alice", "correct horse battery")
+    sid = _done_study_with_predictions(db_engine, {"Effusion"})
+
+    def images(s):
+        other = _study(s, 4321)
+        rows = [
+            Instance(
+                study_id=i, sha256=f"{i:062x}ab", stored_path="x", file_format="png", width=8, height=8, analysed=True
+            )
+            for i in (sid, other)
+        ]
+        s.add_all(rows)
+        s.flush()
+        return [r.id for r in rows]
+
+    own, foreign = run_write(db_engine, images)
+    verdicts = {lab: "correct" for lab in LABELS}
+    with pytest.raises(ValueError, match="not an image of study"):
+        submit_review(db_engine, sid, alice.id, verdicts, marks={"Effusion": Mark(0.5, 0.5, foreign)})
+    submit_review(db_engine, sid, alice.id, verdicts, marks={"Effusion": Mark(0.5, 0.5, own)})
+    with db_engine.connect() as conn:
+        assert conn.execute(select(Verdict.mark_image_id).where(Verdict.label == "Effusion")).scalar_one() == own
+
+
+def test_heatmaps_record_the_image_they_were_computed_on(db_engine):
+    from dataclasses import replace
+
+    from db.results import stored_results
+
+    sid = run_write(db_engine, lambda s: _study(s, 555))
+    result = replace(
+        _result(sid),
+        heatmap_files={"Mass": "heatmaps/a.png", "No Finding": "heatmaps/b.png"},
+        heatmap_instances={"Mass": 41, "No Finding": 42},
+    )
+    run_write(db_engine, lambda s: store_results(s, [result], None))
+    maps = {h.label: h.instance_id for h in stored_results(db_engine, sid).heatmaps}
+    assert maps == {"Mass": 41, "No Finding": 42}
+
+
 @pytest.mark.parametrize(
     "marks, message",
     [
@@ -353,3 +397,26 @@ def test_packed_rows_are_read_by_label_name_not_position():
     assert present[0].tolist() == [False, False, True] and known[0].tolist() == [True, False, True]
     with pytest.raises(ValueError):
         label_key(["a|b"])
+
+
+@pytest.mark.parametrize("name", ["ali\u202ece", "bob\u200b", "eve\x07", "mal\u2066lory", "ze\u2028d"])
+def test_user_names_with_invisible_characters_are_refused(db_engine, name):
+    with pytest.raises(ValueError, match="zero-width"):
+        create_user(db_engine, name, "correct horse battery")
+    with db_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 0
+
+
+def test_password_reset_and_re_enable_end_every_session(db_engine):
+    from db.users import current_identity, reset_password, session_epoch
+
+    user = create_user(db_engine, "carol", "correct horse battery")
+    before = session_epoch(db_engine, user.id)
+    assert current_identity(db_engine, user.id, before) is not None
+    reset_password(db_engine, "carol", "a brand new password", "admin")
+    assert current_identity(db_engine, user.id, before) is None
+    after_reset = session_epoch(db_engine, user.id)
+    set_active(db_engine, "carol", False, "admin")
+    set_active(db_engine, "carol", True, "admin")
+    assert current_identity(db_engine, user.id, after_reset) is None
+    assert current_identity(db_engine, user.id, session_epoch(db_engine, user.id)) is not None

@@ -166,7 +166,7 @@ def test_ingest_cli_reports_each_input(settings, tmp_path, capsys, monkeypatch):
     assert "1 accepted, 0 duplicate, 1 rejected" in out
 
 
-def _dicom(study_uid: str, view: str, sop_uid: str | None = None, seed: int = 0) -> bytes:
+def _dicom(study_uid: str, view: str, sop_uid: str | None = None, seed: int = 0, **patient) -> bytes:
     import numpy as np
     from pydicom.uid import generate_uid
 
@@ -182,6 +182,7 @@ def _dicom(study_uid: str, view: str, sop_uid: str | None = None, seed: int = 0)
         AccessionNumber="A-77",
         StudyDate="20261126",
         **extra,
+        **patient,
     )
     if sop_uid:  # keep the file meta consistent with the dataset
         import io
@@ -217,6 +218,14 @@ def test_dicom_instances_join_their_study_and_laterals_are_kept_not_analysed(set
     assert tuple(shown) == ("A-77", "20261126", study_uid)
 
 
+def _rejections(engine, code: str) -> list[dict]:
+    from db.schema import AuditEvent
+
+    with engine.connect() as conn:
+        details = conn.execute(select(AuditEvent.detail).where(AuditEvent.action == "upload_rejected")).scalars()
+        return [d for d in details if d.get("code") == code]
+
+
 def test_the_same_instance_sent_twice_is_stored_once(settings, db_engine):
     from pydicom.uid import generate_uid
 
@@ -224,9 +233,61 @@ def test_the_same_instance_sent_twice_is_stored_once(settings, db_engine):
 
     study_uid, sop_uid = generate_uid(), generate_uid()
     once = ingest_upload(db_engine, settings, "a.dcm", _dicom(study_uid, "PA", sop_uid, seed=3))[0]
-    again = ingest_upload(db_engine, settings, "b.dcm", _dicom(study_uid, "PA", sop_uid, seed=4))[0]  # re-encoded
+    again = ingest_upload(db_engine, settings, "b.dcm", _dicom(study_uid, "PA", sop_uid, seed=3))[0]  # other bytes
     assert once.status == "accepted" and again.status == "duplicate" and again.study_id == once.study_id
     assert len(study_instances(db_engine, once.study_id)) == 1
+
+
+def test_the_same_instance_uid_with_other_pixels_is_refused_and_audited(settings, db_engine):
+    from pydicom.uid import generate_uid
+
+    from db.studies import study_instances
+
+    study_uid, sop_uid = generate_uid(), generate_uid()
+    once = ingest_upload(db_engine, settings, "a.dcm", _dicom(study_uid, "PA", sop_uid, seed=3))[0]
+    other = ingest_upload(db_engine, settings, "b.dcm", _dicom(study_uid, "PA", sop_uid, seed=4))[0]
+    assert once.status == "accepted" and other.status == "rejected" and other.code == "instance_conflict"
+    assert "other pixels" in other.message
+    assert len(study_instances(db_engine, once.study_id)) == 1
+    assert len(_rejections(db_engine, "instance_conflict")) == 1
+
+
+def test_an_instance_of_another_patient_never_joins_the_study(settings, db_engine):
+    """One StudyInstanceUID sent for two patients: the second is refused, audited and its
+    files removed; the study keeps one patient's images only."""
+    from pydicom.uid import generate_uid
+
+    from db.studies import study_instances
+
+    study_uid = generate_uid()
+    a = ingest_upload(db_engine, settings, "a.dcm", _dicom(study_uid, "PA", seed=7, PatientID="PAT-A"))[0]
+    files_before = sorted(p for p in settings.data_dir.rglob("*") if p.is_file() and p.suffix in (".dcm", ".png"))
+    b = ingest_upload(db_engine, settings, "b.dcm", _dicom(study_uid, "PA", seed=8, PatientID="PAT-B"))[0]
+    assert a.status == "accepted" and b.status == "rejected" and b.code == "patient_conflict"
+    assert f"study {a.study_id}" in b.message and "another patient" in b.message
+    assert [i.sha256 for i in study_instances(db_engine, a.study_id)] == [
+        study_instances(db_engine, a.study_id)[0].sha256
+    ]
+    assert len(study_instances(db_engine, a.study_id)) == 1
+    files_after = sorted(p for p in settings.data_dir.rglob("*") if p.is_file() and p.suffix in (".dcm", ".png"))
+    assert files_after == files_before  # nothing of the refused instance is kept
+    rejected = _rejections(db_engine, "patient_conflict")
+    assert len(rejected) == 1 and "PAT-B" not in str(rejected[0]) and "PAT-A" not in str(rejected[0])
+    # another birth date under the same ID is another patient too; the name's case and
+    # empty trailing components are not
+    c = ingest_upload(
+        db_engine, settings, "c.dcm", _dicom(study_uid, "PA", seed=9, PatientID="PAT-A", PatientBirthDate="19500101")
+    )[0]
+    d = ingest_upload(
+        db_engine,
+        settings,
+        "d.dcm",
+        _dicom(study_uid, "AP", seed=10, PatientID="PAT-A", PatientName="test^synthetic^^"),
+    )[0]
+    assert c.code == "patient_conflict" and d.status == "accepted" and d.study_id == a.study_id
+    with db_engine.connect() as conn:
+        identity = conn.execute(select(Study.patient_identity).where(Study.id == a.study_id)).scalar_one()
+    assert identity and len(identity) == 64 and "PAT" not in identity
 
 
 def test_a_late_instance_reopens_an_analysed_study(settings, db_engine):
@@ -241,3 +302,10 @@ def test_a_late_instance_reopens_an_analysed_study(settings, db_engine):
     with db_engine.connect() as conn:
         status, owner = conn.execute(select(Study.status, Study.lease_owner).where(Study.id == sid)).one()
     assert status == "queued" and owner is None  # analysed again with every image; a running analysis is fenced
+
+
+def test_a_zip_of_folders_only_gets_a_line_saying_so(settings, db_engine):
+    data = _zip({"scans/": b"", "scans/empty/": b""})
+    results = ingest_upload(db_engine, settings, "folders.zip", data)
+    assert len(results) == 1 and results[0].status == "rejected" and results[0].code == "empty_archive"
+    assert "holds no file" in results[0].message

@@ -236,6 +236,74 @@ def test_study_from_orthanc_is_grouped_analysed_and_results_return(node):
     assert sid in set(listed["id"])
 
 
+def test_two_frontal_images_each_overlay_is_drawn_on_and_cites_its_own_image(node):
+    """A study of two frontal images: every overlay references the image its map was
+    computed on (the study's maximum per label comes from either image)."""
+    from db.outbound import for_study
+    from db.results import stored_results
+    from db.studies import study_instances
+    from services.pacs_sender import send_due
+
+    engine = node["engine"]
+    study_uid = generate_uid()
+    send_via_orthanc(
+        node,
+        [
+            nih_dicom("00000001_000.png", study_uid, "PA", accession="ACC3"),
+            nih_dicom("00000013_004.png", study_uid, "AP", accession="ACC3"),
+        ],
+    )
+    sid = wait_until(lambda: _study_of(engine, study_uid), 60, "the study")
+    wait_until(lambda: len(study_instances(engine, sid)) == 2, 60, "both instances")
+    analyse_all(node)
+    wait_until(
+        lambda: send_due(engine, node["settings"], "test") and all(o.status == "sent" for o in for_study(engine, sid)),
+        60,
+        "results sent",
+    )
+    uid_of = {i.id: i.sop_instance_uid for i in study_instances(engine, sid)}
+    maps = stored_results(engine, sid).heatmaps
+    assert maps and all(h.instance_id in uid_of for h in maps)
+    expected = {h.label: uid_of[h.instance_id] for h in maps}
+    overlays = [
+        ds
+        for ds in node["orthanc"].instances_of(study_uid)
+        if ds.SOPClassUID == SC and ds.get("Manufacturer", "").startswith("cxr-review")
+    ]
+    assert len(overlays) == len(maps)
+    cited = {_overlay_label(ds, expected): ds.SourceImageSequence[0].ReferencedSOPInstanceUID for ds in overlays}
+    assert cited == expected
+
+
+def _overlay_label(ds, labels) -> str:
+    text = " ".join(str(ds.get(k, "")) for k in ("SeriesDescription", "ImageComments", "DerivationDescription"))
+    found = [label for label in labels if label in text]
+    assert found, text
+    return max(found, key=len)
+
+
+def test_an_instance_of_another_patient_in_the_same_study_is_refused_over_the_wire(node):
+    from sqlalchemy import select
+
+    from db.schema import AuditEvent
+    from db.studies import study_instances
+
+    study_uid = generate_uid()
+    a = pydicom.dcmread(io.BytesIO(nih_dicom("00000001_000.png", study_uid, "PA")))
+    b = pydicom.dcmread(io.BytesIO(nih_dicom("00000013_004.png", study_uid, "PA")))
+    b.PatientID = "PACS-TEST-OTHER"
+    assert _send_as_orthanc(node, a) == 0x0000
+    assert _send_as_orthanc(node, b) == 0xC000
+    sid = _study_of(node["engine"], study_uid)
+    assert [i.sop_instance_uid for i in study_instances(node["engine"], sid)] == [a.SOPInstanceUID]
+    with node["engine"].connect() as conn:
+        codes = [
+            d.get("code")
+            for d in conn.execute(select(AuditEvent.detail).where(AuditEvent.action == "upload_rejected")).scalars()
+        ]
+    assert "patient_conflict" in codes
+
+
 def _sr_probabilities(sr) -> dict[str, float]:
     out = {}
     for item in sr.ContentSequence:

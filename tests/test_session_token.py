@@ -29,3 +29,24 @@ def test_the_site_secret_is_made_once_and_private(tmp_path):
     first = site_secret(tmp_path)
     assert site_secret(tmp_path) == first and len(first) == 32
     assert oct(os.stat(tmp_path / "session.key").st_mode & 0o777) == "0o600"
+
+
+def test_the_server_caps_a_tokens_age_whatever_expiry_it_carries():
+    secret = b"k" * 32
+    ten_years = issue(secret, 7, 3, now=1000.0, lifetime_s=10 * 365 * 86400)
+    assert verify(secret, ten_years, now=1000.0 + 11 * 3600) is not None
+    assert verify(secret, ten_years, now=1000.0 + 13 * 3600) is None  # 12 h by default
+    assert verify(secret, ten_years, now=1000.0 + 3 * 3600, max_age_s=2 * 3600) is None
+    assert verify(secret, ten_years, now=0.0) is None  # issued in the future
+
+
+def test_a_token_without_an_issue_time_is_refused():
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    secret = b"k" * 32
+    body = base64.urlsafe_b64encode(json.dumps({"u": 7, "e": 3, "x": 5000}).encode()).decode().rstrip("=")
+    sig = base64.urlsafe_b64encode(hmac.new(secret, body.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+    assert verify(secret, f"{body}.{sig}", now=1000.0) is None

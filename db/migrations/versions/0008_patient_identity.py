@@ -1,0 +1,37 @@
+"""studies record a keyed digest of their patient's identity, so that an instance of
+another patient is refused instead of joining the study
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from typing import Sequence, Union
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008"
+down_revision: Union[str, Sequence[str], None] = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("studies") as batch:
+        batch.add_column(sa.Column("patient_identity", sa.String(64), nullable=True))
+    # heatmaps were stored without their image (db.results never wrote it); where the study
+    # has one analysed image that image is certainly the map's, elsewhere it stays unknown
+    # and no overlay is drawn for it (services.pacs_results)
+    op.execute(
+        """
+        UPDATE heatmaps SET instance_id = (
+            SELECT min(i.id) FROM instances i WHERE i.study_id = heatmaps.study_id AND i.analysed)
+        WHERE instance_id IS NULL AND (
+            SELECT count(*) FROM instances i WHERE i.study_id = heatmaps.study_id AND i.analysed) = 1
+        """
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("studies") as batch:
+        batch.drop_column("patient_identity")
