@@ -3,7 +3,7 @@
 1. Instances per second received and stored: 200 instances of the real CR DICOM (each its
    own SOP Instance UID, 10 per study) sent by C-STORE from a pynetdicom client on one
    association. Baseline in the same run: the same 200 files ingested with
-   ``python -m core.ingest``.
+   ``cxr ingest``.
 2. Time from the last instance of a study to its SR in Orthanc, median over 20 studies:
    Orthanc sends each study to the receiver (C-STORE), the worker (default model, all TTA
    views) analyses it after the quiet period and its sender C-STOREs the SR and overlays
@@ -57,7 +57,7 @@ def copies(cr: Path, folder: Path, n: int, per_study: int = 10) -> list[Path]:
 
 
 def receive_rate(files: list[Path], tmp: Path) -> tuple[float, float]:
-    """(instances/s through the receiver, instances/s through python -m core.ingest)."""
+    """(instances/s through the receiver, instances/s through cxr ingest)."""
     import pydicom
     from pynetdicom import AE
 
@@ -81,10 +81,10 @@ def receive_rate(files: list[Path], tmp: Path) -> tuple[float, float]:
         sys.exit(f"only {ok} of {len(files)} instances were stored")
     env_dir = tmp / "cli"
     env = {"PATH": "/usr/bin:/bin", "CXR_DATA_DIR": str(env_dir), "CXR_EMBEDDED_WORKER": "0"}
-    subprocess.run([sys.executable, "-m", "db.migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "cli", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
     t = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "core.ingest", *map(str, files)], cwd=ROOT, env=env, check=True, capture_output=True
+        [sys.executable, "-m", "cli", "ingest", *map(str, files)], cwd=ROOT, env=env, check=True, capture_output=True
     )
     cli_s = time.perf_counter() - t
     return len(files) / received_s, len(files) / cli_s
@@ -166,7 +166,7 @@ def main() -> None:
                     "path": f"C-STORE to the receiver ({args.instances} instances, one association)",
                     "instances_per_s": ours,
                 },
-                {"path": "baseline: python -m core.ingest on the same files", "instances_per_s": cli},
+                {"path": "baseline: cxr ingest on the same files", "instances_per_s": cli},
             ],
             "Receiving and storing the real CR DICOM (decode, checks, hash, store, audit)",
         )

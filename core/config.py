@@ -74,6 +74,12 @@ class Settings:
     dicom_destination: str = ""
     dicom_quiet_seconds: float = 30.0
     embedded_receiver: bool = False  # the app also runs the DICOM receiver (CXR_EMBEDDED_RECEIVER=1)
+    dicom_bind_address: str = "0.0.0.0"  # the interface the receiver listens on
+    dicom_max_associations: int = 16  # established associations at once, all callers
+    dicom_max_per_caller: int = 4  # established associations at once from one calling AE title
+    dicom_acse_timeout: float = 5.0  # a connection that sends no association request is closed after this
+    dicom_network_timeout: float = 60.0  # an association idle this long is closed
+    dicom_dimse_timeout: float = 30.0  # a started message that stalls this long aborts the association
     reads_required: int = 1  # 2 where the site double-reads: a study waits for a second reader
     min_threshold_positives: int = 20  # a threshold version is saved only on this many positives per finding
     session_hours: float = 12.0  # a sign-in lasts at most this long, whatever its cookie says
@@ -162,6 +168,12 @@ def load_settings() -> Settings:
         dicom_destination=os.environ.get("CXR_DICOM_DESTINATION", "").strip(),
         dicom_quiet_seconds=_env_float("CXR_DICOM_QUIET_SECONDS", 30.0),
         embedded_receiver=os.environ.get("CXR_EMBEDDED_RECEIVER", "0") == "1",
+        dicom_bind_address=os.environ.get("CXR_DICOM_BIND", "0.0.0.0").strip() or "0.0.0.0",
+        dicom_max_associations=max(1, _env_int("CXR_DICOM_MAX_ASSOCIATIONS", 16)),
+        dicom_max_per_caller=max(1, _env_int("CXR_DICOM_MAX_PER_CALLER", 4)),
+        dicom_acse_timeout=max(0.5, _env_float("CXR_DICOM_ACSE_TIMEOUT", 5.0)),
+        dicom_network_timeout=max(1.0, _env_float("CXR_DICOM_NETWORK_TIMEOUT", 60.0)),
+        dicom_dimse_timeout=max(1.0, _env_float("CXR_DICOM_DIMSE_TIMEOUT", 30.0)),
         reads_required=max(1, _env_int("CXR_READS_REQUIRED", 1)),
         min_threshold_positives=max(1, _env_int("CXR_MIN_THRESHOLD_POSITIVES", 20)),
         session_hours=max(0.1, _env_float("CXR_SESSION_HOURS", 12.0)),

@@ -48,7 +48,7 @@ def head_cams(features: tf.Tensor, head: Callable[[tf.Tensor], tf.Tensor]) -> tu
 
 def _load_gate_trunk(folder: Path, spec: dict, size: int):
     """The gate's own feature trunk (EfficientNet-Lite0, ImageNet) from the model folder."""
-    from core.pretrained import build_lite0
+    from core.architectures import build_lite0
 
     trunk = build_lite0(include_top=False, input_size=size)
     trunk.load_weights(folder / spec["file"])  # its sha256 was checked when the card was loaded

@@ -56,13 +56,3 @@ def read_label_table(path: str | Path) -> pd.DataFrame:
 def patient_of(image_index: str) -> str:
     """NIH file names start with the patient number: '00000013_004.png' -> '00000013'."""
     return Path(image_index).name.split("_")[0]
-
-
-if __name__ == "__main__":  # python -m core.labels import CSV (the command's old name)
-    import sys
-
-    from services.reference_labels import (
-        main,  # entry shim: the import lives in services
-    )
-
-    sys.exit(main())

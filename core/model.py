@@ -39,9 +39,9 @@ BACKBONES = ("efficientnetb0", "efficientnet_lite0")
 
 def build_backbone(name: str, input_size: int) -> keras.Model:
     """The convolutional trunk, without weights (they come from a model folder or
-    :mod:`core.pretrained`). Both normalise their [0, 255] input with Lite0's
+    :mod:`training.pretrained`). Both normalise their [0, 255] input with Lite0's
     (x - 127) / 128, the statistics their ImageNet initialisation was trained with."""
-    from core.pretrained import (
+    from core.architectures import (
         LITE0_MEAN,
         LITE0_STD,
         build_lite0,

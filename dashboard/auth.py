@@ -21,7 +21,7 @@ CLIENT_ATTEMPTS, CLIENT_WINDOW_S = 20, 15 * 60  # sign-in attempts per client ad
 
 @st.cache_resource(show_spinner=False)
 def _client_limiter():
-    from core.ratelimit import SlidingWindowLimiter
+    from services.ratelimit import SlidingWindowLimiter
 
     return SlidingWindowLimiter(CLIENT_ATTEMPTS, CLIENT_WINDOW_S)
 
@@ -43,7 +43,7 @@ def sso_configured() -> bool:
 
 @st.cache_resource(show_spinner=False)
 def _secret(data_dir: str) -> bytes:
-    from core.session_token import site_secret
+    from services.session_token import site_secret
 
     return site_secret(data_dir)
 
@@ -53,8 +53,8 @@ def _from_cookie(engine, settings) -> tuple[int, int] | None:
     limit, its epoch current and the account active."""
     import time
 
-    from core.session_token import COOKIE, verify
     from db.users import session_epoch
+    from services.session_token import COOKIE, verify
 
     try:
         token = st.context.cookies.get(COOKIE)
@@ -82,7 +82,7 @@ def _write_cookie(value: str, max_age: int) -> None:
 
     import streamlit.components.v1 as components
 
-    from core.session_token import COOKIE
+    from services.session_token import COOKIE
 
     cookie = json.dumps(f"{COOKIE}={value}; Path=/; Max-Age={int(max_age)}; SameSite=Strict")
     components.html(
@@ -94,9 +94,9 @@ def _write_cookie(value: str, max_age: int) -> None:
 
 def session_cookie_updates() -> None:
     """Issue the cookie after a sign-in, delete it after a sign-out (called once per run)."""
-    from core.session_token import LIFETIME_S, issue
     from dashboard.state import settings_and_engine
     from db.users import session_epoch
+    from services.session_token import LIFETIME_S, issue
 
     action = st.session_state.pop("cookie_action", None)
     if action == "clear":

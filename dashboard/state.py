@@ -96,7 +96,7 @@ def _embedded_receiver(url: str, data_dir: str):
 
 def ensure_receiver() -> None:
     """With CXR_EMBEDDED_RECEIVER=1 the app process also runs the DICOM receiver (once per
-    server); otherwise run ``python -m core.receiver`` beside it."""
+    server); otherwise run ``cxr receiver`` beside it."""
     current = settings()
     if current.embedded_receiver:
         try:

@@ -24,7 +24,7 @@ def queue_and_workers(engine: Engine) -> None:
         col.metric(status.capitalize(), counts[status])
     live = live_workers(engine)
     if not live:
-        st.info("No worker is running: studies stay queued until one starts (python -m core.worker).")
+        st.info("No worker is running: studies stay queued until one starts (cxr worker).")
         return
     if all(w.starting for w in live):
         st.info("The worker is starting: the model is loading; queued studies are analysed once it is ready.")

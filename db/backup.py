@@ -1,11 +1,11 @@
 """Consistent copy of the SQLite database while the app runs, and a restore that cannot
 destroy what it replaces.
 
-``python -m db.backup [DEST]`` writes ``DEST`` (default: data/backups/cxr-<UTC time>.sqlite3)
+``cxr backup [DEST]`` writes ``DEST`` (default: data/backups/cxr-<UTC time>.sqlite3)
 with SQLite's ``VACUUM INTO``: one read transaction copies a consistent snapshot in a
 single step, so writers committing every few milliseconds cannot starve it (the page-by-
 page backup API restarts on every write). Restore: stop the app and workers, then
-``python -m db.backup --restore BACKUP``; the file is refused unless it is an intact
+``cxr backup --restore BACKUP``; the file is refused unless it is an intact
 database of this application, and the database it replaces is kept beside it.
 """
 
@@ -105,7 +105,7 @@ def restore(url: str, backup_file: Path) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     from core.config import load_settings
 
-    parser = argparse.ArgumentParser(prog="python -m db.backup")
+    parser = argparse.ArgumentParser(prog="cxr backup")
     parser.add_argument("dest", nargs="?", type=Path)
     parser.add_argument("--restore", type=Path, help="restore this backup (stop the app and workers first)")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Bring a database to the latest schema with Alembic (``python -m db.migrate``)."""
+"""Bring a database to the latest schema with Alembic (``cxr migrate``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def upgrade(url: str) -> None:
     """Idempotent; cached per process so pages can call it on every run cheaply.
 
     Safe when several processes start at once on an empty data folder (the app, workers,
-    ``python -m db.migrate``): one migrates under a cross-process lock (a file lock
+    ``cxr migrate``): one migrates under a cross-process lock (a file lock
     beside the SQLite file, an advisory lock on PostgreSQL); the others wait for it,
     then find the schema at head and go on.
     """
@@ -74,10 +74,23 @@ def _migration_lock(url: str) -> Iterator[None]:
     yield
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """``cxr migrate``: bring the configured database to the latest schema."""
+    import argparse
+
     from core.config import load_settings
 
+    argparse.ArgumentParser(prog="cxr migrate", description="Upgrade the database to the latest schema.").parse_args(
+        argv
+    )
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
     print(f"database at head: {settings.database_url.split('@')[-1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
@@ -13,7 +14,21 @@ from db import audit
 from db.schema import Outbound, utcnow
 from db.session import run_write
 
-PENDING, SENT, FAILED, SUPERSEDED = "pending", "sent", "failed", "superseded"
+
+class OutboundStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+
+PENDING, SENT, FAILED, SUPERSEDED = (
+    OutboundStatus.PENDING,
+    OutboundStatus.SENT,
+    OutboundStatus.FAILED,
+    OutboundStatus.SUPERSEDED,
+)
+RETRY_WINDOW = timedelta(hours=24)  # how long a result is retried before it is failed for good
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,9 @@ class OutboundItem:
     status: str
     attempts: int
     last_error: str | None
+    created_at: datetime
+    retry_until: datetime | None
+    next_attempt_at: datetime
 
 
 def enqueue(session: Session, items: list[NewOutbound]) -> None:
@@ -52,7 +70,16 @@ def enqueue(session: Session, items: list[NewOutbound]) -> None:
     )
     now = utcnow()
     for item in items:
-        session.add(Outbound(**item.__dict__, status=PENDING, attempts=0, next_attempt_at=now, created_at=now))
+        session.add(
+            Outbound(
+                **item.__dict__,
+                status=PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                retry_until=now + RETRY_WINDOW,
+            )
+        )
     audit.record(session, "results_prepared", "worker", items[0].study_id, objects=[i.kind for i in items])
 
 
@@ -94,17 +121,20 @@ def mark_sent(engine: Engine, item: OutboundItem, actor: str) -> None:
 
 
 def mark_failed_attempt(
-    engine: Engine, item: OutboundItem, error: str, actor: str, max_attempts: int, backoff: timedelta
+    engine: Engine, item: OutboundItem, error: str, actor: str, backoff: timedelta, now: datetime | None = None
 ) -> str:
-    """Record a failed send: retried after ``backoff`` until ``max_attempts``, then failed."""
+    """Record a failed send: retried after ``backoff`` until its retry window (24 h from
+    queueing or the last resend) has passed, then failed for good (listed for admins)."""
+    now = now or utcnow()
     attempts = item.attempts + 1
-    status = FAILED if attempts >= max_attempts else PENDING
+    deadline = item.retry_until or (item.created_at + RETRY_WINDOW)
+    status = FAILED if now + backoff > deadline else PENDING
 
     def work(session: Session) -> None:
         session.execute(
             update(Outbound)
             .where(Outbound.id == item.id)
-            .values(status=status, attempts=attempts, last_error=error[:500], next_attempt_at=utcnow() + backoff)
+            .values(status=status, attempts=attempts, last_error=error[:500], next_attempt_at=now + backoff)
         )
         audit.record(
             session,
@@ -120,3 +150,34 @@ def mark_failed_attempt(
 
     run_write(engine, work)
     return status
+
+
+def _not_delivered():
+    """Failed for good, or pending a retry after a failure."""
+    return (Outbound.status == FAILED) | ((Outbound.status == PENDING) & (Outbound.attempts > 0))
+
+
+def failing(engine: Engine, limit: int = 500) -> list[OutboundItem]:
+    """Results not delivered that have failed at least once: failed for good, or pending a
+    retry after a failure (what the outbox shows admins and what Home warns about)."""
+    return _items(engine, _not_delivered(), limit=limit)
+
+
+def resend(engine: Engine, ids: list[int] | None, actor: str) -> int:
+    """Queue failed (or retrying) results again now, with a new 24 h retry window; ``None``:
+    every one of them. Audited; returns how many."""
+    now = utcnow()
+
+    def work(session: Session) -> int:
+        query = update(Outbound).where(
+            (Outbound.status == FAILED) | ((Outbound.status == PENDING) & (Outbound.attempts > 0))
+        )
+        if ids is not None:
+            query = query.where(Outbound.id.in_(ids))
+        count = session.execute(
+            query.values(status=PENDING, next_attempt_at=now, retry_until=now + RETRY_WINDOW)
+        ).rowcount
+        audit.record(session, "results_resent", actor, None, ids=ids if ids is not None else "all", count=count)
+        return count
+
+    return run_write(engine, work)

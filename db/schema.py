@@ -138,6 +138,7 @@ class Outbound(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    retry_until: Mapped[datetime | None] = mapped_column(DateTime)  # failed for good after this
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     __table_args__ = (Index("ix_outbound_due", "status", "next_attempt_at"),)
 

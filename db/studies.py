@@ -237,6 +237,12 @@ def insert_studies(session: Session, new: list[NewStudy], actor: str | None) -> 
     return ids
 
 
+def known_hashes(engine: Engine) -> set[str]:
+    """The content hash of every stored image (what owns a file in originals/ and previews/)."""
+    with engine.connect() as conn:
+        return set(conn.execute(select(Instance.sha256)).scalars()) | set(conn.execute(select(Study.sha256)).scalars())
+
+
 def stored_paths(engine: Engine, ids: list[int]) -> dict[int, str]:
     """Study id -> its original's path in the data folder."""
     with engine.connect() as conn:

@@ -1,7 +1,7 @@
 """Local accounts: argon2 password hashes, roles, rate-limited sign-in.
 
-``python -m db.users create NAME --role admin`` (password from a prompt or stdin),
-``python -m db.users disable NAME``, ``python -m db.users list``.
+``cxr users create NAME --role admin`` (password from a prompt or stdin),
+``cxr users disable NAME``, ``cxr users list``.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.config import load_settings
     from db.bootstrap import open_database
 
-    parser = argparse.ArgumentParser(prog="python -m db.users")
+    parser = argparse.ArgumentParser(prog="cxr users")
     sub = parser.add_subparsers(dest="cmd", required=True)
     create = sub.add_parser("create")
     create.add_argument("username")

@@ -1,4 +1,4 @@
-"""Administration: users, failed studies, reference labels, and the audit trail."""
+"""Administration: users, failed studies, the PACS outbox, reference labels, and the audit trail."""
 
 import tempfile
 from dataclasses import asdict
@@ -14,6 +14,7 @@ from db import audit
 from db.queue import failed_studies, requeue
 from db.users import ROLES, create_user, list_users, reset_password, set_active, set_role
 from services.exports import audit_csv, audit_frame, record_export
+from services.outbox import failing_results, resend_results
 from services.reference_labels import import_labels
 
 
@@ -68,6 +69,23 @@ def failed_tab(engine, admin) -> None:
         st.success(f"Study {sid} queued again.")
 
 
+def outbox_tab(engine, admin) -> None:
+    """Results for the PACS that failed: retried every 10 minutes for 24 hours, then failed
+    for good; resent here one by one or all at once (``cxr outbox`` does the same)."""
+    rows = failing_results(engine)
+    if not rows:
+        st.write("Every result has reached the PACS (or is on its first try).")
+        return
+    st.caption("Retried at a capped rate (every 10 minutes at most) for 24 hours after queueing, then failed.")
+    st.dataframe(pd.DataFrame([r.as_dict() for r in rows]), hide_index=True, width="stretch")
+    c1, c2 = st.columns(2)
+    chosen = c1.multiselect("Results", [r.id for r in rows], key="outbox_ids")
+    if c1.button("Resend selected", key="outbox_resend", disabled=not chosen):
+        st.success(f"{resend_results(engine, [int(i) for i in chosen], admin.username)} result(s) queued again.")
+    if c2.button("Resend all", key="outbox_resend_all"):
+        st.success(f"{resend_results(engine, None, admin.username)} result(s) queued again.")
+
+
 def reference_tab(engine, admin) -> None:
     st.write(
         "Import ground truth in NIH format (`Image Index`, `Finding Labels`, optional `Patient ID`); "
@@ -110,11 +128,15 @@ def audit_tab(engine, admin) -> None:
 admin = require_user(admin=True)
 settings, engine = settings_and_engine()
 st.title("Administration")
-users, failed, reference, trail = st.tabs(["Users", "Failed studies", "Reference labels", "Audit trail"])
+users, failed, outbox, reference, trail = st.tabs(
+    ["Users", "Failed studies", "PACS outbox", "Reference labels", "Audit trail"]
+)
 with users:
     users_tab(engine, admin)
 with failed:
     failed_tab(engine, admin)
+with outbox:
+    outbox_tab(engine, admin)
 with reference:
     reference_tab(engine, admin)
 with trail:

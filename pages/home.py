@@ -9,12 +9,19 @@ from dashboard.text import plain
 from dashboard.widgets import queue_and_workers
 from db.heartbeats import latest_device
 from db.reviews import longest_waiting
+from services.outbox import results_failing
 
 require_user()
 settings, engine = settings_and_engine()
 st.title("Chest X-ray review")
 st.warning(DISCLAIMER, icon="⚠️")
 queue_and_workers(engine)
+failing = results_failing(engine)
+if failing:
+    st.error(
+        f"{failing} result(s) for the PACS have not been delivered (retrying or failed): "
+        "see Administration → PACS outbox, or `cxr outbox list`."
+    )
 
 card = model_card_or_error(settings)
 if card is not None:

@@ -1,6 +1,6 @@
 """Take uploaded files into the queue: validate, deduplicate, store, enqueue.
 
-``python -m core.ingest PATH...`` (entry shim for this module) enqueues files, folders and zip archives and prints
+``cxr ingest PATH...`` enqueues files, folders and zip archives and prints
 one line per input. A rejected input changes nothing but adds a rejection record to the
 audit log; a repeated upload of the same bytes returns the study already stored.
 """
@@ -32,7 +32,15 @@ from db import audit
 from db.bootstrap import open_database
 from db.schema import utcnow
 from db.session import DatabaseBusy, run_write
-from db.studies import NewInstance, NewStudy, find_by_hash, find_instance, place_instance, stored_instance
+from db.studies import (
+    NewInstance,
+    NewStudy,
+    find_by_hash,
+    find_instance,
+    known_hashes,
+    place_instance,
+    stored_instance,
+)
 
 log = logging.getLogger("cxr.ingest")
 
@@ -62,7 +70,7 @@ def ingest_upload(
     """Ingest one uploaded file, which may be a zip of studies; one result per study."""
     if len(data) > settings.max_upload_bytes:
         err = ImageTooLarge(f"The upload is {len(data):,} bytes, above the limit of {settings.max_upload_bytes:,}.")
-        return [_reject(engine, name, err, actor)]
+        return [reject(engine, name, err, actor)]
     if sniff_format(data) != "zip":
         return [ingest_image(engine, settings, name, data, actor, user_id)]
     limits = ArchiveLimits(settings.max_zip_members, settings.max_zip_total_bytes, settings.max_upload_bytes)
@@ -71,14 +79,14 @@ def ingest_upload(
         for member, content in iter_members(data, limits):
             label = f"{display_name(name)}/{member}"
             if sniff_format(content) == "zip":
-                results.append(_reject(engine, label, RejectedInput("Nested archives are not accepted."), actor))
+                results.append(reject(engine, label, RejectedInput("Nested archives are not accepted."), actor))
                 continue
             results.append(ingest_image(engine, settings, label, content, actor, user_id))
     except RejectedInput as exc:
-        results.append(_reject(engine, name, exc, actor))
+        results.append(reject(engine, name, exc, actor))
     if not results:  # folders only, or nothing at all: still one line that says so
         results.append(
-            _reject(engine, name, EmptyArchive("The zip archive holds no file to read (folders only)."), actor)
+            reject(engine, name, EmptyArchive("The zip archive holds no file to read (folders only)."), actor)
         )
     return results
 
@@ -106,7 +114,7 @@ def ingest_image(
     except DatabaseBusy as exc:
         return IngestResult(name, "rejected", None, str(exc), "busy")
     except RejectedInput as exc:  # refused when placed in its study (another patient): nothing was kept
-        return _reject(engine, name, exc, actor)
+        return reject(engine, name, exc, actor)
     except Exception as exc:  # noqa: BLE001 - reported per file, never stops a batch
         log.exception("ingest of %r failed", display_name(name))
         return IngestResult(
@@ -162,7 +170,7 @@ def _ingest_image(
     try:
         decoded = decode_bytes(data, Limits(settings.max_pixels, settings.min_side))
     except RejectedInput as exc:
-        return _reject(engine, name, exc, actor)
+        return reject(engine, name, exc, actor)
     meta = decoded.metadata
     found = _same_instance(engine, settings, name, decoded)  # the same SOP instance, other bytes
     if found:
@@ -192,6 +200,31 @@ def _ingest_image(
         return IngestResult(name, "accepted", placed.study_id, f"Stored, not analysed: {image.not_analysed_reason}.")
     joined = "" if placed.new_study else " (added to the study's other images)"
     return IngestResult(name, "accepted", placed.study_id, f"Queued for analysis{joined}.")
+
+
+def remove_orphans(engine: Engine, settings: Settings, older_than_s: float = 600.0) -> int:
+    """Remove files that no stored image owns: an original or preview written just before a
+    process was killed, ahead of the commit that would have owned it, and temporary files of
+    interrupted writes. Run at start; a file younger than ``older_than_s`` may belong to an
+    ingest still under way in another process and is left. Returns how many were removed."""
+    import time
+
+    owned = known_hashes(engine)
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for folder in ("originals", "previews"):
+        root = settings.data_dir / folder
+        if not root.is_dir():
+            continue
+        for path in root.rglob("*"):
+            if not path.is_file() or path.stat().st_mtime > cutoff:
+                continue
+            if path.name.startswith(".tmp-") or path.stem not in owned:
+                path.unlink(missing_ok=True)
+                removed += 1
+    if removed:
+        log.info("removed %d file(s) that no stored image owns", removed)
+    return removed
 
 
 def new_instance(sha: str, relpath: str, decoded: DecodedImage, source: str) -> NewInstance:
@@ -260,7 +293,7 @@ def patient_identity(settings: Settings, fields: str | None) -> str | None:
     return hmac.new(key, fields.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def _reject(engine: Engine, name: str, exc: RejectedInput, actor: str | None) -> IngestResult:
+def reject(engine: Engine, name: str, exc: RejectedInput, actor: str | None) -> IngestResult:
     """Record the rejection (and only that) so an admin can see what was refused."""
     message = str(exc)
 
@@ -277,7 +310,7 @@ def _reject(engine: Engine, name: str, exc: RejectedInput, actor: str | None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.ingest", description="Queue radiographs for analysis.")
+    parser = argparse.ArgumentParser(prog="cxr ingest", description="Queue radiographs for analysis.")
     parser.add_argument("paths", nargs="+", help="files, folders or zip archives")
     args = parser.parse_args(argv)
     settings = load_settings()

@@ -1,7 +1,7 @@
 """The DICOM receiver: a pynetdicom Storage SCP that takes chest radiographs from the
 modality or the PACS into the same ingest as an upload.
 
-``python -m core.receiver`` (entry shim for this module) listens on CXR_DICOM_PORT as
+``cxr receiver`` listens on CXR_DICOM_PORT as
 CXR_DICOM_AE_TITLE. Only calling AE titles in CXR_DICOM_ALLOWED_CALLERS may associate
 (an unknown caller is refused at association; with an empty list no caller is accepted,
 so the receiver does not start). Each instance is decoded, checked, stored and audited
@@ -17,25 +17,35 @@ import logging
 import signal
 import sys
 import threading
+from enum import IntEnum
+from pathlib import Path
 
-from pynetdicom import AE, evt
+import pydicom
+from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
 from sqlalchemy import Engine
 
+from core import storage
 from core.config import Settings, load_settings
+from core.dicom_policy import (
+    IMAGE_CLASSES,
+    CallerRule,
+    Refusal,
+    association_refusal,
+    instance_problem,
+    parse_allow_list,
+)
+from core.errors import ImageTooLarge, RejectedInput
+from db import audit
 from db.bootstrap import open_database
-from services.ingest import ingest_image
+from db.session import run_write
+from services.ingest import ingest_image, reject, remove_orphans
 
 log = logging.getLogger("cxr.receiver")
 
-# what is accepted for storage; CT and SR are accepted at association only so that such an
-# object gets a clear refusal (failure status + reason) instead of a silent negotiation failure
-IMAGE_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.1": "CR Image Storage",
-    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
-    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
-    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image Storage",
-}
+# what is accepted for storage (core.dicom_policy.IMAGE_CLASSES); CT and SR are accepted at
+# association only so that such an object gets a clear refusal (failure status + reason)
+# instead of a silent negotiation failure
 REFUSED_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
     "1.2.840.10008.5.1.4.1.1.88.11": "Basic Text SR",
@@ -55,36 +65,135 @@ TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2.4.91",  # JPEG 2000
     "1.2.840.10008.1.2.5",  # RLE lossless
 ]
-STATUS_REFUSED = 0xA900  # "data set does not match SOP class": not an image this node reads
-STATUS_CANNOT_PROCESS = 0xC000
-STATUS_BUSY = 0xA700  # out of resources: the sender retries later
+
+
+class StoreStatus(IntEnum):
+    """The C-STORE response statuses this node sends (PS3.4 B.2.3)."""
+
+    SUCCESS = 0x0000
+    REFUSED = 0xA900  # "data set does not match SOP class": not an image this node reads
+    CANNOT_PROCESS = 0xC000
+    BUSY = 0xA700  # out of resources: the sender retries later
+
+
+REFUSED_CODES = {"not_a_radiograph", "no_pixel_data", "not_an_image_class"}
+# pynetdicom's own cap counts every open socket, idle ones included; it is set far above
+# ours so that idle connections (closed after the ACSE timeout) never crowd out a caller,
+# and our cap (established associations only) is checked when a request arrives
+SOCKET_CAP = 512
+
+
+class WrongInstance(RejectedInput):
+    code = "not_an_image_class"
 
 
 def store_handler(engine: Engine, settings: Settings):
-    """The C-STORE handler: ingest the instance, answer with its outcome."""
+    """The C-STORE handler: check what was sent against what it claims, ingest the
+    instance, answer with its outcome."""
 
     def handle(event) -> int:
         caller = str(event.assoc.requestor.ae_title).strip()
-        sop_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "instance")
-        data = event.encoded_dataset(include_meta=True)
+        address = str(event.assoc.requestor.address)
+        path = Path(event.dataset_path)
+        try:
+            size = path.stat().st_size
+            if size > settings.max_upload_bytes:  # refused before it is read or decoded
+                exc: RejectedInput = ImageTooLarge(
+                    f"The instance is {size:,} bytes, above the limit of {settings.max_upload_bytes:,}."
+                )
+                return _refused(engine, caller, address, exc)
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            problem = instance_problem(str(event.request.AffectedSOPClassUID), ds)
+            if problem:
+                return _refused(engine, caller, address, WrongInstance(f"Refused: {problem}."))
+            data = path.read_bytes()
+        finally:
+            path.unlink(missing_ok=True)
+        sha = storage.sha256_hex(data)
+        # the stored name says where it came from; nothing the sender wrote becomes a name
         result = ingest_image(
             engine,
             settings,
-            f"{sop_uid}.dcm",
+            f"dicom-{sha[:16]}.dcm",
             data,
             actor=f"dicom:{caller}",
             source=f"dicom:{caller}",
             quiet_seconds=settings.dicom_quiet_seconds,
         )
         if result.ok:
-            log.info("%s from %s: %s study %s", sop_uid, caller, result.status, result.study_id)
-            return 0x0000
-        log.warning("%s from %s refused (%s): %s", sop_uid, caller, result.code, result.message)
-        if result.code == "busy":
-            return STATUS_BUSY
-        return STATUS_REFUSED if result.code in ("not_a_radiograph", "no_pixel_data") else STATUS_CANNOT_PROCESS
+            log.info("instance from %s at %s: %s study %s", caller, address, result.status, result.study_id)
+            return StoreStatus.SUCCESS
+        log.warning("instance from %s at %s refused (%s): %s", caller, address, result.code, result.message)
+        return _status_for(result.code)
 
     return handle
+
+
+def _status_for(code: str) -> StoreStatus:
+    if code == "busy":
+        return StoreStatus.BUSY
+    return StoreStatus.REFUSED if code in REFUSED_CODES else StoreStatus.CANNOT_PROCESS
+
+
+def _refused(engine: Engine, caller: str, address: str, exc: RejectedInput) -> StoreStatus:
+    log.warning("instance from %s at %s refused (%s): %s", caller, address, exc.code, exc)
+    reject(engine, "dicom instance", exc, f"dicom:{caller}")
+    return _status_for(exc.code)
+
+
+def association_handler(engine: Engine, settings: Settings, rules: list[CallerRule]):
+    """EVT_REQUESTED: accept or refuse an association request by the allow-list (title and
+    address), the called AE title and the caps; every refusal is logged and audited."""
+
+    def handle(event) -> None:
+        assoc = event.assoc
+        request = assoc.requestor.primitive
+        calling, called = str(request.calling_ae_title), str(request.called_ae_title)
+        address = str(assoc.requestor.address)
+        established = [a for a in assoc.ae.active_associations if a.is_acceptor and a.is_established]
+        from_caller = [a for a in established if str(a.requestor.ae_title).rstrip(" ") == calling.rstrip(" ")]
+        refusal = association_refusal(
+            rules,
+            settings.dicom_ae_title,
+            calling,
+            called,
+            address,
+            len(from_caller),
+            len(established),
+            settings.dicom_max_per_caller,
+            settings.dicom_max_associations,
+        )
+        if refusal is None:
+            return
+        busy = refusal in (Refusal.TOO_MANY, Refusal.TOO_MANY_FROM_CALLER)
+        diagnostic = {Refusal.WRONG_CALLED: 0x07, Refusal.UNKNOWN_CALLER: 0x03, Refusal.WRONG_ADDRESS: 0x03}
+        if busy:  # transient, local limit exceeded: the caller may retry
+            assoc.acse.send_reject(0x02, 0x03, 0x02)
+        else:  # permanent, service user: calling (or called) AE title not recognised
+            assoc.acse.send_reject(0x01, 0x01, diagnostic[refusal])
+        log.warning("association refused: %s (calling %r, called %r, from %s)", refusal, calling, called, address)
+        _audit_refusal(engine, refusal, calling, called, address)
+
+    return handle
+
+
+def _audit_refusal(engine: Engine, refusal: Refusal, calling: str, called: str, address: str) -> None:
+    def work(session) -> None:
+        audit.record(
+            session,
+            "association_refused",
+            f"dicom:{calling.strip()[:16]}",
+            None,
+            reason=str(refusal),
+            calling=calling.strip()[:16],
+            called=called.strip()[:16],
+            address=address[:64],
+        )
+
+    try:
+        run_write(engine, work)
+    except Exception:  # noqa: BLE001 - the refusal stands; only its audit row is missing
+        log.warning("association refusal not audited", exc_info=True)
 
 
 def make_ae(settings: Settings) -> AE:
@@ -93,9 +202,13 @@ def make_ae(settings: Settings) -> AE:
             "CXR_DICOM_ALLOWED_CALLERS is empty: every caller would be refused, so the receiver "
             "does not listen. Name the calling AE titles of the PACS or modalities that may send."
         )
+    parse_allow_list(settings.dicom_allowed_callers)  # a malformed entry stops the start
+    _config.STORE_RECV_CHUNKED_DATASET = True  # datasets go to disk as they arrive, not to memory
     ae = AE(ae_title=settings.dicom_ae_title)
-    ae.require_calling_aet = list(settings.dicom_allowed_callers)
-    ae.maximum_associations = 16
+    ae.maximum_associations = SOCKET_CAP
+    ae.acse_timeout = settings.dicom_acse_timeout
+    ae.dimse_timeout = settings.dicom_dimse_timeout
+    ae.network_timeout = settings.dicom_network_timeout
     ae.add_supported_context(Verification)
     for uid in list(IMAGE_CLASSES) + list(REFUSED_CLASSES):
         ae.add_supported_context(uid, TRANSFER_SYNTAXES)
@@ -103,20 +216,26 @@ def make_ae(settings: Settings) -> AE:
 
 
 def start_receiver(settings: Settings, engine: Engine, block: bool = False):
-    """Listen on all interfaces at the configured port; returns the server (non-blocking)."""
+    """Listen on the configured address and port; returns the server (non-blocking)."""
     ae = make_ae(settings)
-    handlers = [(evt.EVT_C_STORE, store_handler(engine, settings))]
+    rules = parse_allow_list(settings.dicom_allowed_callers)
+    remove_orphans(engine, settings)  # files of instances a killed receiver never committed
+    handlers = [
+        (evt.EVT_REQUESTED, association_handler(engine, settings, rules)),
+        (evt.EVT_C_STORE, store_handler(engine, settings)),
+    ]
     log.info(
-        "receiver %s listening on port %d for %s",
+        "receiver %s listening on %s:%d for %s",
         settings.dicom_ae_title,
+        settings.dicom_bind_address,
         settings.dicom_port,
         ", ".join(settings.dicom_allowed_callers),
     )
-    return ae.start_server(("0.0.0.0", settings.dicom_port), block=block, evt_handlers=handlers)
+    return ae.start_server((settings.dicom_bind_address, settings.dicom_port), block=block, evt_handlers=handlers)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.receiver", description="DICOM Storage SCP")
+    parser = argparse.ArgumentParser(prog="cxr receiver", description="DICOM Storage SCP")
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings()

@@ -1,6 +1,6 @@
 """Import reference labels (NIH format) and match them to studies by file name.
 
-``python -m core.labels import CSV`` (the documented command) — the table's ``Image Index``
+``cxr labels import CSV`` (the documented command) — the table's ``Image Index``
 is matched to each study's original file name; ``Patient ID`` becomes the study's
 pseudonymous patient key, so bootstrap CIs resample whole patients.
 """
@@ -59,7 +59,7 @@ def import_labels(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.labels")
+    parser = argparse.ArgumentParser(prog="cxr labels")
     sub = parser.add_subparsers(dest="cmd", required=True)
     imp = sub.add_parser("import")
     imp.add_argument("csv", type=Path)

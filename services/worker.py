@@ -1,6 +1,6 @@
 """The queue worker: claims studies, runs the model, stores results in one transaction.
 
-``python -m core.worker [--once]`` (entry shim for this module) runs one worker (a GPU machine runs it on its own);
+``cxr worker [--once]`` runs one worker (a GPU machine runs it on its own);
 the app starts one in a background thread on the embedded default. SIGTERM and SIGINT
 finish the current batch and stop cleanly.
 """
@@ -332,7 +332,7 @@ def start_background_worker(settings: Settings, engine: Engine) -> threading.Thr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.worker")
+    parser = argparse.ArgumentParser(prog="cxr worker")
     parser.add_argument("--once", action="store_true", help="process until the queue is empty, then exit")
     parser.add_argument("--worker-id", default=None)
     args = parser.parse_args(argv)

@@ -181,22 +181,22 @@ def wait_done(db_url: str, n: int, timeout: float = 180) -> list:
 
 
 def ingest(app_server: dict, files: list[Path]) -> None:
-    """Queue files the way a site's batch import does (python -m core.ingest); the app's
+    """Queue files the way a site's batch import does (cxr ingest); the app's
     embedded worker analyses them. Files already stored are recognised as duplicates."""
     env = dict(os.environ, CXR_DATA_DIR=str(app_server["data"]), CXR_EMBEDDED_WORKER="0")
     env.pop("CXR_DATABASE_URL", None)
     subprocess.run(
-        [sys.executable, "-m", "core.ingest", *map(str, files)], cwd=ROOT, env=env, capture_output=True, check=False
+        [sys.executable, "-m", "cli", "ingest", *map(str, files)], cwd=ROOT, env=env, capture_output=True, check=False
     )
 
 
 def create_account(data: Path, name: str, role: str = "reviewer", check: bool = False) -> None:
-    """An account on the site in ``data`` (python -m db.users, as an admin would create
+    """An account on the site in ``data`` (cxr users, as an admin would create
     one); without ``check`` an existing account is kept."""
     env = dict(os.environ, CXR_DATA_DIR=str(data))
     env.pop("CXR_DATABASE_URL", None)
     subprocess.run(
-        [sys.executable, "-m", "db.users", "create", name, "--role", role, "--password-stdin"],
+        [sys.executable, "-m", "cli", "users", "create", name, "--role", role, "--password-stdin"],
         input=PASSWORD + "\n",
         text=True,
         cwd=ROOT,

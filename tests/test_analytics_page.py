@@ -1,4 +1,4 @@
-"""Analytics page on real data: the per-finding AUC shown equals what core.evaluate prints."""
+"""Analytics page on real data: the per-finding AUC shown equals what training.evaluate prints."""
 
 import json
 import subprocess
@@ -43,7 +43,8 @@ def test_page_auc_equals_core_evaluate(analysed):
         [
             sys.executable,
             "-m",
-            "core.evaluate",
+            "cli",
+            "evaluate",
             "--images",
             str(SHARED / "nih" / "dev512"),
             str(SHARED / "nih" / "small64"),

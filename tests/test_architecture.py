@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-PACKAGES = ("core", "db", "dashboard", "services", "bench")
+PACKAGES = ("cli", "core", "db", "dashboard", "services", "training", "bench")
 LINT = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())"]
 # what code outside db/ may take from SQLAlchemy: the engine type, the duplicate-key
 # exception ingest turns into "duplicate", and the URL builder that quotes a SQLite path
@@ -41,6 +41,8 @@ def test_contracts_are_kept():
         ("db/queue.py", "from services import worker as _cycle  # db -> services -> db"),
         ("core/metrics.py", "import db.schema as _leak  # the domain reaching for the database"),
         ("services/ingest.py", "import streamlit as _ui  # a service drawing a page"),
+        ("training/evaluate.py", "from db import studies as _rows  # offline work reading the database"),
+        ("core/labels.py", "from training import evaluate as _up  # the runtime domain reaching for training"),
     ],
 )
 def test_a_bad_import_breaks_the_build(tmp_path, module, bad_import):
@@ -65,7 +67,7 @@ def _sqlalchemy_names(path: Path) -> set[str]:
 
 def test_sql_is_written_only_in_db():
     files = [ROOT / "Home.py", *sorted((ROOT / "pages").glob("*.py"))]
-    for package in ("core", "dashboard", "services", "bench"):
+    for package in ("cli", "core", "dashboard", "services", "training", "bench"):
         files += sorted((ROOT / package).rglob("*.py"))
     leaks = {str(f.relative_to(ROOT)): sorted(_sqlalchemy_names(f) - ALLOWED_SQLALCHEMY) for f in files}
     assert {f: n for f, n in leaks.items() if n} == {}
@@ -77,3 +79,17 @@ def test_pages_are_screens_not_shims():
         tree = ast.parse(page.read_text())
         statements = [n for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom, ast.Expr))]
         assert len(statements) >= 3, f"{page.name} only forwards to another module"
+
+
+def test_one_command_line_names_every_verb_and_each_resolves():
+    """``cxr`` is declared once, as a console script, and every verb it lists imports."""
+    import tomllib
+
+    from cli.main import VERBS, resolve
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"] == {"cxr": "cli.main:main"}
+    for name in VERBS:
+        assert callable(resolve(name)), name
+    entries = [p.name for p in (ROOT / "core").glob("*.py") if '__name__ == "__main__"' in p.read_text()]
+    assert entries == []  # commands live in cli/ and the modules it names: the domain has no entry points

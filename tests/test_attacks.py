@@ -15,7 +15,6 @@ from sqlalchemy import func, select, text
 from core import metrics
 from core.config import DEFAULT_TRIAGE_WEIGHTS
 from core.labels import LABELS
-from core.ratelimit import SlidingWindowLimiter
 from core.triage import TriagePolicy
 from db import audit
 from db.backup import BackupError, backup, restore
@@ -28,6 +27,7 @@ from db.users import (
     create_first_admin,
     create_user,
 )
+from services.ratelimit import SlidingWindowLimiter
 
 
 # ---------------------------------------------------------------- item 11

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from core.domain_check import chest_radiographs, domain_report, outside_images
 from tests.conftest import DEFAULT_MODEL, ROOT, SHARED, shared
+from training.domain_check import chest_radiographs, domain_report, outside_images
 
 pytest.importorskip("skimage", reason="scikit-image (requirements-dev.txt) is not installed")
 pytestmark = pytest.mark.slow  # scores 1,300 real radiographs and 31 other images
@@ -52,7 +52,7 @@ def test_predict_reads_an_outside_image_and_flags_nothing(tmp_path):
     photo.write_bytes(data)
     chest = next(p for p in sorted((shared("nih", "full")).glob("*.png")))
     proc = subprocess.run(
-        [sys.executable, "-m", "core.predict", str(photo), str(chest), "--json"],
+        [sys.executable, "-m", "cli", "predict", str(photo), str(chest), "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -130,7 +130,7 @@ def test_reading_flow_at_1280x720(app_server, browser):
     files = [str(SHARED / "nih" / "full" / "00000001_000.png"), str(SHARED / "dicom" / "cr_chest.dcm")]
     env = dict(os.environ, CXR_DATA_DIR=str(app_server["data"]), CXR_EMBEDDED_WORKER="0")
     env.pop("CXR_DATABASE_URL", None)
-    subprocess.run([sys.executable, "-m", "core.ingest", *files], cwd=ROOT, env=env, capture_output=True)  # run alone
+    subprocess.run([sys.executable, "-m", "cli", "ingest", *files], cwd=ROOT, env=env, capture_output=True)  # run alone
     rows = wait_done(app_server["db"], 2)
     go(page, "Worklist", "Worklist")
     page.get_by_role("button", name="Read next").click()

@@ -309,3 +309,26 @@ def test_a_zip_of_folders_only_gets_a_line_saying_so(settings, db_engine):
     results = ingest_upload(db_engine, settings, "folders.zip", data)
     assert len(results) == 1 and results[0].status == "rejected" and results[0].code == "empty_archive"
     assert "holds no file" in results[0].message
+
+
+def test_files_no_image_owns_are_removed_at_start_and_recent_ones_kept(settings, db_engine):
+    import os
+    import time
+
+    from services.ingest import remove_orphans
+
+    kept = ingest_upload(db_engine, settings, "x.png", shared("other", "tb0005.png").read_bytes())[0]
+    assert kept.status == "accepted"
+    owned = sorted(p for p in settings.data_dir.rglob("*") if p.is_file() and p.parts[-3] in ("originals", "previews"))
+    orphan = settings.data_dir / "originals" / "ab" / ("ab" + "0" * 62 + ".dcm")
+    fresh = settings.data_dir / "originals" / "cd" / ("cd" + "0" * 62 + ".dcm")
+    half = settings.data_dir / "previews" / "ef" / ".tmp-xyz"
+    for path in (orphan, fresh, half):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"left by a killed process")
+    old = time.time() - 3600
+    for path in (orphan, half, *owned):
+        os.utime(path, (old, old))
+    assert remove_orphans(db_engine, settings) == 2
+    assert not orphan.exists() and not half.exists() and fresh.exists()
+    assert all(p.exists() for p in owned) and len(owned) == 2

@@ -58,7 +58,7 @@ def thousand_real_images() -> list[tuple[str, bytes]]:
 def _spawn_worker(settings, wid: str) -> subprocess.Popen:
     env = settings_env(settings, CXR_TTA_VIEWS="identity", CXR_LEASE_SECONDS="4", CXR_BATCH_SIZE="8")
     return subprocess.Popen(
-        [sys.executable, "-m", "core.worker", "--worker-id", wid],
+        [sys.executable, "-m", "cli", "worker", "--worker-id", wid],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -154,7 +154,7 @@ def test_predict_cli_on_every_real_file_and_a_bad_one(tmp_path):
     bad.write_bytes(shared("nih", "full", "00000001_000.png").read_bytes()[:3000])
     out_dir = tmp_path / "cams"
     proc = subprocess.run(
-        [sys.executable, "-m", "core.predict", *files, str(bad), "--gradcam", str(out_dir), "--json"],
+        [sys.executable, "-m", "cli", "predict", *files, str(bad), "--gradcam", str(out_dir), "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -182,7 +182,8 @@ def test_card_evaluation_reproduced_by_core_evaluate():
         [
             sys.executable,
             "-m",
-            "core.evaluate",
+            "cli",
+            "evaluate",
             "--images",
             *images,
             "--labels",

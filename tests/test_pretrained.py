@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from core import pretrained
 from core.calibration import (
     Platt,
     expected_calibration_error,
@@ -17,6 +16,7 @@ from core.calibration import (
     reliability_bins,
 )
 from core.domain import DomainGate, fit_gate
+from training import pretrained
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (requirements-dev.txt) is not installed")
 

@@ -29,7 +29,7 @@ def _ingest_small(engine, settings, n, start=0):
 def _worker(settings, *args, lease="5"):
     env = settings_env(settings, CXR_TTA_VIEWS="identity", CXR_LEASE_SECONDS=lease, CXR_BATCH_SIZE="8")
     return subprocess.Popen(
-        [sys.executable, "-m", "core.worker", *args],
+        [sys.executable, "-m", "cli", "worker", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

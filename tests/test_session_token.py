@@ -1,8 +1,8 @@
-"""Session tokens (core.session_token): signed, expiring, bound to the account's epoch."""
+"""Session tokens (services.session_token): signed, expiring, bound to the account's epoch."""
 
 import os
 
-from core.session_token import issue, site_secret, verify
+from services.session_token import issue, site_secret, verify
 
 
 def test_a_token_verifies_until_it_expires():

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from core.train import official_split, patient_split
 from tests.conftest import DEFAULT_MODEL, NIH_LABELS, shared
+from training.train import official_split, patient_split
 
 
 def _table(n_patients=50, per=3):
@@ -50,8 +50,8 @@ def test_stratified_split_balances_sources_and_keeps_patients_whole():
 
 def test_default_model_split_is_reproduced():
     """The committed list of training images is what the card's seeded, stratified split gives."""
-    from core.evaluate import matched_table
     from core.model_card import ModelCard
+    from training.evaluate import matched_table
 
     committed = pd.read_csv(DEFAULT_MODEL / "training_images.csv")
     seed = ModelCard.load(DEFAULT_MODEL).training["seed"]

@@ -1,6 +1,6 @@
 """The training pipeline end to end on a small set of real radiographs: ImageNet
 initialisation, linear probe chosen by patient CV, calibration, thresholds with their
-support, the domain gate, and a held-out evaluation that core.evaluate reproduces."""
+support, the domain gate, and a held-out evaluation that training.evaluate reproduces."""
 
 import json
 import subprocess
@@ -23,7 +23,8 @@ def trained(tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "core.train",
+            "cli",
+            "train",
             "--images",
             str(images),
             "--labels",
@@ -65,7 +66,7 @@ def test_card_records_what_was_chosen_and_how(trained):
     assert (
         0 <= cal["ece_after"] <= 1 and sum(b["n"] for b in cal["reliability_after"]) == card.evaluation["n_images"] * 15
     )
-    assert card.training["reproduce"].startswith("python -m core.train ")
+    assert card.training["reproduce"].startswith("cxr train ")
 
 
 def test_core_evaluate_reproduces_the_held_out_figures(trained):
@@ -77,7 +78,8 @@ def test_core_evaluate_reproduces_the_held_out_figures(trained):
         [
             sys.executable,
             "-m",
-            "core.evaluate",
+            "cli",
+            "evaluate",
             "--images",
             str(images),
             "--labels",

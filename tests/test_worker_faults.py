@@ -172,7 +172,7 @@ def test_item4_concurrent_first_start_migrates_once(tmp_path):
     env.pop("CXR_DATABASE_URL", None)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "db.migrate"],
+            [sys.executable, "-m", "cli", "migrate"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -1,5 +1,6 @@
 """studies record a keyed digest of their patient's identity, so that an instance of
-another patient is refused instead of joining the study
+another patient is refused instead of joining the study; heatmaps get their image where
+it is certain; outbound results get a retry deadline
 
 Revision ID: 0008
 Revises: 0007
@@ -17,6 +18,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # results for the PACS are retried until this time (24 h after queueing or a resend)
+    with op.batch_alter_table("outbound") as batch:
+        batch.add_column(sa.Column("retry_until", sa.DateTime(), nullable=True))
     with op.batch_alter_table("studies") as batch:
         batch.add_column(sa.Column("patient_identity", sa.String(64), nullable=True))
     # heatmaps were stored without their image (db.results never wrote it); where the study
@@ -33,5 +37,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("outbound") as batch:
+        batch.drop_column("retry_until")
     with op.batch_alter_table("studies") as batch:
         batch.drop_column("patient_identity")

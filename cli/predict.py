@@ -1,4 +1,4 @@
-"""``python -m core.predict PATH... [--no-tta] [--gradcam DIR] --json``
+"""``cxr predict PATH... [--no-tta] [--gradcam DIR] --json``
 
 One JSON object per input. Exits 1 when any input was rejected, so scripts notice.
 """
@@ -62,7 +62,7 @@ def predict_file(analyzer, path: Path, gradcam_dir: Path | None, limits: Limits)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.predict")
+    parser = argparse.ArgumentParser(prog="cxr predict")
     parser.add_argument("paths", nargs="+")
     parser.add_argument("--no-tta", action="store_true", help="identity view only")
     parser.add_argument("--gradcam", type=Path, default=None, help="write overlays of flagged findings here")

@@ -1,6 +1,6 @@
 """Score a model on labelled images: per-label AUC with patient-level bootstrap CIs.
 
-``python -m core.evaluate --images DIR --labels CSV --json`` prints the report that the
+``cxr evaluate --images DIR --labels CSV --json`` prints the report that the
 training pipeline also writes into the model card, computed by the same function.
 """
 
@@ -122,7 +122,7 @@ def matched_table(images_dirs: Path | list[Path], labels_csv: Path) -> pd.DataFr
 def main(argv: list[str] | None = None) -> int:
     from core.config import load_settings
 
-    parser = argparse.ArgumentParser(prog="python -m core.evaluate")
+    parser = argparse.ArgumentParser(prog="cxr evaluate")
     parser.add_argument("--images", required=True, type=Path, nargs="+", help="one or more image folders")
     parser.add_argument("--labels", required=True, type=Path, help="NIH-format CSV (Image Index, Finding Labels)")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: CXR_MODEL)")

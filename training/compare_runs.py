@@ -1,6 +1,6 @@
 """Compare trained model folders on the same held-out test patients.
 
-``python -m core.compare_runs --images DIR... --labels CSV RUN_DIR... [--into MODEL_DIR]``
+``cxr compare-runs --images DIR... --labels CSV RUN_DIR... [--into MODEL_DIR]``
 scores each run's test images (its own ``test_images.txt``; runs on one split share it)
 with the analyzer as deployed (TTA, calibration), and prints one row per run: held-out
 mean AUC over findings with its patient-bootstrap 95% CI, abnormal-versus-normal AUC,
@@ -21,9 +21,9 @@ import numpy as np
 def compare(run: Path, images: list[Path], labels: Path) -> dict:
     import pandas as pd
 
-    from core.evaluate import evaluation_report, matched_table, predict_folder
     from core.inference import Analyzer
     from core.labels import label_vector
+    from training.evaluate import evaluation_report, matched_table, predict_folder
 
     analyzer = Analyzer(run)
     card = analyzer.card
@@ -67,8 +67,8 @@ def compare(run: Path, images: list[Path], labels: Path) -> dict:
 
 def _figures(analyzer, frame) -> dict[str, tuple[float, float]]:
     """(mean AUC over findings, abnormal AUC) of the validation images, all and full quality."""
-    from core.evaluate import evaluation_report, predict_folder
     from core.labels import label_vector
+    from training.evaluate import evaluation_report, predict_folder
 
     y = np.stack([label_vector(t) for t in frame["Finding Labels"]])
     p = predict_folder(analyzer, list(frame["path"]))
@@ -80,7 +80,7 @@ def _figures(analyzer, frame) -> dict[str, tuple[float, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.compare_runs")
+    parser = argparse.ArgumentParser(prog="cxr compare-runs")
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--images", nargs="+", type=Path, required=True)
     parser.add_argument("--labels", type=Path, required=True)

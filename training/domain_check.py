@@ -8,7 +8,7 @@ measured on real images that exist offline:
   the CR DICOMs, the PadChest, COVID and TBX11K files).
 
 Every image goes through the product's own decoder (``core.decode``) before the model.
-``python -m core.domain_check [--model DIR] [--shared DIR] [--write-card]`` prints the
+``cxr domain-check [--model DIR] [--shared DIR] [--write-card]`` prints the
 figures (and writes them into the model card with ``--write-card``).
 """
 
@@ -176,7 +176,7 @@ def domain_report(analyzer, shared: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from core.inference import Analyzer
 
-    parser = argparse.ArgumentParser(prog="python -m core.domain_check")
+    parser = argparse.ArgumentParser(prog="cxr domain-check")
     parser.add_argument("--model", type=Path, default=Path("models/default"))
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--write-card", action="store_true", help="store the figures in the model card")

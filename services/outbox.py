@@ -1,0 +1,51 @@
+"""The outbox of results for the PACS, as admins see and act on it (the Admin page and
+``cxr outbox``): what failed, why, how often, and a resend."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import Engine
+
+from db import outbound
+
+
+@dataclass(frozen=True)
+class FailingResult:
+    id: int
+    study_id: int
+    kind: str
+    status: str  # "pending" (retrying) or "failed" (given up after the retry window)
+    attempts: int
+    error: str
+    destination: str
+    next_attempt: str | None  # ISO time of the next try while retrying
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def failing_results(engine: Engine) -> list[FailingResult]:
+    return [
+        FailingResult(
+            item.id,
+            item.study_id,
+            item.kind,
+            str(item.status),
+            item.attempts,
+            item.last_error or "",
+            item.destination,
+            item.next_attempt_at.isoformat(timespec="seconds") if item.status == outbound.PENDING else None,
+        )
+        for item in outbound.failing(engine)
+    ]
+
+
+def resend_results(engine: Engine, ids: list[int] | None, actor: str) -> int:
+    """Queue the named results (None: every failing one) again now; audited."""
+    return outbound.resend(engine, ids, actor)
+
+
+def results_failing(engine: Engine) -> int:
+    """How many results are not being delivered (Home warns while this is above zero)."""
+    return len(outbound.failing(engine))
