@@ -15,25 +15,15 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from core.finding_codes import NO_UNITS, PRESENCE, PROBABILITY, PROCEDURE, THRESHOLD, Presence, finding_code
+
 MANUFACTURER = "cxr-review (open source)"
 NOTICE = "Screening aid for radiologist review, not a diagnosis; every study needs a radiologist's read."
-SCHEME = "99CXR"  # local coding scheme of this product (99 prefix: private by convention)
+SCHEME = "99CXR"  # this product's own codes, only where no standard concept exists
 SR_SERIES_NUMBER, OVERLAY_SERIES_NUMBER = 9901, 9902
-
-
-def _code(value: str, meaning: str) -> hd.sr.CodedConcept:
-    return hd.sr.CodedConcept(value=value, scheme_designator=SCHEME, meaning=meaning)
-
-
-TITLE = hd.sr.CodedConcept(value="18748-4", scheme_designator="LN", meaning="Diagnostic imaging report")
-FINDING = _code("FINDING", "Model finding")
-LABEL = _code("LABEL", "Label")
-PROBABILITY = _code("PROB", "Calibrated probability")
-THRESHOLD = _code("THRESH", "Operating threshold")
-FLAGGED = _code("FLAGGED", "Flagged for review")
-OUT_OF_DOMAIN = _code("OOD", "Outside the model's domain")
-DOMAIN_SCORE = _code("OODSCORE", "Domain score")
-UNIT = hd.sr.CodedConcept(value="1", scheme_designator="UCUM", meaning="no units")
+OUT_OF_DOMAIN = hd.sr.CodedConcept(value="OOD", scheme_designator=SCHEME, meaning="Image outside the model's domain")
+DOMAIN_SCORE = hd.sr.CodedConcept(value="OODSCORE", scheme_designator=SCHEME, meaning="Domain distance score")
+QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept(value="126010", scheme_designator="DCM", meaning="Qualitative Evaluations")
 
 
 @dataclass(frozen=True)
@@ -53,40 +43,61 @@ def structured_report(
     domain_score: float | None,
     series_uid: str | None = None,
 ) -> hd.sr.ComprehensiveSR:
-    """The SR of one analysed study; ``sources`` are the analysed images (headers suffice)."""
-    text = hd.sr.TextContentItem
-    items = [
-        text(codes.DCM.Comment, NOTICE, relationship_type="CONTAINS"),
-        text(hd.sr.CodedConcept("111001", "DCM", "Algorithm Name"), model_name[:64], relationship_type="CONTAINS"),
-        text(hd.sr.CodedConcept("111003", "DCM", "Algorithm Version"), model_version, relationship_type="CONTAINS"),
-    ]
-    for ds in sources:
-        items.append(
-            hd.sr.ImageContentItem(
-                hd.sr.CodedConcept("121112", "DCM", "Source of Measurement"),
-                ds.SOPClassUID,
-                ds.SOPInstanceUID,
-                relationship_type="CONTAINS",
-            )
+    """The SR of one analysed study as a DICOM TID 1500 Measurement Report (highdicom):
+    per label one measurement group (TID 1501) whose finding type is the label's coded
+    concept, with the model's call at its threshold as a coded Present/Absent, the
+    calibrated probability and the threshold as numeric values, the algorithm by name and
+    version, and the analysed images as the group's source. ``sources`` are the analysed
+    images (headers suffice)."""
+    algorithm = hd.sr.AlgorithmIdentification(name=model_name[:64] or "model", version=model_version[:64])
+    images = [hd.sr.SourceImageForMeasurementGroup(ds.SOPClassUID, ds.SOPInstanceUID) for ds in sources]
+    groups = [_finding_group(r, algorithm, images) for r in results]
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=generate_uid(), name=model_name[:64] or "model", manufacturer_name=MANUFACTURER
+    )
+    context = hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(
+            observer_type=codes.DCM.Device, observer_identifying_attributes=device
         )
-    if in_domain is not None:
-        items.append(text(OUT_OF_DOMAIN, "no" if in_domain else "yes", relationship_type="CONTAINS"))
-    if domain_score is not None:
-        items.append(hd.sr.NumContentItem(DOMAIN_SCORE, float(domain_score), UNIT, relationship_type="CONTAINS"))
-    for r in results:
-        group = hd.sr.ContainerContentItem(FINDING, relationship_type="CONTAINS")
-        group.ContentSequence = [
-            text(LABEL, r.label, relationship_type="CONTAINS"),
-            hd.sr.NumContentItem(PROBABILITY, round(float(r.probability), 6), UNIT, relationship_type="CONTAINS"),
-            hd.sr.NumContentItem(THRESHOLD, round(float(r.threshold), 6), UNIT, relationship_type="CONTAINS"),
-            text(FLAGGED, "yes" if r.flagged else "no", relationship_type="CONTAINS"),
-        ]
-        items.append(group)
-    root = hd.sr.ContainerContentItem(TITLE)
-    root.ContentSequence = items
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=context,
+        procedure_reported=PROCEDURE,
+        imaging_measurements=groups,
+        title=codes.DCM.ImagingMeasurementReport,
+    )
+    report[0].ContentSequence.append(_study_evaluations(in_domain, domain_score))
     with warnings.catch_warnings():  # a source's one-part patient name is the PACS's, kept as it is
         warnings.filterwarnings("ignore", message=".*person name.*")
-        return _comprehensive_sr(sources, root, series_uid)
+        return _comprehensive_sr(sources, report[0], series_uid)
+
+
+def _finding_group(r: LabelResult, algorithm, images) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    def number(name, value: float) -> hd.sr.Measurement:
+        return hd.sr.Measurement(name=name, value=round(float(value), 6), unit=NO_UNITS, algorithm_id=algorithm)
+
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=r.label[:64]),
+        finding_type=finding_code(r.label),
+        algorithm_id=algorithm,
+        measurements=[number(PROBABILITY, r.probability), number(THRESHOLD, r.threshold)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(PRESENCE, Presence.of(r.flagged).value)],
+        source_images=images,
+    )
+
+
+def _study_evaluations(in_domain: bool | None, domain_score: float | None) -> hd.sr.ContainerContentItem:
+    """TID 1500's study-level qualitative evaluations: the notice that this is a screening
+    aid, and the out-of-domain result (coded Present/Absent) with its score."""
+    items = [hd.sr.TextContentItem(codes.DCM.Comment, NOTICE, relationship_type="CONTAINS")]
+    if in_domain is not None:
+        value = Presence.ABSENT if in_domain else Presence.PRESENT
+        items.append(hd.sr.CodeContentItem(OUT_OF_DOMAIN, value.value, relationship_type="CONTAINS"))
+    if domain_score is not None:
+        items.append(hd.sr.NumContentItem(DOMAIN_SCORE, float(domain_score), NO_UNITS, relationship_type="CONTAINS"))
+    container = hd.sr.ContainerContentItem(QUALITATIVE_EVALUATIONS, relationship_type="CONTAINS")
+    container.ContentSequence = items
+    return container
 
 
 # Type 2 attributes the SR copies from its evidence: present (possibly empty) in a valid
@@ -153,3 +164,62 @@ def overlay_image(source: Dataset, rgb: np.ndarray, label: str, instance_number:
     reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
     image.SourceImageSequence = [reference]
     return image
+
+
+@dataclass(frozen=True)
+class ReadFinding:
+    """One finding of an SR as a receiving system reads it (codes, not label strings)."""
+
+    label: str | None  # the model label its coded concept stands for (None: a code unknown here)
+    code: hd.sr.CodedConcept
+    present: bool
+    probability: float
+    threshold: float
+    algorithm: tuple[str, str]  # (name, version)
+    source_uids: tuple[str, ...]
+
+
+def read_findings(sr: Dataset) -> list[ReadFinding]:
+    """The findings of a TID 1500 SR, read with highdicom's template classes: what a PACS
+    or reporting system that understands the template sees."""
+    from core.finding_codes import label_of
+
+    report = hd.sr.MeasurementReport.from_sequence([_root(sr)])
+    out = []
+    for group in report.get_image_measurement_groups():
+        values = {m.name.value: float(m.value) for m in group.get_measurements()}
+        evaluation = next(e for e in group.get_qualitative_evaluations() if e.name.value == PRESENCE.value)
+        algorithm = _texts(group[0], {"111001", "111003"})
+        out.append(
+            ReadFinding(
+                label_of(group.finding_type),
+                group.finding_type,
+                evaluation.value.value == Presence.PRESENT.value.value,
+                values[PROBABILITY.value],
+                values[THRESHOLD.value],
+                (algorithm.get("111001", ""), algorithm.get("111003", "")),
+                tuple(str(s.referenced_sop_instance_uid) for s in group.source_images),
+            )
+        )
+    return out
+
+
+def _texts(item: Dataset, concepts: set[str]) -> dict[str, str]:
+    """TEXT values of the named concepts anywhere under ``item`` (the algorithm's name and version)."""
+    out: dict[str, str] = {}
+    for child in item.get("ContentSequence", []):
+        name = child.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in child else None
+        if child.ValueType == "TEXT" and name in concepts:
+            out.setdefault(name, str(child.TextValue))
+        out = _texts(child, concepts) | out
+    return out
+
+
+def _root(sr: Dataset) -> Dataset:
+    """The SR document's root content item (the dataset itself holds it)."""
+    root = Dataset()
+    for keyword in ("ValueType", "ConceptNameCodeSequence", "ContinuityOfContent", "ContentTemplateSequence"):
+        if keyword in sr:
+            setattr(root, keyword, getattr(sr, keyword))
+    root.ContentSequence = sr.ContentSequence
+    return root

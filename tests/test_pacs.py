@@ -228,7 +228,7 @@ def test_study_from_orthanc_is_grouped_analysed_and_results_return(node):
     assert set(in_sr) == {p.label for p in results.predictions}
     for p in results.predictions:
         assert in_sr[p.label] == pytest.approx(p.probability, abs=1e-6)
-    assert "not a diagnosis" in str(sr.ContentSequence[0].TextValue)
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500" and "not a diagnosis" in str(sr)
     for ds in overlays:
         assert list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"] and "not for diagnosis" in ds.ImageComments.lower()
         assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == frontal_uid
@@ -305,13 +305,10 @@ def test_an_instance_of_another_patient_in_the_same_study_is_refused_over_the_wi
 
 
 def _sr_probabilities(sr) -> dict[str, float]:
-    out = {}
-    for item in sr.ContentSequence:
-        if item.ValueType != "CONTAINER":
-            continue
-        fields = {c.ConceptNameCodeSequence[0].CodeValue: c for c in item.ContentSequence}
-        out[fields["LABEL"].TextValue] = float(fields["PROB"].MeasuredValueSequence[0].NumericValue)
-    return out
+    """Each finding's probability as a receiving system reads the TID 1500 SR (highdicom)."""
+    from core.dicom_results import read_findings
+
+    return {f.label: f.probability for f in read_findings(sr)}
 
 
 def test_unknown_caller_is_refused_at_association(node):
