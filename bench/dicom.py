@@ -9,7 +9,13 @@
    views) analyses it after the quiet period and its sender C-STOREs the SR and overlays
    back; the clock runs until Orthanc lists the SR.
 
-Run: python -m bench.dicom [--studies 20] [--quiet 2]
+3. The node's limits (``--limits``, no model needed): the time an allowed C-ECHO waits while
+   40 idle sockets are open (baseline: no idle socket, same run); the receiver process's
+   peak resident memory while four 300 MB instances (above CXR_MAX_UPLOAD_BYTES) arrive
+   at once (baseline: its peak before they are sent); and a 30-minute destination outage,
+   simulated by moving the sender's clock, after which every result arrives.
+
+Run: python -m bench.dicom [--studies 20] [--quiet 2] | python -m bench.dicom --limits
 """
 
 from __future__ import annotations
@@ -149,12 +155,214 @@ def round_trip(cr: Path, tmp: Path, studies: int, quiet: float) -> list[float]:
     return times
 
 
+def _receiver_process(tmp: Path, port: int, **env_extra: str) -> subprocess.Popen:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "CXR_DATA_DIR": str(tmp / "rxproc"),
+        "CXR_EMBEDDED_WORKER": "0",
+        "CXR_DICOM_PORT": str(port),
+        "CXR_DICOM_BIND": "127.0.0.1",
+        "CXR_DICOM_ALLOWED_CALLERS": "BENCH",
+        **env_extra,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "receiver"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    for line in proc.stdout:  # log lines, then the receiver says it listens
+        if line.startswith(b"receiver "):
+            break
+    return proc
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def echo_wait(port: int, idle: int, repeat: int = 10) -> float:
+    """Median seconds for an allowed caller to associate and C-ECHO while ``idle`` TCP
+    connections that never send a PDU are open."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
+    times = []
+    try:
+        for _ in range(repeat):
+            ae = AE(ae_title="BENCH")
+            ae.add_requested_context(Verification)
+            t = time.perf_counter()
+            assoc = ae.associate("127.0.0.1", port, ae_title="CXR_TRIAGE")
+            ok = assoc.is_established and int(assoc.send_c_echo().Status) == 0
+            times.append(time.perf_counter() - t if ok else float("inf"))
+            if assoc.is_established:
+                assoc.release()
+    finally:
+        for sock in sockets:
+            sock.close()
+    return statistics.median(times)
+
+
+def big_instance(path: Path, megabytes: int) -> Path:
+    """A DX instance of ``megabytes`` of 16-bit pixels, written once to disk."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    side = int((megabytes * 1024 * 1024 / 2) ** 0.5)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "DX"
+    ds.Rows = ds.Columns = side
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = np.zeros((side, side), np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def memory_under_big_instances(tmp: Path, n: int = 4, megabytes: int = 300) -> tuple[float, float, int]:
+    """(receiver peak RSS MB before, after ``n`` instances of ``megabytes`` sent at once,
+    how many were stored)."""
+    from pynetdicom import AE, _config
+
+    port = free_port()
+    proc = _receiver_process(tmp, port)
+    try:
+        time.sleep(1.0)
+        before = _peak_rss_mb(proc.pid)
+        files = [big_instance(tmp / f"big{i}.dcm", megabytes) for i in range(n)]
+        _config.STORE_SEND_CHUNKED_DATASET = True  # the sender streams from disk too
+        stored = []
+
+        def send(path: Path) -> None:
+            ae = AE(ae_title="BENCH")
+            ae.add_requested_context("1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.1.2.1")
+            assoc = ae.associate("127.0.0.1", port, ae_title="CXR_TRIAGE")
+            try:
+                status = assoc.send_c_store(path)
+                stored.append(bool(status) and int(status.Status) == 0)
+            except Exception:  # noqa: BLE001 - aborted by the receiver
+                stored.append(False)
+            finally:
+                if assoc.is_established:
+                    assoc.release()
+
+        threads = [threading.Thread(target=send, args=(f,)) for f in files]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600)
+        after = _peak_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return before, after, sum(stored)
+
+
+def outage(tmp: Path, minutes: float = 30.0, results: int = 10) -> tuple[int, int, int]:
+    """(results queued, attempts made during the outage, results delivered after it)."""
+    from datetime import timedelta
+
+    import numpy as np
+    from pydicom.uid import generate_uid
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage
+
+    from core import storage
+    from db.bootstrap import open_database
+    from db.outbound import NewOutbound, enqueue, failing, for_study
+    from db.schema import Study, utcnow
+    from db.session import run_write
+    from services.pacs_sender import send_due
+    from tests.dicom_factory import make_dicom
+
+    port = free_port()
+    settings = bench_settings(tmp / "outage", dicom_destination=f"PACS@127.0.0.1:{port}")
+    engine = open_database(settings)
+    ids = []
+    for _ in range(results):
+        data = make_dicom(np.zeros((16, 16), np.uint8), bits_stored=8, modality="OT", StudyInstanceUID=generate_uid())
+        sha = storage.sha256_hex(data)
+
+        def work(session, data=data, sha=sha):
+            study = Study(sha256=sha, original_name="x", stored_path="x", file_format="dicom", width=16, height=16)
+            session.add(study)
+            session.flush()
+            rel = f"outbound/{study.id}/{sha[:16]}.dcm"
+            storage.atomic_write(storage.safe_join(settings.data_dir, rel), data)
+            kind = SecondaryCaptureImageStorage
+            enqueue(session, [NewOutbound(study.id, "sr", generate_uid(), kind, rel, settings.dicom_destination)])
+            return study.id
+
+        ids.append(run_write(engine, work))
+    now, end, attempts = utcnow(), utcnow() + timedelta(minutes=minutes), 0
+    while now < end:
+        attempts += send_due(engine, settings, "bench", limit=100, now=now).failed
+        due_next = [i.next_attempt_at for i in failing(engine) if i.status == "pending"]
+        now = min(due_next) if due_next else end
+    received: list = []
+    ae = AE(ae_title="PACS")
+    ae.add_supported_context(SecondaryCaptureImageStorage, ALL_TRANSFER_SYNTAXES)
+    server = ae.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        evt_handlers=[(evt.EVT_C_STORE, lambda event: received.append(1) or 0x0000)],
+    )
+    try:
+        send_due(engine, settings, "bench", limit=100, now=end + timedelta(minutes=10))
+    finally:
+        server.shutdown()
+    delivered = sum(all(o.status == "sent" for o in for_study(engine, sid)) for sid in ids)
+    return results, attempts, delivered
+
+
+def limits(tmp: Path) -> None:
+    port = free_port()
+    proc = _receiver_process(tmp, port)
+    try:
+        quiet, busy = echo_wait(port, 0), echo_wait(port, 40)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    table(
+        [
+            {"idle_sockets_open": 40, "echo_median_s": busy},
+            {"idle_sockets_open": "0 (baseline)", "echo_median_s": quiet},
+        ],
+        "An allowed caller's association + C-ECHO while idle sockets are open",
+    )
+    before, after, stored = memory_under_big_instances(tmp)
+    table(
+        [
+            {"what": "receiver peak RSS before (baseline)", "MB": before},
+            {"what": f"receiver peak RSS after four 300 MB instances at once ({stored} stored)", "MB": after},
+        ],
+        "Receipt bounded by CXR_MAX_UPLOAD_BYTES (200 MB): aborted while arriving, written to disk",
+    )
+    queued, attempts, delivered = outage(tmp)
+    table(
+        [{"results": queued, "failed_attempts_during_outage": attempts, "delivered_after": delivered}],
+        "A 30-minute destination outage (the sender's clock moved, not waited for)",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--limits", action="store_true", help="only the node's limits (no model, no Orthanc)")
     parser.add_argument("--instances", type=int, default=200)
     parser.add_argument("--studies", type=int, default=20)
     parser.add_argument("--quiet", type=float, default=2.0, help="CXR_DICOM_QUIET_SECONDS for the round trip")
     args = parser.parse_args()
+    if args.limits:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            limits(Path(tmp_name))
+        return
     cr = require_shared() / "dicom" / "cr_chest.dcm"
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -87,11 +87,13 @@ class WrongInstance(RejectedInput):
     code = "not_an_image_class"
 
 
-def store_handler(engine: Engine, settings: Settings):
+def store_handler(engine: Engine, settings: Settings, limit: ReceiptLimit | None = None):
     """The C-STORE handler: check what was sent against what it claims, ingest the
     instance, answer with its outcome."""
 
     def handle(event) -> int:
+        if limit is not None:
+            limit.instance_done(event.assoc)
         caller = str(event.assoc.requestor.ae_title).strip()
         address = str(event.assoc.requestor.address)
         path = Path(event.dataset_path)
@@ -127,6 +129,43 @@ def store_handler(engine: Engine, settings: Settings):
         return _status_for(result.code)
 
     return handle
+
+
+class ReceiptLimit:
+    """Aborts an association as soon as the instance it is sending grows past the upload
+    limit, while it arrives (EVT_DATA_RECV, counted per association since its last
+    complete instance): a 300 MB instance is never received whole, decoded or held in
+    memory (datasets are written to disk as they arrive), and its partial file is removed."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine, self.limit = engine, settings.max_upload_bytes
+        self.margin = 1 << 20  # PDU headers and the command set ride along with the data
+        self.received: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def on_data(self, event) -> None:
+        key = id(event.assoc)
+        with self.lock:
+            total = self.received.get(key, 0) + len(event.data)
+            self.received[key] = total
+        if total <= self.limit + self.margin or getattr(event.assoc, "_cxr_over_limit", False):
+            return
+        event.assoc._cxr_over_limit = True
+        partial = getattr(getattr(event.assoc.dimse, "message", None), "_data_set_path", None)
+        if partial:
+            Path(partial).unlink(missing_ok=True)
+        caller = str(event.assoc.requestor.ae_title).strip()
+        exc = ImageTooLarge(f"The instance grew past the limit of {self.limit:,} bytes while arriving; aborted.")
+        _refused(self.engine, caller, str(event.assoc.requestor.address), exc)
+        event.assoc.abort(block=False)
+
+    def instance_done(self, assoc) -> None:
+        with self.lock:
+            self.received[id(assoc)] = 0
+
+    def closed(self, event) -> None:
+        with self.lock:
+            self.received.pop(id(event.assoc), None)
 
 
 def _status_for(code: str) -> StoreStatus:
@@ -165,14 +204,16 @@ def association_handler(engine: Engine, settings: Settings, rules: list[CallerRu
         )
         if refusal is None:
             return
+        _audit_refusal(engine, refusal, calling, called, address)  # recorded before the caller hears
         busy = refusal in (Refusal.TOO_MANY, Refusal.TOO_MANY_FROM_CALLER)
         diagnostic = {Refusal.WRONG_CALLED: 0x07, Refusal.UNKNOWN_CALLER: 0x03, Refusal.WRONG_ADDRESS: 0x03}
         if busy:  # transient, local limit exceeded: the caller may retry
             assoc.acse.send_reject(0x02, 0x03, 0x02)
         else:  # permanent, service user: calling (or called) AE title not recognised
             assoc.acse.send_reject(0x01, 0x01, diagnostic[refusal])
+        evt.trigger(assoc, evt.EVT_REJECTED, {})
+        assoc.kill()  # as pynetdicom's own refusals do: the reject PDU leaves before the socket closes
         log.warning("association refused: %s (calling %r, called %r, from %s)", refusal, calling, called, address)
-        _audit_refusal(engine, refusal, calling, called, address)
 
     return handle
 
@@ -220,9 +261,14 @@ def start_receiver(settings: Settings, engine: Engine, block: bool = False):
     ae = make_ae(settings)
     rules = parse_allow_list(settings.dicom_allowed_callers)
     remove_orphans(engine, settings)  # files of instances a killed receiver never committed
+    limit = ReceiptLimit(engine, settings)
     handlers = [
         (evt.EVT_REQUESTED, association_handler(engine, settings, rules)),
-        (evt.EVT_C_STORE, store_handler(engine, settings)),
+        (evt.EVT_DATA_RECV, limit.on_data),
+        (evt.EVT_C_STORE, store_handler(engine, settings, limit)),
+        (evt.EVT_RELEASED, limit.closed),
+        (evt.EVT_ABORTED, limit.closed),
+        (evt.EVT_CONN_CLOSE, limit.closed),
     ]
     log.info(
         "receiver %s listening on %s:%d for %s",

@@ -186,3 +186,52 @@ def test_instances_with_a_wrong_class_uid_or_modality_are_refused_before_storage
     assert stored == [good.SOPInstanceUID]
     assert len(reasons) == 3 and any("Modality is missing" in r for r in reasons)
     assert names[0]["name"].startswith("dicom-") and good.SOPInstanceUID not in names[0]["name"]
+
+
+def test_an_instance_growing_past_the_limit_is_aborted_while_it_arrives(tmp_path):
+    """The upload limit holds on the wire: the association is aborted part-way, nothing is
+    stored, the refusal is audited, and the partial file is gone."""
+    import tempfile
+
+    from db.bootstrap import open_database
+    from db.schema import AuditEvent, Instance
+    from services.receiver import start_receiver
+
+    port = _free_port()
+    settings = make_settings(
+        tmp_path / "data",
+        dicom_port=port,
+        dicom_bind_address="127.0.0.1",
+        dicom_allowed_callers=("LOCAL",),
+        max_upload_bytes=1_500_000,
+    )
+    engine = open_database(settings)
+    server = start_receiver(settings, engine)
+    before = set(__import__("pathlib").Path(tempfile.gettempdir()).glob("*.dcm"))
+    try:
+        pixels = (np.random.default_rng(1).random((2048, 2048)) * 4000).astype(np.uint16)  # 8 MB
+        big = pydicom.dcmread(
+            io.BytesIO(make_dicom(pixels, StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid()))
+        )
+        assoc = _associate(port, "LOCAL", context=DIGITAL_XRAY, syntax="1.2.840.10008.1.2.1")
+        assert assoc.is_established
+        try:
+            status = assoc.send_c_store(big)
+        except Exception:  # noqa: BLE001 - the peer aborted mid-send
+            status = None
+        assert not status or int(getattr(status, "Status", 0xFFFF)) != 0x0000
+        deadline = time.monotonic() + 10
+        while assoc.is_established and time.monotonic() < deadline:  # the A-ABORT reaches the sender
+            time.sleep(0.05)
+        assert assoc.is_aborted and not assoc.is_established
+        small = _dataset()
+        assert _store(port, small, DIGITAL_XRAY) == 0x0000  # the node goes on serving
+    finally:
+        server.shutdown()
+    with engine.connect() as conn:
+        stored = conn.execute(select(Instance.sop_instance_uid)).scalars().all()
+        refused = conn.execute(select(AuditEvent.detail).where(AuditEvent.action == "upload_rejected")).scalars()
+        codes = [d["code"] for d in refused]
+    assert stored == [small.SOPInstanceUID] and codes == ["too_large"]
+    assert set(__import__("pathlib").Path(tempfile.gettempdir()).glob("*.dcm")) - before == set()
+    engine.dispose()
