@@ -180,3 +180,20 @@ def test_window_presets_follow_the_image_values():
     assert set(WINDOW_PRESETS) == {"Default", "Full range", "Auto 1-99%", "Narrow"}
     with pytest.raises(ValueError):
         preset_window(values, "Lung", (0, 1))
+
+
+def test_code_string_attributes_with_markup_or_links_read_as_absent():
+    """A DICOM code string (ViewPosition, Modality, PatientSex) is upper-case letters,
+    digits, space and underscore: a header carrying markup or a link in one is read as
+    absent, so it never reaches the database or a screen."""
+    import numpy as np
+
+    from core.decode import code_string, decode_bytes
+    from tests.dicom_factory import make_dicom
+
+    assert code_string("PA") == "PA" and code_string(" AP ") == "AP" and code_string("LL") == "LL"
+    for hostile in ("PA**![b](http://host/vp.png)", "<b>PA</b>", "pa", "A" * 17, "PA\u202e", ""):
+        assert code_string(hostile) is None
+    pixels = (np.arange(64 * 64).reshape(64, 64) % 4000).astype(np.uint16)
+    data = make_dicom(pixels, ViewPosition="PA**![b](http://host/vp.png)")
+    assert decode_bytes(data).metadata["view_position"] is None
