@@ -25,6 +25,9 @@ class Analysis:
     abnormal: float | None = None  # calibrated P(abnormal) = 1 - P(No Finding)
     in_domain: bool = True  # False: the image is unlike the training radiographs
     domain_score: float | None = None
+    # pooled trunk features of the identity view (what the head reads), float16: kept with
+    # the result so the site can refit the head from its own reads without the images
+    features: np.ndarray | None = None
 
     def heatmap(self, label_index: int) -> np.ndarray:
         """Grad-CAM for one label at the original image size, in [0, 1]."""

@@ -126,10 +126,11 @@ class Analyzer:
         _, cams = head_cams(identity, self._head_logits)
         logits = self._head_logits(features)
         probs = tf.reshape(tf.sigmoid(logits), [b, v, -1])[:, self._mean_slice]
+        head_features = tf.reduce_mean(tf.cast(identity, tf.float32), axis=[1, 2])  # what the head reads
         if self.gate_trunk is not None:
             identity = self.gate_trunk(tf.gather(views, tf.range(b) * v), training=False)
         pooled = tf.reduce_mean(tf.cast(identity, tf.float32), axis=[1, 2])
-        return probs, cams, pooled
+        return probs, cams, pooled, head_features
 
     def _forward_graph(self, grey: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.model(self._to_model_input(grey), training=False), tf.float32)
@@ -151,9 +152,17 @@ class Analyzer:
         return self._views_fn(self._batch([image])).numpy()[..., 0]
 
     def raw_scores(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Uncalibrated per-view probabilities (N, V, L), Grad-CAMs and pooled features (N, C)."""
-        views, cams, pooled = self._analyse_fn(self._batch(images))
-        return views.numpy().astype(np.float64), cams.numpy(), pooled.numpy()
+        """Uncalibrated per-view probabilities (N, V, L), Grad-CAMs and the domain gate's
+        pooled features (N, C)."""
+        views, cams, pooled, _ = self.raw_outputs(images)
+        return views, cams, pooled
+
+    def raw_outputs(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """As raw_scores, plus the pooled trunk features of the identity view that the head
+        reads (N, K): from the same forward pass, kept so a new head can be fitted later
+        without decoding an image again."""
+        views, cams, pooled, head = self._analyse_fn(self._batch(images))
+        return views.numpy().astype(np.float64), cams.numpy(), pooled.numpy(), head.numpy()
 
     def calibrate(self, probs: np.ndarray) -> np.ndarray:
         """Apply the card's per-label Platt scaling to (..., L) probabilities."""
@@ -167,7 +176,7 @@ class Analyzer:
         """Calibrated TTA mean and spread, the domain gate, flags at the thresholds (none
         outside the domain), and Grad-CAM for every label."""
         thresholds = thresholds or self.card.thresholds
-        views, cams, pooled = self.raw_scores(images)
+        views, cams, pooled, head_features = self.raw_outputs(images)
         mean = self.calibrate(views.mean(axis=1))
         spread = self.calibrate(views).std(axis=1)
         domain = self.gate.score(pooled) if self.gate is not None else None
@@ -191,6 +200,7 @@ class Analyzer:
                     abnormal=None if nf is None else float(1.0 - mean[i, nf]),
                     in_domain=inside,
                     domain_score=None if domain is None else float(domain[i]),
+                    features=head_features[i].astype(np.float16),
                 )
             )
         return out

@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,7 @@ from db import audit
 from db.packing import label_key, pack_floats
 from db.schema import (
     Heatmap,
+    ImageFeatures,
     Prediction,
     Study,
     StudyScores,
@@ -47,6 +49,7 @@ class StudyResult:
     domain_score: float | None = None
     heatmap_files: dict[str, str] = field(default_factory=dict)  # label -> path in the data folder
     heatmap_instances: dict[str, int] = field(default_factory=dict)  # label -> image the map was computed on
+    features: dict[int, bytes] = field(default_factory=dict)  # analysed image -> float16 pooled trunk features
 
 
 def store_results(session: Session, results: Sequence[StudyResult], worker_id: str | None) -> list[int]:
@@ -58,7 +61,7 @@ def store_results(session: Session, results: Sequence[StudyResult], worker_id: s
     """
     written = []
     for r in results:
-        for table in (Prediction, Heatmap, StudyScores):  # a requeued study's new results replace them
+        for table in (Prediction, Heatmap, StudyScores, ImageFeatures):  # a requeued study's new results replace them
             session.execute(delete(table).where(table.study_id == r.study_id, table.model_version == r.model_version))
         fence = [Study.lease_owner == worker_id, Study.status == StudyStatus.PROCESSING] if worker_id else []
         done = session.execute(
@@ -116,6 +119,20 @@ def store_results(session: Session, results: Sequence[StudyResult], worker_id: s
     ]
     if heatmaps:
         session.execute(insert(Heatmap), heatmaps)
+    features = [
+        {
+            "instance_id": instance_id,
+            "study_id": r.study_id,
+            "model_version": r.model_version,
+            "dim": len(blob) // 2,
+            "features": blob,
+            "created_at": utcnow(),
+        }
+        for r in written
+        for instance_id, blob in r.features.items()
+    ]
+    if features:
+        session.execute(insert(ImageFeatures), features)
     session.execute(
         insert(StudyScores),
         [
@@ -250,4 +267,31 @@ def stored_results(engine: Engine, study_id: int) -> StoredResults | None:
         study.abnormal,
         [StoredPrediction(r.label, float(r.probability), float(r.threshold), bool(r.flagged)) for r in rows],
         [StoredHeatmap(*m) for m in maps],
+    )
+
+
+@dataclass(frozen=True)
+class StoredFeatures:
+    """Every analysed image's features under one model version, one row per image."""
+
+    instance_ids: np.ndarray  # (N,) int
+    study_ids: np.ndarray  # (N,) int
+    features: np.ndarray  # (N, K) float16
+
+
+def stored_features(engine: Engine, model_version: str, study_ids: Sequence[int] | None = None) -> StoredFeatures:
+    """The features the worker kept for ``model_version`` (optionally only these studies)."""
+    query = select(ImageFeatures.instance_id, ImageFeatures.study_id, ImageFeatures.features).where(
+        ImageFeatures.model_version == model_version
+    )
+    if study_ids is not None:
+        query = query.where(ImageFeatures.study_id.in_(list(study_ids)))
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(ImageFeatures.instance_id)).all()
+    if not rows:
+        return StoredFeatures(np.zeros(0, int), np.zeros(0, int), np.zeros((0, 0), np.float16))
+    return StoredFeatures(
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows]),
+        np.stack([np.frombuffer(r[2], dtype="<f2") for r in rows]),
     )

@@ -177,6 +177,25 @@ class Heatmap(Base):
     __table_args__ = (UniqueConstraint("study_id", "label", "model_version", name="uq_heatmap"),)
 
 
+class ImageFeatures(Base):
+    """The pooled trunk features (identity view, float16 little-endian) the head read for one
+    analysed image under one model version: written with the study's results (only by
+    ``db.results.store_results``), read to refit the head on the site's reads."""
+
+    __tablename__ = "image_features"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(String(64))
+    dim: Mapped[int] = mapped_column(Integer)
+    features: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("instance_id", "model_version", name="uq_image_features"),
+        Index("ix_image_features_version", "model_version", "study_id"),
+    )
+
+
 class Verdict(Base):
     """One reviewer's call on one label of one study; each reviewer keeps their own row."""
 

@@ -256,6 +256,11 @@ class Worker:
             domain_score=analysis.domain_score,
             heatmap_files=files,
             heatmap_instances={lab: instance_of[lab] for lab in files},
+            features={
+                record.id: np.asarray(a.features, dtype="<f2").tobytes()
+                for record, a in zip(records, analyses)
+                if a.features is not None
+            },
         )
         stored = run_write(self.engine, lambda session: store_results(session, [result], self.worker_id))
         if not stored:

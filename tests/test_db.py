@@ -44,7 +44,7 @@ def test_sqlite_pragmas_and_schema_at_head(db_engine):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10000
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0008"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0009"
 
 
 def test_audit_log_is_append_only(db_engine):
@@ -420,3 +420,35 @@ def test_password_reset_and_re_enable_end_every_session(db_engine):
     set_active(db_engine, "carol", True, "admin")
     assert current_identity(db_engine, user.id, after_reset) is None
     assert current_identity(db_engine, user.id, session_epoch(db_engine, user.id)) is not None
+
+
+def test_features_are_kept_with_results_and_replaced_on_reanalysis(db_engine):
+    from dataclasses import replace
+
+    from db.results import stored_features
+    from db.schema import Instance
+
+    def setup(s):
+        sid = _study(s, 777)
+        rows = [
+            Instance(
+                study_id=sid, sha256=f"{n:064x}", stored_path="x", file_format="png", width=8, height=8, analysed=True
+            )
+            for n in (90001, 90002)
+        ]
+        s.add_all(rows)
+        s.flush()
+        return sid, [r.id for r in rows]
+
+    sid, images = run_write(db_engine, setup)
+    feats = {i: (np.arange(1280) / 1280 + k).astype("<f2") for k, i in enumerate(images)}
+    result = replace(_result(sid), features={i: f.tobytes() for i, f in feats.items()})
+    run_write(db_engine, lambda s: store_results(s, [result], None))
+    kept = stored_features(db_engine, "v1")
+    assert list(kept.instance_ids) == images and list(kept.study_ids) == [sid, sid]
+    assert kept.features.dtype == np.float16 and np.array_equal(kept.features, np.stack(list(feats.values())))
+    run_write(
+        db_engine, lambda s: store_results(s, [replace(result, features={images[0]: feats[images[0]].tobytes()})], None)
+    )
+    assert list(stored_features(db_engine, "v1").instance_ids) == [images[0]]
+    assert stored_features(db_engine, "other").features.shape == (0, 0)

@@ -208,3 +208,16 @@ def test_card_evaluation_reproduced_by_core_evaluate():
     assert report["abnormal_vs_no_finding_auc"] == pytest.approx(
         card.evaluation["abnormal_vs_no_finding_auc"], abs=2e-3
     )
+
+
+def test_kept_features_are_what_the_head_reads(identity_analyzer, radiographs):
+    """The float16 features kept with every analysis, put through the model's own head
+    (pooling already done: one dense layer), give the identity view's probabilities: a head
+    refitted on them later is a head for this trunk."""
+    kernel, bias = identity_analyzer.model.get_layer("logits").get_weights()
+    results = identity_analyzer.analyse(radiographs)
+    raw = identity_analyzer.forward(radiographs)
+    for analysis, expected in zip(results, raw):
+        assert analysis.features.dtype == np.float16 and analysis.features.shape == (kernel.shape[0],)
+        probs = 1.0 / (1.0 + np.exp(-(analysis.features.astype(np.float64) @ kernel + bias)))
+        assert np.abs(probs - expected).max() < 5e-3

@@ -262,6 +262,10 @@ def test_two_frontal_images_each_overlay_is_drawn_on_and_cites_its_own_image(nod
         "results sent",
     )
     uid_of = {i.id: i.sop_instance_uid for i in study_instances(engine, sid)}
+    from db.results import stored_features
+
+    kept = stored_features(engine, stored_results(engine, sid).model_version, [sid])
+    assert sorted(kept.instance_ids) == sorted(uid_of) and kept.features.shape[1] > 0  # features of each image
     maps = stored_results(engine, sid).heatmaps
     assert maps and all(h.instance_id in uid_of for h in maps)
     expected = {h.label: uid_of[h.instance_id] for h in maps}
