@@ -113,6 +113,7 @@ def test_instance_checks_refuse_wrong_class_uids_and_modality():
     assert "StudyInstanceUID" in instance_problem(DIGITAL_XRAY, _dataset(StudyInstanceUID=None))
 
 
+@pytest.mark.slow  # a real receiver on a loopback port
 def test_titles_addresses_and_the_called_title_are_checked_and_refusals_audited(receiver):
     port, engine = receiver["port"], receiver["engine"]
     ok = _associate(port, "LOCAL")
@@ -130,6 +131,7 @@ def test_titles_addresses_and_the_called_title_are_checked_and_refusals_audited(
     assert all(r["address"] == "127.0.0.1" for r in refused)
 
 
+@pytest.mark.slow  # a real receiver on a loopback port
 def test_a_caller_is_served_while_forty_idle_sockets_are_open_and_caps_hold(receiver):
     port = receiver["port"]
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
@@ -167,6 +169,7 @@ def _store(port: int, ds: pydicom.Dataset, context: str) -> int:
         assoc.release()
 
 
+@pytest.mark.slow  # a real receiver on a loopback port
 def test_instances_with_a_wrong_class_uid_or_modality_are_refused_before_storage(receiver):
     from db.schema import AuditEvent, Instance
 
@@ -188,6 +191,7 @@ def test_instances_with_a_wrong_class_uid_or_modality_are_refused_before_storage
     assert names[0]["name"].startswith("dicom-") and good.SOPInstanceUID not in names[0]["name"]
 
 
+@pytest.mark.slow  # a real receiver on a loopback port
 def test_an_instance_growing_past_the_limit_is_aborted_while_it_arrives(tmp_path):
     """The upload limit holds on the wire: the association is aborted part-way, nothing is
     stored, the refusal is audited, and the partial file is gone."""
