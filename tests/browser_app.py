@@ -123,8 +123,8 @@ def go(page, title: str, heading: str | None = None) -> None:
     and wait for its heading (a condition, not a delay)."""
     open_sidebar(page)
     page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-    if heading:
-        page.get_by_role("heading", name=heading).first.wait_for()
+    if heading:  # a first load on a busy 2-core machine (the worker analysing beside it) may take long
+        page.get_by_role("heading", name=heading).first.wait_for(timeout=90_000)
 
 
 def open_sidebar(page) -> None:
