@@ -62,6 +62,7 @@ class Analyzer:
         self, model_dir: str | Path, views: tuple[str, ...] | list[str] | None = None, warm_up: bool = True
     ) -> None:
         self.mixed_precision = use_mixed_precision_if_gpu()
+        self.model_dir = Path(model_dir).resolve()
         self.model, self.card = load_model(model_dir)
         self.labels = list(self.card.labels)
         self.input_spec = self.card.input_spec()

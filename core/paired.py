@@ -33,8 +33,8 @@ def delong_paired(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, f
     """(AUC of a, AUC of b, variance of b - a, two-sided p of H0: equal AUCs)."""
     y = np.asarray(y).astype(bool)
     m, n = int(y.sum()), int((~y).sum())
-    if m == 0 or n == 0:
-        raise ValueError("DeLong's test needs positives and negatives")
+    if m < 2 or n < 2:
+        raise ValueError("DeLong's test needs at least two positives and two negatives")
     scores = np.vstack([a, b]).astype(np.float64)
     pos, neg = scores[:, y], scores[:, ~y]
     # midranks within positives, within negatives and overall (ties count half)
@@ -98,7 +98,7 @@ def mean_auc_difference(
     """Mean AUC over findings, b against a, with one set of patient resamples shared by
     every finding (so the interval reflects the findings' correlation)."""
     truth = np.asarray(truth).astype(bool)
-    usable = [j for j in range(truth.shape[1]) if 0 < truth[:, j].sum() < len(truth)]
+    usable = [j for j in range(truth.shape[1]) if 2 <= truth[:, j].sum() <= len(truth) - 2]
     if not usable:
         raise ValueError("no finding has both positives and negatives")
     gidx, g = group_index(groups, len(truth))

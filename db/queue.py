@@ -16,7 +16,7 @@ from sqlalchemy import Engine, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from db import audit
-from db.schema import Study, StudyStatus, utcnow
+from db.schema import Study, StudyStatus, Verdict, utcnow
 from db.session import run_write
 
 
@@ -161,6 +161,23 @@ def requeue(engine: Engine, study_id: int, actor: str) -> bool:
         if result.rowcount:
             audit.record(session, "study_requeued", actor, study_id)
         return result.rowcount == 1
+
+    return run_write(engine, work)
+
+
+def requeue_unread(engine: Engine, actor: str) -> int:
+    """After the current model changes: every analysed study no reader has read yet is
+    analysed again by the new model; a read study keeps what its readers saw. Audited."""
+    read = select(Verdict.study_id).distinct()
+
+    def work(session: Session) -> int:
+        result = session.execute(
+            update(Study)
+            .where(Study.status == StudyStatus.DONE, Study.id.not_in(read))
+            .values(status=StudyStatus.QUEUED, attempts=0, error=None, lease_owner=None, lease_expires_at=None)
+        )
+        audit.record(session, "unread_studies_requeued", actor, None, count=result.rowcount)
+        return result.rowcount
 
     return run_write(engine, work)
 

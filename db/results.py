@@ -285,7 +285,7 @@ def stored_features(engine: Engine, model_version: str, study_ids: Sequence[int]
         ImageFeatures.model_version == model_version
     )
     if study_ids is not None:
-        query = query.where(ImageFeatures.study_id.in_(list(study_ids)))
+        query = query.where(ImageFeatures.study_id.in_([int(i) for i in study_ids]))  # numpy ints bind as blobs
     with engine.connect() as conn:
         rows = conn.execute(query.order_by(ImageFeatures.instance_id)).all()
     if not rows:

@@ -196,6 +196,40 @@ class ImageFeatures(Base):
     )
 
 
+class ModelVersion(Base):
+    """A model the site has run or trained (``db.models`` is its only writer)."""
+
+    __tablename__ = "model_registry"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    version: Mapped[str] = mapped_column(String(64))
+    folder: Mapped[str] = mapped_column(String(1024))
+    parent_version: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # candidate | shadow | current | retired
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # cohort, recipe, comparison, gate
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(80))
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    promoted_by: Mapped[str | None] = mapped_column(String(80))
+
+
+class RetrainJob(Base):
+    """A retraining run requested by an admin and run by a worker process."""
+
+    __tablename__ = "retrain_jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # queued | running | done | failed | cancelled
+    requested_by: Mapped[str | None] = mapped_column(String(80))
+    out_folder: Mapped[str | None] = mapped_column(String(1024))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str | None] = mapped_column(String(500))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class Verdict(Base):
     """One reviewer's call on one label of one study; each reviewer keeps their own row."""
 

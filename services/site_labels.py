@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import Engine
 
+from core.cohort import truth_from_finding_labels
 from db.analytics import CohortFilter, load_cohort
 from training.site_cohort import SiteLabels, site_labels
 
@@ -15,10 +16,19 @@ from training.site_cohort import SiteLabels, site_labels
 def site_cohort(
     engine: Engine, model_version: str, labels: tuple[str, ...], source: str = "verdicts", rule: str = "majority"
 ) -> SiteLabels:
-    """``source``: "verdicts" (readers; ``rule`` settles disagreements as on Analytics) or
-    "reference" (imported labels)."""
-    data = load_cohort(engine, CohortFilter(model_version=model_version), labels, with_reference=source == "reference")
+    """``source``: "verdicts" (readers; ``rule`` settles disagreements as on Analytics; a
+    study no reader has read counts with its imported reference labels) or "reference"
+    (imported labels only)."""
+    data = load_cohort(engine, CohortFilter(model_version=model_version), labels, with_reference=True)
     if data.meta.empty:  # nothing analysed by this version: an empty cohort, not an error
         return site_labels(np.zeros(0, int), np.zeros(0, str), np.zeros((0, len(labels))), labels)
-    cohort = data.cohort(source, rule)
-    return site_labels(cohort.study_ids, cohort.groups, cohort.truth, cohort.labels)
+    if source != "reference" and len(data.vote_pos) == 0:  # no reader has read any: reference labels only
+        cohort = data.cohort("reference", rule)
+        truth = np.full(cohort.truth.shape, np.nan)
+    else:
+        cohort = data.cohort(source, rule)
+        truth = np.array(cohort.truth, dtype=np.float64)
+    if source != "reference":  # studies no reader has read yet count with their imported reference labels
+        reference = truth_from_finding_labels(list(data.meta["reference"]), labels)
+        truth = np.where(np.isnan(truth), reference, truth)
+    return site_labels(cohort.study_ids, cohort.groups, truth, cohort.labels)

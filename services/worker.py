@@ -16,6 +16,7 @@ import sys
 import threading
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine
@@ -28,6 +29,7 @@ from core.errors import RejectedInput
 from core.pixel_transforms import to_uint8
 from core.study_views import combine
 from db import audit, heartbeats, queue
+from db import models as models_db
 from db.bootstrap import open_database
 from db.results import StudyResult, active_thresholds, store_results
 from db.schema import StudyStatus, utcnow
@@ -67,6 +69,7 @@ class Worker:
         self.processed = 0
         self.last_error: str | None = None
         self.triage = settings.triage()
+        self._job_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ loop
     def announce_model(self) -> None:
@@ -112,9 +115,59 @@ class Worker:
 
         return ResultSender(self.engine, self.settings, self.worker_id).start()
 
+    def follow_current_model(self) -> bool:
+        """Load the registry's current model when it changed (a promotion or rollback by an
+        admin); True when it did. The analysis in flight finishes on the model it began with."""
+        from services.retraining import current_model_dir
+
+        wanted = current_model_dir(self.engine, self.settings).resolve()
+        loaded = getattr(self.analyzer, "model_dir", None)
+        if loaded is None or Path(loaded) == wanted:
+            return False
+        from core.inference import Analyzer
+
+        log.info("worker %s: the current model is now %s; loading it", self.worker_id, wanted)
+        self.analyzer = Analyzer(wanted, views=self.settings.tta_views or None)
+        self.announce_model()
+        return True
+
+    def _maybe_start_job(self) -> None:
+        """Run a queued retraining job in a thread of this process: analysis goes on beside it."""
+        if self._job_thread is not None and self._job_thread.is_alive():
+            return
+        job = models_db.claim_job(self.engine, self.worker_id)
+        if job is None:
+            return
+        self._job_thread = threading.Thread(target=self._run_job, args=(job,), name="cxr-retrain", daemon=True)
+        self._job_thread.start()
+
+    def _run_job(self, job) -> None:
+        from services.retraining import Cancelled, retrain
+
+        out = self.settings.data_dir / "models" / f"candidate-{job.id}"
+        try:
+            result = retrain(
+                self.engine,
+                self.settings,
+                out,
+                actor=job.requested_by or self.worker_id,
+                progress=lambda fraction, message: models_db.report_progress(self.engine, job.id, fraction, message),
+            )
+        except Cancelled:
+            models_db.finish_job(self.engine, job.id, models_db.JobStatus.CANCELLED, "cancelled; nothing was written")
+        except Exception as exc:  # noqa: BLE001 - a failed job is reported on the Model page
+            log.exception("retraining job %s failed", job.id)
+            models_db.finish_job(self.engine, job.id, models_db.JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        else:
+            verdict = "passes the gate" if result.gate.passed else "does not pass the gate"
+            message = f"candidate {result.card.name} written; it {verdict}"
+            models_db.finish_job(self.engine, job.id, models_db.JobStatus.DONE, message, str(result.folder))
+
     def _loop(self, idle_sleep: float) -> None:
         while not self.stop_event.is_set():
             try:
+                self.follow_current_model()
+                self._maybe_start_job()
                 report = self.run_once()
             except Exception as exc:  # noqa: BLE001 - the loop outlives any one batch
                 log.exception("worker %s: batch failed", self.worker_id)
@@ -323,7 +376,9 @@ def start_background_worker(settings: Settings, engine: Engine) -> threading.Thr
         worker = Worker(settings, engine, analyzer=None)
         worker._heartbeat("starting (loading the model)", None)  # Home shows it is coming
         try:
-            worker.analyzer = Analyzer(settings.model_dir, views=settings.tta_views or None)
+            from services.retraining import current_model_dir
+
+            worker.analyzer = Analyzer(current_model_dir(engine, settings), views=settings.tta_views or None)
         except Exception as exc:  # noqa: BLE001 - shown on Home, not a crash of the app
             log.exception("embedded worker: the model could not be loaded")
             worker.last_error = f"the model could not be loaded: {type(exc).__name__}: {exc}"[:500]
@@ -345,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     from core.inference import Analyzer  # TensorFlow loads only where a model runs
 
     engine = open_database(settings)
-    analyzer = Analyzer(settings.model_dir, views=settings.tta_views or None)
+    from services.retraining import current_model_dir
+
+    analyzer = Analyzer(current_model_dir(engine, settings), views=settings.tta_views or None)
     worker = Worker(settings, engine, analyzer, args.worker_id)
     print(
         f"worker {worker.worker_id}: model {analyzer.card.name} {analyzer.card.version} on {analyzer.device}, "
@@ -362,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.once:
         worker.announce_model()
         while not worker.stop_event.is_set():
+            worker.follow_current_model()
             report = worker.run_once()
             if report.claimed == 0:
                 counts = queue.queue_counts(engine)
