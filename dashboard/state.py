@@ -116,13 +116,16 @@ def model_card(model_dir: str) -> ModelCard:
 def model_card_or_error(current: Settings) -> ModelCard | None:
     """The card, or None after showing why the configured model folder is unusable."""
     from core.errors import ModelCardMismatch
+    from services.retraining import current_model_dir
 
+    _, engine = settings_and_engine()
+    folder = current_model_dir(engine, current)  # the registry's current model (after a promotion)
     try:
-        return model_card(str(current.model_dir))
+        return model_card(str(folder))
     except ModelCardMismatch as exc:
         from dashboard.text import plain
 
-        st.error(f"The configured model ({plain(current.model_dir)}) cannot be used: {plain(exc)}")
+        st.error(f"The current model ({plain(folder)}) cannot be used: {plain(exc)}")
         return None
 
 

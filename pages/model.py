@@ -4,11 +4,12 @@ import streamlit as st
 
 from dashboard import model_card_view as view
 from dashboard.auth import require_user
+from dashboard.model_registry_view import registry_section
 from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
 from dashboard.text import plain
 
-require_user()
-settings, _ = settings_and_engine()
+user = require_user()
+settings, engine = settings_and_engine()
 card = model_card_or_error(settings)
 if card is None:
     st.stop()
@@ -16,6 +17,7 @@ st.title(f"Model: {plain(card.name)}")
 st.caption(f"version {card.version} · thresholds {card.threshold_version} · input {card.input_size}px")
 st.warning(DISCLAIMER, icon="⚠️")
 st.caption(f"Intended use: {plain(card.intended_use)}")
+registry_section(engine, settings, user)
 view.other_models(settings, card)
 view.held_out_evaluation(card)
 view.abnormal_and_domain(card)
