@@ -10,11 +10,9 @@ import sys
 from pathlib import Path
 
 from core.config import load_settings
-from core.model_card import ModelCard
-from core.promotion import RULE, decide
 from db import models as registry
 from db.bootstrap import open_database
-from services import retraining
+from services import model_loop, retraining
 
 
 def _print_progress(fraction: float, message: str) -> bool:
@@ -101,20 +99,8 @@ def _list(engine, args) -> int:
 
 
 def _compare(engine, args) -> int:
-    model = registry.find_model(engine, args.name) or registry.find_model(engine, str(Path(args.name).resolve()))
-    if model is None:
-        raise ValueError(f"no registered model {args.name!r}")
-    card = ModelCard.load(Path(model.folder))
-    evaluation = card.evaluation or {}
-    decision = decide(evaluation.get("site_comparison"))
-    out = {
-        "name": card.name,
-        "version": card.version,
-        "parent_version": (card.training or {}).get("site_retraining", {}).get("parent_version"),
-        "site_heldout": evaluation.get("site_comparison"),
-        "reference_heldout": evaluation.get("reference_comparison"),
-        "gate": {"rule": RULE, "passed": decision.passed, "reasons": decision.reasons},
-    }
+    out = model_loop.comparison(engine, args.name)
+    decision = out["gate"]
     if args.json:
         print(json.dumps(out, indent=1))
     else:
@@ -124,7 +110,7 @@ def _compare(engine, args) -> int:
                 f"mean AUC {mean['mean_a']:.3f} -> {mean['mean_b']:.3f} "
                 f"({mean['difference']:+.3f}, 95% CI {mean['ci_low']:+.3f} to {mean['ci_high']:+.3f})"
             )
-        print("gate: " + ("passes" if decision.passed else "refuses: " + "; ".join(decision.reasons)))
+        print("gate: " + ("passes" if decision["passed"] else "refuses: " + "; ".join(decision["reasons"])))
     return 0
 
 

@@ -29,11 +29,25 @@ class PairedAUC:
     negatives: int
 
 
+def comparable(y: np.ndarray) -> bool:
+    """DeLong's variance needs at least two positives and two negatives."""
+    positives = int(np.asarray(y).astype(bool).sum())
+    return 2 <= positives <= len(y) - 2
+
+
+def _bootstrap_difference(y, a, b, gidx: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC of b minus AUC of a on each resample (the same resamples for both models)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return bootstrap_aucs(y, b, gidx, weights, score_bins(b)[:2]) - bootstrap_aucs(
+        y, a, gidx, weights, score_bins(a)[:2]
+    )
+
+
 def delong_paired(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
     """(AUC of a, AUC of b, variance of b - a, two-sided p of H0: equal AUCs)."""
     y = np.asarray(y).astype(bool)
     m, n = int(y.sum()), int((~y).sum())
-    if m < 2 or n < 2:
+    if not comparable(y):
         raise ValueError("DeLong's test needs at least two positives and two negatives")
     scores = np.vstack([a, b]).astype(np.float64)
     pos, neg = scores[:, y], scores[:, ~y]
@@ -69,10 +83,7 @@ def paired_auc(
     auc_a, auc_b, _, p = delong_paired(y, a, b)
     gidx, g = group_index(groups, len(y))
     weights = group_weights(g, n_boot, np.random.default_rng(seed))
-    boot = bootstrap_aucs(y, np.asarray(b), gidx, weights, score_bins(np.asarray(b))[:2]) - bootstrap_aucs(
-        y, np.asarray(a), gidx, weights, score_bins(np.asarray(a))[:2]
-    )
-    low, high = np.nanpercentile(boot, [2.5, 97.5])
+    low, high = np.nanpercentile(_bootstrap_difference(y, a, b, gidx, weights), [2.5, 97.5])
     return PairedAUC(auc_a, auc_b, auc_b - auc_a, float(low), float(high), p, int(y.sum()), int((~y).sum()))
 
 
@@ -98,7 +109,7 @@ def mean_auc_difference(
     """Mean AUC over findings, b against a, with one set of patient resamples shared by
     every finding (so the interval reflects the findings' correlation)."""
     truth = np.asarray(truth).astype(bool)
-    usable = [j for j in range(truth.shape[1]) if 2 <= truth[:, j].sum() <= len(truth) - 2]
+    usable = [j for j in range(truth.shape[1]) if comparable(truth[:, j])]
     if not usable:
         raise ValueError("no finding has both positives and negatives")
     gidx, g = group_index(groups, len(truth))
@@ -108,10 +119,7 @@ def mean_auc_difference(
         ya, yb = delong_paired(truth[:, j], a[:, j], b[:, j])[:2]
         point_a.append(ya)
         point_b.append(yb)
-        boot.append(
-            bootstrap_aucs(truth[:, j], b[:, j], gidx, weights, score_bins(b[:, j])[:2])
-            - bootstrap_aucs(truth[:, j], a[:, j], gidx, weights, score_bins(a[:, j])[:2])
-        )
+        boot.append(_bootstrap_difference(truth[:, j], a[:, j], b[:, j], gidx, weights))
     diffs = np.nanmean(np.vstack(boot), axis=0)
     low, high = np.nanpercentile(diffs, [2.5, 97.5])
     mean_a, mean_b = float(np.mean(point_a)), float(np.mean(point_b))

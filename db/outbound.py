@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from db import audit
@@ -161,6 +161,12 @@ def failing(engine: Engine, limit: int = 500) -> list[OutboundItem]:
     """Results not delivered that have failed at least once: failed for good, or pending a
     retry after a failure (what the outbox shows admins and what Home warns about)."""
     return _items(engine, _not_delivered(), limit=limit)
+
+
+def failing_count(engine: Engine) -> int:
+    """How many results are not being delivered (one count, for Home's warning)."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(Outbound).where(_not_delivered())).scalar_one()
 
 
 def resend(engine: Engine, ids: list[int] | None, actor: str) -> int:

@@ -44,12 +44,13 @@ def cancel_retraining(engine: Engine, job_id: int, actor: str) -> None:
 
 
 def comparison(engine: Engine, name: str) -> dict:
-    model = registry.find_model(engine, name)
-    if model is None:
-        raise ValueError(f"no registered model {name!r}")
-    evaluation = ModelCard.load(Path(model.folder)).evaluation or {}
+    card = ModelCard.load(Path(retraining.find_registered(engine, name).folder))
+    evaluation = card.evaluation or {}
     decision = decide(evaluation.get("site_comparison"))
     return {
+        "name": card.name,
+        "version": card.version,
+        "parent_version": (card.training or {}).get("site_retraining", {}).get("parent_version"),
         "site_heldout": evaluation.get("site_comparison"),
         "reference_heldout": evaluation.get("reference_comparison"),
         "gate": {"rule": RULE, "passed": decision.passed, "reasons": decision.reasons},

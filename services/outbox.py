@@ -48,4 +48,4 @@ def resend_results(engine: Engine, ids: list[int] | None, actor: str) -> int:
 
 def results_failing(engine: Engine) -> int:
     """How many results are not being delivered (Home warns while this is above zero)."""
-    return len(outbound.failing(engine))
+    return outbound.failing_count(engine)

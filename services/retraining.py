@@ -72,11 +72,11 @@ def ensure_registered(engine: Engine, settings: Settings) -> registry.Registered
 
 def _study_rows(site: SiteLabels, feats, which: Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features of every image, its study's truth, its study's row in ``site``) of one part."""
-    rows = site.part(which)
+    in_part = set(site.part(which).tolist())
     position = {int(sid): r for r, sid in enumerate(site.study_ids)}
-    keep = np.array([position.get(int(s), -1) in set(rows.tolist()) for s in feats.study_ids], bool)
-    study_row = np.array([position.get(int(s), -1) for s in feats.study_ids])[keep]
-    return feats.features[keep].astype(np.float64), site.truth[study_row], study_row
+    study_row = np.array([position.get(int(s), -1) for s in feats.study_ids], dtype=int)
+    keep = np.array([r in in_part for r in study_row], dtype=bool)
+    return feats.features[keep].astype(np.float64), site.truth[study_row[keep]], study_row[keep]
 
 
 def _study_scores(x: np.ndarray, study_row: np.ndarray, kernel, bias, calibration: dict, labels) -> tuple:
@@ -86,8 +86,19 @@ def _study_scores(x: np.ndarray, study_row: np.ndarray, kernel, bias, calibratio
     for j, label in enumerate(labels):
         if label in calibration:
             probs[:, j] = Platt(**calibration[label]).apply(probs[:, j])
-    order = list(dict.fromkeys(study_row.tolist()))
-    return np.array([probs[study_row == r].max(axis=0) for r in order]).reshape(len(order), len(labels)), order
+    rows, first, inverse = np.unique(study_row, return_index=True, return_inverse=True)
+    per_study = np.full((len(rows), len(labels)), -np.inf)
+    np.maximum.at(per_study, inverse, probs)
+    order = np.argsort(first)  # first-seen order, as the caller indexes truth and groups
+    return per_study[order], rows[order].tolist()
+
+
+def _paired(x, study_row, truth, groups, parent: ModelCard, kernel, bias, head, labels) -> dict:
+    """Current and candidate scored from the same features, compared on the same studies."""
+    current, order = _study_scores(x, study_row, kernel, bias, parent.calibration, labels)
+    candidate, _ = _study_scores(x, study_row, head.kernel, head.bias, head.calibration, labels)
+    thresholds = [np.array([t[label] for label in labels]) for t in (parent.thresholds, head.thresholds)]
+    return compare(labels, truth[order], current, candidate, thresholds[0], thresholds[1], groups[order])
 
 
 def retrain(
@@ -172,10 +183,7 @@ def _compare_on(part_rows, site: SiteLabels, parent: ModelCard, kernel, bias, he
     x, _, study_row = part_rows
     if len(x) == 0:
         return None
-    current, order = _study_scores(x, study_row, kernel, bias, parent.calibration, labels)
-    candidate, _ = _study_scores(x, study_row, head.kernel, head.bias, head.calibration, labels)
-    thresholds = [np.array([card_t[label] for label in labels]) for card_t in (parent.thresholds, head.thresholds)]
-    return compare(labels, site.truth[order], current, candidate, thresholds[0], thresholds[1], site.groups[order])
+    return _paired(x, study_row, site.truth, site.groups, parent, kernel, bias, head, labels)
 
 
 def _compare_reference(parent_dir: Path, parent: ModelCard, kernel, bias, head, labels) -> dict | None:
@@ -185,24 +193,26 @@ def _compare_reference(parent_dir: Path, parent: ModelCard, kernel, bias, head, 
     if not path.is_file():
         return None
     data = np.load(path, allow_pickle=False)
-    x, truth = data["features"].astype(np.float64), data["truth"]
-    rows = np.arange(len(x))
-    current, _ = _study_scores(x, rows, kernel, bias, parent.calibration, labels)
-    candidate, _ = _study_scores(x, rows, head.kernel, head.bias, head.calibration, labels)
-    thresholds = [np.array([t[label] for label in labels]) for t in (parent.thresholds, head.thresholds)]
-    return compare(labels, truth, current, candidate, thresholds[0], thresholds[1], data["groups"])
+    x = data["features"].astype(np.float64)
+    return _paired(x, np.arange(len(x)), data["truth"], data["groups"], parent, kernel, bias, head, labels)
 
 
 def _plain(value):
     """JSON-safe (numpy scalars and NaN become plain values)."""
-    return json.loads(json.dumps(value, default=float).replace("NaN", "null"))
+    return json.loads(json.dumps(value, default=float), parse_constant=lambda _: None)
+
+
+def find_registered(engine: Engine, name: str) -> registry.RegisteredModel:
+    """A registered model by its name or its folder (as given or resolved); a clear error if none."""
+    found = registry.find_model(engine, name) or registry.find_model(engine, str(Path(name).resolve()))
+    if found is None:
+        raise ValueError(f"no registered model {name!r}")
+    return found
 
 
 def promote(engine: Engine, name: str, actor: str, override: str | None = None) -> registry.RegisteredModel:
     """Make a candidate current if it passes the gate, or with an audited override reason."""
-    model = registry.find_model(engine, name) or registry.find_model(engine, str(Path(name).resolve()))
-    if model is None:
-        raise ValueError(f"no registered model {name!r}")
+    model = find_registered(engine, name)
     card = ModelCard.load(Path(model.folder))
     decision = decide((card.evaluation or {}).get("site_comparison"))
     if not decision.passed and not override:
@@ -223,9 +233,7 @@ def rollback(engine: Engine, actor: str, name: str | None = None) -> registry.Re
         if not earlier:
             raise ValueError("no earlier model to roll back to")
         name = max(earlier, key=lambda m: m.promoted_at).name
-    target = registry.find_model(engine, name) or registry.find_model(engine, str(Path(name).resolve()))
-    if target is None:
-        raise ValueError(f"no registered model {name!r}")
+    target = find_registered(engine, name)
     ModelCard.load(Path(target.folder))  # the folder is still there and whole
     restored = registry.make_current(engine, target.name, actor, "model_rolled_back")
     requeue_unread(engine, actor)

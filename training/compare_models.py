@@ -11,7 +11,7 @@ import numpy as np
 
 from core.calibration import expected_calibration_error
 from core.labels import NO_FINDING
-from core.paired import mean_auc_difference, paired_auc
+from core.paired import comparable, mean_auc_difference, paired_auc
 
 
 def compare(
@@ -31,7 +31,7 @@ def compare(
     findings = [j for j, label in enumerate(labels) if label != NO_FINDING]
     per_label = {}
     for j in findings:
-        if 2 <= truth[:, j].sum() <= len(truth) - 2:  # DeLong's variance needs two of each
+        if comparable(truth[:, j]):
             per_label[labels[j]] = asdict(paired_auc(truth[:, j], current[:, j], candidate[:, j], groups, n_boot, seed))
     out: dict = {"studies": int(len(truth)), "per_label": per_label}
     if per_label:
@@ -48,7 +48,7 @@ def compare(
     if NO_FINDING in labels:
         nf = labels.index(NO_FINDING)
         abnormal = ~truth[:, nf]
-        if 2 <= abnormal.sum() <= len(abnormal) - 2:
+        if comparable(abnormal):
             out["abnormal_vs_normal"] = asdict(
                 paired_auc(abnormal, 1 - current[:, nf], 1 - candidate[:, nf], groups, n_boot, seed)
             )
