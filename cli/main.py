@@ -31,7 +31,7 @@ VERBS: dict[str, Verb] = {
     "migrate": Verb("db.migrate", "upgrade the database to the latest schema"),
     "backup": Verb("db.backup", "online backup of the SQLite database, or restore"),
     "retrain": Verb("cli.models", "refit the current model's head on the site's reads", "retrain_main"),
-    "models": Verb("cli.models", "list, compare, promote and roll back model versions"),
+    "models": Verb("cli.models", "list, compare, promote, shadow and roll back model versions"),
     "train": Verb("training.train", "train a model folder"),
     "evaluate": Verb("training.evaluate", "evaluate a model folder on labelled images"),
     "compare-runs": Verb("training.compare_runs", "compare training runs on the same split"),

@@ -12,7 +12,7 @@ from pathlib import Path
 from core.config import load_settings
 from db import models as registry
 from db.bootstrap import open_database
-from services import model_loop, retraining
+from services import model_loop, retraining, shadow_runs
 
 
 def _print_progress(fraction: float, message: str) -> bool:
@@ -62,7 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     promotion.add_argument("--override", metavar="REASON", help="promote a candidate the gate refuses (audited)")
     back = sub.add_parser("rollback", help="return to an earlier model (default: the one before)")
     back.add_argument("name", nargs="?")
+    shadow = sub.add_parser("shadow", help="run a candidate beside the current model on new studies, unseen")
+    shadow.add_argument("name", nargs="?", help="omit with --stop")
+    shadow.add_argument("--stop", action="store_true", help="end the shadow run (the candidate stays registered)")
+    reference = sub.add_parser("reference", help="keep the features of a model folder's held-out test images")
+    reference.add_argument("--model", type=Path, required=True, help="the model folder (with test_images.txt)")
+    reference.add_argument("--images", type=Path, nargs="+", required=True, help="folders holding those images")
+    reference.add_argument("--labels", type=Path, required=True, help="the NIH label table")
     args = parser.parse_args(argv)
+    if args.cmd == "reference":  # a file beside the model; no database
+        from training.reference_features import build
+
+        print(build(args.model, args.images, args.labels))
+        return 0
     settings = load_settings()
     engine = open_database(settings)
     retraining.ensure_registered(engine, settings)
@@ -126,4 +138,16 @@ def _rollback(engine, args) -> int:
     return 0
 
 
-COMMANDS = {"list": _list, "compare": _compare, "promote": _promote, "rollback": _rollback}
+def _shadow(engine, args) -> int:
+    if args.stop:
+        stopped = shadow_runs.stop(engine, actor="cli")
+        print(f"shadow run of {stopped.name} ended" if stopped else "no shadow run")
+        return 0
+    if not args.name:
+        raise ValueError("name a candidate, or give --stop")
+    model = shadow_runs.start(engine, args.name, actor="cli")
+    print(f"{model.name} ({model.version}) now runs in shadow on new studies; readers never see it")
+    return 0
+
+
+COMMANDS = {"list": _list, "compare": _compare, "promote": _promote, "rollback": _rollback, "shadow": _shadow}

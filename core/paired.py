@@ -120,7 +120,10 @@ def mean_auc_difference(
         point_a.append(ya)
         point_b.append(yb)
         boot.append(_bootstrap_difference(truth[:, j], a[:, j], b[:, j], gidx, weights))
-    diffs = np.nanmean(np.vstack(boot), axis=0)
+    stacked = np.vstack(boot)
+    seen = ~np.isnan(stacked)
+    # a resample in which no finding has both classes says nothing; it is left out
+    diffs = np.where(seen, stacked, 0.0).sum(axis=0)[seen.any(axis=0)] / seen.sum(axis=0)[seen.any(axis=0)]
     low, high = np.nanpercentile(diffs, [2.5, 97.5])
     mean_a, mean_b = float(np.mean(point_a)), float(np.mean(point_b))
     return MeanAUCDifference(mean_a, mean_b, mean_b - mean_a, float(low), float(high), tuple(labels[j] for j in usable))

@@ -1,6 +1,6 @@
 """The Model page's closed loop: the registered versions, retraining (admins start and
 cancel a job that a worker runs), a candidate's paired comparison with the current model,
-the promotion gate, promotion and rollback."""
+the promotion gate, shadow runs, promotion and rollback."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def registry_section(engine, settings, user) -> None:
     if job is not None and job.status in ("queued", "running") and c2.button("Cancel retraining", key="retrain_cancel"):
         model_loop.cancel_retraining(engine, job.id, user.username)
         st.info(f"Job {job.id}: cancel requested; nothing half-written is kept.")
-    candidates = [m["name"] for m in models if m["status"] == "candidate"]
+    candidates = [m["name"] for m in models if m["status"] in ("candidate", "shadow")]
     if candidates:
         _candidate(engine, user, st.selectbox("Candidate", candidates, key="candidate_pick"))
     retired = [m["name"] for m in models if m["status"] == "retired"]
@@ -42,7 +42,46 @@ def registry_section(engine, settings, user) -> None:
 
 def _candidate(engine, user, name: str) -> None:
     report = model_loop.comparison(engine, name)
-    site = report.get("site_heldout") or {}
+    _comparison_table(report.get("site_heldout") or {}, "site")
+    _prospective(report)
+    gate = report["gate"]
+    if gate["passed"]:
+        st.success("The candidate passes the promotion gate.")
+    else:
+        st.warning("The gate refuses it: " + plain("; ".join(gate["reasons"])))
+    _shadow_controls(engine, user, name, report["status"])
+    reason = st.text_input("Override reason (only to promote a candidate the gate refuses; audited)", key="override")
+    if st.button("Promote", key="promote"):
+        _act(lambda: model_loop.promote(engine, user.username, name, reason or None), f"{name} is now current.")
+
+
+def _prospective(report: dict) -> None:
+    """The shadow run's cohort, when there is one: never part of the gate, shown beside it."""
+    prospective = report.get("prospective")
+    if report["status"] == "shadow" and not prospective:
+        st.info(f"Running in shadow on {report['shadow_studies']} new studies; compared once readers have read them.")
+    if prospective:
+        mean = prospective.get("mean_auc_findings")
+        line = f"Shadow run: {prospective['studies']} studies read since it began"
+        if mean:
+            line += (
+                f"; mean AUC {mean['mean_a']:.3f} -> {mean['mean_b']:.3f} "
+                f"({mean['difference']:+.3f}, 95% CI {mean['ci_low']:+.3f} to {mean['ci_high']:+.3f})"
+            )
+        st.caption(line)
+        _comparison_table(prospective, "prospective")
+
+
+def _shadow_controls(engine, user, name: str, status: str) -> None:
+    if status == "shadow":
+        if st.button("End the shadow run", key="shadow_stop"):
+            _act(lambda: model_loop.stop_shadow(engine, user.username), f"{name} no longer runs in shadow.", False)
+    elif st.button("Run in shadow on new studies (never shown to readers)", key="shadow_start"):
+        _act(lambda: model_loop.start_shadow(engine, user.username, name), f"{name} runs in shadow.", False)
+
+
+def _comparison_table(site: dict, key: str) -> None:
+    """Per finding: both AUCs, the difference with its 95% CI and DeLong's p; a chart of the differences."""
     rows = [{"finding": label, **values} for label, values in (site.get("per_label") or {}).items()]
     if rows:
         table = pd.DataFrame(rows)[["finding", "auc_a", "auc_b", "difference", "ci_low", "ci_high", "p_value"]]
@@ -62,23 +101,15 @@ def _candidate(engine, user, name: str) -> None:
             )
         )
         fig.update_layout(height=40 + 26 * len(table), margin={"l": 10, "r": 10, "t": 10, "b": 10})
-        st.plotly_chart(fig, width="stretch", key="compare_chart")
-    else:
+        st.plotly_chart(fig, width="stretch", key=f"compare_chart_{key}")
+    elif key == "site":
         st.info("No finding has enough held-out site positives for a paired comparison yet.")
-    gate = report["gate"]
-    if gate["passed"]:
-        st.success("The candidate passes the promotion gate.")
-    else:
-        st.warning("The gate refuses it: " + plain("; ".join(gate["reasons"])))
-    reason = st.text_input("Override reason (only to promote a candidate the gate refuses; audited)", key="override")
-    if st.button("Promote", key="promote"):
-        _act(lambda: model_loop.promote(engine, user.username, name, reason or None), f"{name} is now current.")
 
 
-def _act(action, done: str) -> None:
+def _act(action, done: str, requeues: bool = True) -> None:
     try:
         action()
     except (PermissionError, ValueError) as exc:
         st.error(plain(exc))
     else:
-        st.success(done + " Unread studies are analysed again by it.")
+        st.success(done + (" Unread studies are analysed again by it." if requeues else ""))

@@ -143,6 +143,35 @@ def make_current(engine: Engine, name: str, actor: str, action: str, **detail: A
     return run_write(engine, work)
 
 
+def shadow_model(engine: Engine) -> RegisteredModel | None:
+    with Session(engine) as session:
+        row = session.execute(select(ModelVersion).where(ModelVersion.status == ModelStatus.SHADOW)).scalars().first()
+        return _row(row) if row else None
+
+
+def set_shadow(engine: Engine, name: str | None, actor: str) -> RegisteredModel | None:
+    """The named candidate runs in shadow (at most one at a time: one already in shadow goes
+    back to candidate); ``None`` ends the shadow run. Audited; returns the model affected."""
+
+    def work(session: Session) -> RegisteredModel | None:
+        running = session.execute(select(ModelVersion).where(ModelVersion.status == ModelStatus.SHADOW)).scalars().all()
+        for row in running:
+            row.status = ModelStatus.CANDIDATE
+            audit.record(session, "model_shadow_ended", actor, None, name=row.name, version=row.version)
+        if name is None:
+            return _row(running[0]) if running else None
+        target = session.execute(select(ModelVersion).where(ModelVersion.name == name)).scalar_one_or_none()
+        if target is None:
+            raise ValueError(f"no registered model {name!r}")
+        if target.status != ModelStatus.CANDIDATE:
+            raise ValueError(f"{name} is {target.status}: only a candidate can run in shadow")
+        target.status = ModelStatus.SHADOW
+        audit.record(session, "model_shadow_started", actor, None, name=target.name, version=target.version)
+        return _row(target)
+
+    return run_write(engine, work)
+
+
 # ---------------------------------------------------------------- retraining jobs
 @dataclass(frozen=True)
 class Job:

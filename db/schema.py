@@ -213,6 +213,26 @@ class ModelVersion(Base):
     promoted_by: Mapped[str | None] = mapped_column(String(80))
 
 
+class ShadowScore(Base):
+    """A shadow model's calibrated probabilities for one analysed image (float32
+    little-endian, in its card's label order): stored, never shown to readers, never used
+    for triage; read only to compare the shadow model with the current one on the studies
+    readers then read (``db.shadow`` is its only writer)."""
+
+    __tablename__ = "shadow_scores"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    model_name: Mapped[str] = mapped_column(String(120))
+    current_version: Mapped[str] = mapped_column(String(64))  # the model readers were shown beside it
+    probabilities: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("instance_id", "model_name", name="uq_shadow_scores"),
+        Index("ix_shadow_scores_model", "model_name", "study_id"),
+    )
+
+
 class RetrainJob(Base):
     """A retraining run requested by an admin and run by a worker process."""
 

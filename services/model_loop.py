@@ -11,7 +11,8 @@ from core.config import Settings
 from core.model_card import ModelCard
 from core.promotion import RULE, decide
 from db import models as registry
-from services import retraining
+from db import shadow
+from services import retraining, shadow_runs
 
 
 def versions(engine: Engine, settings: Settings) -> list[dict]:
@@ -44,17 +45,31 @@ def cancel_retraining(engine: Engine, job_id: int, actor: str) -> None:
 
 
 def comparison(engine: Engine, name: str) -> dict:
-    card = ModelCard.load(Path(retraining.find_registered(engine, name).folder))
+    """The candidate's card comparison (site held-out patients, the project's NIH test
+    images), the gate's decision, and the shadow run's prospective cohort once read."""
+    model = retraining.find_registered(engine, name)
+    card = ModelCard.load(Path(model.folder))
     evaluation = card.evaluation or {}
     decision = decide(evaluation.get("site_comparison"))
     return {
         "name": card.name,
         "version": card.version,
+        "status": str(model.status),
+        "shadow_studies": shadow.count(engine, model.name),
+        "prospective": shadow_runs.prospective_comparison(engine, model.name),
         "parent_version": (card.training or {}).get("site_retraining", {}).get("parent_version"),
         "site_heldout": evaluation.get("site_comparison"),
         "reference_heldout": evaluation.get("reference_comparison"),
         "gate": {"rule": RULE, "passed": decision.passed, "reasons": decision.reasons},
     }
+
+
+def start_shadow(engine: Engine, actor: str, name: str) -> registry.RegisteredModel:
+    return shadow_runs.start(engine, name, actor)
+
+
+def stop_shadow(engine: Engine, actor: str) -> registry.RegisteredModel | None:
+    return shadow_runs.stop(engine, actor)
 
 
 def promote(engine: Engine, actor: str, name: str, override: str | None) -> registry.RegisteredModel:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
-from core.calibration import Platt, sigmoid
 from core.config import Settings
+from core.linear_head import LinearHead, per_study_max
 from core.model_card import ModelCard, file_sha256
 from core.promotion import RULE, GateDecision, decide
 from db import models as registry
@@ -33,10 +33,9 @@ from db.schema import utcnow
 from services.site_labels import site_cohort
 from training.compare_models import compare
 from training.head_weights import read_head, write_head
+from training.reference_features import FILE_NAME as REFERENCE_FEATURES
 from training.site_cohort import Part, SiteLabels
 from training.site_head import fit_site_head
-
-REFERENCE_FEATURES = "reference_features.npz"  # the project's held-out NIH test images, features + truth
 
 
 class Cancelled(Exception):
@@ -82,15 +81,9 @@ def _study_rows(site: SiteLabels, feats, which: Part) -> tuple[np.ndarray, np.nd
 def _study_scores(x: np.ndarray, study_row: np.ndarray, kernel, bias, calibration: dict, labels) -> tuple:
     """Calibrated per-study probabilities: each image through the head, the study's maximum
     over its images (as the worker does), rows in first-seen study order."""
-    probs = sigmoid(x @ kernel + bias)
-    for j, label in enumerate(labels):
-        if label in calibration:
-            probs[:, j] = Platt(**calibration[label]).apply(probs[:, j])
-    rows, first, inverse = np.unique(study_row, return_index=True, return_inverse=True)
-    per_study = np.full((len(rows), len(labels)), -np.inf)
-    np.maximum.at(per_study, inverse, probs)
-    order = np.argsort(first)  # first-seen order, as the caller indexes truth and groups
-    return per_study[order], rows[order].tolist()
+    probs = LinearHead(kernel, bias, calibration, labels).probabilities(x)
+    per_study, rows = per_study_max(probs, study_row)
+    return per_study, rows.tolist()
 
 
 def _paired(x, study_row, truth, groups, parent: ModelCard, kernel, bias, head, labels) -> dict:

@@ -35,6 +35,8 @@ from db.results import StudyResult, active_thresholds, store_results
 from db.schema import StudyStatus, utcnow
 from db.session import run_write
 from db.studies import analysed_instances
+from services import shadow_runs
+from services.shadow_runs import ShadowScorers
 
 log = logging.getLogger("cxr.worker")
 NO_FRONTAL = (
@@ -70,6 +72,7 @@ class Worker:
         self.last_error: str | None = None
         self.triage = settings.triage()
         self._job_thread: threading.Thread | None = None
+        self._shadow = ShadowScorers()
 
     # ------------------------------------------------------------------ loop
     def announce_model(self) -> None:
@@ -318,7 +321,19 @@ class Worker:
         stored = run_write(self.engine, lambda session: store_results(session, [result], self.worker_id))
         if not stored:
             log.warning("study %s: lease lost to another worker (or a new image arrived); result discarded", study.id)
-        return bool(stored)
+            return False
+        self._score_in_shadow(study.id, card.version, result.features)
+        return True
+
+    def _score_in_shadow(self, study_id: int, version: str, features: dict[int, bytes]) -> None:
+        """The shadow model's scores for the images just stored (never shown, never triage);
+        a failure here is logged and never costs the study its result."""
+        try:
+            scorer = self._shadow.get(self.engine, version)
+            if scorer is not None:
+                shadow_runs.record(self.engine, scorer, version, study_id, sorted(features.items()))
+        except Exception:  # noqa: BLE001 - the shadow run is an experiment; analysis goes on
+            log.exception("study %s: shadow scoring failed", study_id)
 
     def _heartbeat(self, state: str, study_id: int | None) -> None:
         status = heartbeats.WorkerStatus(
