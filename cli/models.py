@@ -69,7 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     reference.add_argument("--model", type=Path, required=True, help="the model folder (with test_images.txt)")
     reference.add_argument("--images", type=Path, nargs="+", required=True, help="folders holding those images")
     reference.add_argument("--labels", type=Path, required=True, help="the NIH label table")
+    convert = sub.add_parser("convert", help="write the model folder's ONNX files for the CPU runtime")
+    convert.add_argument("--model", type=Path, required=True, help="the model folder")
     args = parser.parse_args(argv)
+    if args.cmd == "convert":  # files beside the model; no database
+        from training.export_runtime import convert as convert_folder
+
+        card = convert_folder(args.model)
+        print(json.dumps(card.runtime, indent=1))
+        return 0
     if args.cmd == "reference":  # a file beside the model; no database
         from training.reference_features import build
 

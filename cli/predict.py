@@ -70,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per line (the default output)")
     args = parser.parse_args(argv)
     settings = load_settings()
-    from core.inference import Analyzer
+    from core.runtime import load_analyzer
 
-    analyzer = Analyzer(
-        args.model or settings.model_dir, views=["identity"] if args.no_tta else (settings.tta_views or None)
+    analyzer = load_analyzer(
+        args.model or settings.model_dir,
+        ["identity"] if args.no_tta else (settings.tta_views or None),
+        settings.runtime,
     )
     if args.gradcam:
         args.gradcam.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,7 @@ class Settings:
     max_attempts: int = 3
     batch_size: int = 8
     tta_views: tuple[str, ...] = field(default_factory=tuple)
+    runtime: str = "auto"  # core.runtime: auto | onnx | tensorflow
     overdue_hours: float = 24.0
     triage_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TRIAGE_WEIGHTS))
     embedded_worker: bool = True  # the app runs one worker thread (the embedded default)
@@ -157,6 +158,7 @@ def load_settings() -> Settings:
         max_attempts=_env_int("CXR_MAX_ATTEMPTS", 3),
         batch_size=_env_int("CXR_BATCH_SIZE", 8),
         tta_views=views,
+        runtime=os.environ.get("CXR_RUNTIME", "auto").strip().lower() or "auto",
         overdue_hours=_env_float("CXR_OVERDUE_HOURS", 24.0),
         triage_weights=_env_weights("CXR_TRIAGE_WEIGHTS"),
         embedded_worker=os.environ.get("CXR_EMBEDDED_WORKER", "1") == "1",

@@ -31,7 +31,7 @@ def normalise_maps(cams: np.ndarray) -> np.ndarray:
 def upsample(cam: np.ndarray, width: int, height: int) -> np.ndarray:
     """A low-resolution map at the original image size, bilinear, clipped to [0, 1]."""
     out = cv2.resize(cam.astype(np.float32), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
-    return np.clip(out, 0.0, 1.0)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def overlay(

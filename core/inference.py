@@ -1,32 +1,17 @@
-"""Batched inference: TTA views of a whole batch in one forward pass, and Grad-CAM for
-all 15 labels from one Jacobian of the small head, both inside traced tf.functions."""
+"""Batched inference in TensorFlow: TTA views of a whole batch in one forward pass, and
+Grad-CAM for all 15 labels from the head's weights (the Jacobian form, head_cams, is kept
+as the reference a test holds it to), both inside traced tf.functions."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
-from core.analysis import Analysis
-from core.calibration import Platt
-from core.domain import DomainGate
-from core.labels import NO_FINDING
+from core.analyzer_base import AnalyzerBase
 from core.model import device_name, load_model, split_model, use_mixed_precision_if_gpu
-from core.tta import View, resolve_views
-
-
-def prepare(pixels: np.ndarray, size: int, interpolation: str = "area") -> np.ndarray:
-    """[0, 1] grey image at any size -> (size, size) float32, resized as the card says
-    ("area": area-averaged when shrinking, bilinear when enlarging; "linear": bilinear)."""
-    if pixels.ndim != 2:
-        raise ValueError("expected a 2-D grey image")
-    h, w = pixels.shape
-    shrinking = h > size or w > size
-    interp = cv2.INTER_AREA if interpolation == "area" and shrinking else cv2.INTER_LINEAR
-    return cv2.resize(pixels.astype(np.float32), (size, size), interpolation=interp)
 
 
 def head_cams(features: tf.Tensor, head: Callable[[tf.Tensor], tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
@@ -55,33 +40,25 @@ def _load_gate_trunk(folder: Path, spec: dict, size: int):
     return trunk
 
 
-class Analyzer:
-    """Loads a model folder once, traces its functions once, and analyses batches."""
+class Analyzer(AnalyzerBase):
+    """Loads a model folder once, traces its functions once, and analyses batches (TensorFlow:
+    training, GPU machines, and any model folder without a CPU runtime file)."""
 
     def __init__(
         self, model_dir: str | Path, views: tuple[str, ...] | list[str] | None = None, warm_up: bool = True
     ) -> None:
         self.mixed_precision = use_mixed_precision_if_gpu()
-        self.model_dir = Path(model_dir).resolve()
-        self.model, self.card = load_model(model_dir)
-        self.labels = list(self.card.labels)
-        self.input_spec = self.card.input_spec()
-        self.size = self.input_spec.size
+        self.model, card = load_model(model_dir)
+        super().__init__(model_dir, card, views)
         self.device = device_name()
-        self.views: list[View] = resolve_views(views)
         self.backbone, self.head = split_model(self.model, self.card)
-        self.calibration = {lab: Platt(**self.card.calibration[lab]) for lab in self.card.calibration}
         gate_card = self.card.domain_gate or {}
-        self.gate = DomainGate.load(Path(model_dir) / gate_card["file"]) if "file" in gate_card else None
         # the gate may read its own ImageNet trunk: a fine-tuned or batch-norm-adapted trunk
         # can map photographs close to radiographs, a generic one does not
         self.gate_trunk = (
-            _load_gate_trunk(Path(model_dir), gate_card["extractor"], self.size) if "extractor" in gate_card else None
+            _load_gate_trunk(self.model_dir, gate_card["extractor"], self.size) if "extractor" in gate_card else None
         )
-        # identity first: its features feed Grad-CAM; extra identity is dropped from the mean
-        names = [v.name for v in self.views]
-        self._all_views = self.views if names[0] == "identity" else resolve_views(["identity"]) + self.views
-        self._mean_slice = slice(0, len(self.views)) if names[0] == "identity" else slice(1, len(self._all_views))
+        self._kernel = tf.constant(self.head[-1].get_weights()[0], tf.float32)  # (K, L): Grad-CAM's weights
         self._transforms = tf.constant(np.stack([v.transform(self.size) for v in self._all_views]))
         self._gammas = tf.constant([v.gamma for v in self._all_views], dtype=tf.float32)
         self._analyse_fn = tf.function(self._analyse_graph, reduce_retracing=True)
@@ -124,7 +101,7 @@ class Analyzer:
         views = self._to_model_input(self._make_views(grey))
         features = self.backbone(views, training=False)
         identity = tf.gather(features, tf.range(b) * v)
-        _, cams = head_cams(identity, self._head_logits)
+        cams = self._weight_cams(identity)
         logits = self._head_logits(features)
         probs = tf.reshape(tf.sigmoid(logits), [b, v, -1])[:, self._mean_slice]
         head_features = tf.reduce_mean(tf.cast(identity, tf.float32), axis=[1, 2])  # what the head reads
@@ -132,6 +109,14 @@ class Analyzer:
             identity = self.gate_trunk(tf.gather(views, tf.range(b) * v), training=False)
         pooled = tf.reduce_mean(tf.cast(identity, tf.float32), axis=[1, 2])
         return probs, cams, pooled, head_features
+
+    def _weight_cams(self, activations: tf.Tensor) -> tf.Tensor:
+        """Grad-CAM from the head's weights (core.linear_head.cams_from_head; the head is
+        pooling + one dense layer, checked by split_model), equal to head_cams' Jacobian."""
+        a = tf.cast(activations, tf.float32)
+        area = tf.cast(tf.shape(a)[1] * tf.shape(a)[2], tf.float32)
+        cams = tf.nn.relu(tf.einsum("bhwk,kl->blhw", a, self._kernel / area))
+        return tf.math.divide_no_nan(cams, tf.reduce_max(cams, axis=[2, 3], keepdims=True))
 
     def _forward_graph(self, grey: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.model(self._to_model_input(grey), training=False), tf.float32)
@@ -141,8 +126,7 @@ class Analyzer:
 
     # ------------------------------------------------------------------ API
     def _batch(self, images: list[np.ndarray]) -> tf.Tensor:
-        spec = self.input_spec
-        return tf.constant(np.stack([prepare(img, spec.size, spec.interpolation) for img in images])[..., None])
+        return tf.constant(self._prepared(images)[..., None])
 
     def forward(self, images: list[np.ndarray]) -> np.ndarray:
         """Plain forward pass, no TTA: (N, 15) probabilities."""
@@ -152,56 +136,9 @@ class Analyzer:
         """The (V, S, S) model-size views of one image, in view order (for checks)."""
         return self._views_fn(self._batch([image])).numpy()[..., 0]
 
-    def raw_scores(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Uncalibrated per-view probabilities (N, V, L), Grad-CAMs and the domain gate's
-        pooled features (N, C)."""
-        views, cams, pooled, _ = self.raw_outputs(images)
-        return views, cams, pooled
-
     def raw_outputs(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """As raw_scores, plus the pooled trunk features of the identity view that the head
         reads (N, K): from the same forward pass, kept so a new head can be fitted later
         without decoding an image again."""
         views, cams, pooled, head = self._analyse_fn(self._batch(images))
         return views.numpy().astype(np.float64), cams.numpy(), pooled.numpy(), head.numpy()
-
-    def calibrate(self, probs: np.ndarray) -> np.ndarray:
-        """Apply the card's per-label Platt scaling to (..., L) probabilities."""
-        out = np.array(probs, dtype=np.float64, copy=True)
-        for j, lab in enumerate(self.labels):
-            if lab in self.calibration:
-                out[..., j] = self.calibration[lab].apply(out[..., j])
-        return out
-
-    def analyse(self, images: list[np.ndarray], thresholds: dict[str, float] | None = None) -> list[Analysis]:
-        """Calibrated TTA mean and spread, the domain gate, flags at the thresholds (none
-        outside the domain), and Grad-CAM for every label."""
-        thresholds = thresholds or self.card.thresholds
-        views, cams, pooled, head_features = self.raw_outputs(images)
-        mean = self.calibrate(views.mean(axis=1))
-        spread = self.calibrate(views).std(axis=1)
-        domain = self.gate.score(pooled) if self.gate is not None else None
-        inside_all = domain <= self.gate.threshold if domain is not None else np.ones(len(images), bool)
-        nf = self.labels.index(NO_FINDING) if NO_FINDING in self.labels else None
-        out = []
-        for i, img in enumerate(images):
-            probs = {lab: float(mean[i, j]) for j, lab in enumerate(self.labels)}
-            inside = bool(inside_all[i])
-            flagged = [lab for lab in self.labels if inside and probs[lab] >= thresholds[lab]]
-            out.append(
-                Analysis(
-                    probabilities=probs,
-                    spread={lab: float(spread[i, j]) for j, lab in enumerate(self.labels)},
-                    flagged=flagged,
-                    cams=cams[i],
-                    width=int(img.shape[1]),
-                    height=int(img.shape[0]),
-                    tta_views=len(self.views),
-                    thresholds=dict(thresholds),
-                    abnormal=None if nf is None else float(1.0 - mean[i, nf]),
-                    in_domain=inside,
-                    domain_score=None if domain is None else float(domain[i]),
-                    features=head_features[i].astype(np.float16),
-                )
-            )
-        return out

@@ -7,10 +7,39 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import h5py
 import numpy as np
 
 from core.calibration import Platt, sigmoid
+
+HEAD_GROUP = "layers/dense/vars"  # keras 3 names the one Dense layer's variables 0 (kernel), 1 (bias)
+
+
+def read_head(weights: Path, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel (K, L), bias (L,)) of the head in a Keras weights file, read with h5py (no
+    TensorFlow); anything else in that place is an error."""
+    with h5py.File(weights, "r") as fh:
+        kernel, bias = np.array(fh[f"{HEAD_GROUP}/0"]), np.array(fh[f"{HEAD_GROUP}/1"])
+    if kernel.ndim != 2 or kernel.shape[1] != n_labels or bias.shape != (n_labels,):
+        raise ValueError(f"{Path(weights).name}: no {n_labels}-label dense head at {HEAD_GROUP}")
+    return kernel, bias
+
+
+def cams_from_head(activations: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Grad-CAM of every label for a pooled dense head, without a gradient.
+
+    With logit_l = sum_k w_kl mean_ij A_ij^k + b_l, the gradient of logit_l by A_ij^k is
+    w_kl / (h w) everywhere, so Grad-CAM's weights are the head's column over the map size
+    and the maps are one matrix product: relu(sum_k A^k w_kl / (h w)), divided by each map's
+    peak (a map with no positive value stays zero). (B, h, w, K) -> (B, L, h, w) float32.
+    """
+    a = np.asarray(activations, dtype=np.float32)
+    h, w = a.shape[1:3]
+    cams = np.maximum(np.einsum("bhwk,kl->blhw", a, np.asarray(kernel, np.float32) / np.float32(h * w)), 0.0)
+    peak = cams.max(axis=(2, 3), keepdims=True)
+    return np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0)
 
 
 @dataclass(frozen=True)

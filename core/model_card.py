@@ -53,6 +53,9 @@ class ModelCard:
     threshold_support: dict[str, int] = field(default_factory=dict)
     # out-of-domain gate: {"file", "sha256", "threshold", "method", ...}; empty = no gate
     domain_gate: dict[str, Any] = field(default_factory=dict)
+    # CPU runtime files: {"onnx": {"trunk": {"file", "sha256"}, "gate_trunk": {...}, ...}};
+    # empty = TensorFlow only. Not part of the version: the same weights, another engine.
+    runtime: dict[str, Any] = field(default_factory=dict)
     abnormal: dict[str, Any] = field(default_factory=dict)  # how P(abnormal) is made, its held-out AUC
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)

@@ -127,10 +127,10 @@ class Worker:
         loaded = getattr(self.analyzer, "model_dir", None)
         if loaded is None or Path(loaded) == wanted:
             return False
-        from core.inference import Analyzer
+        from core.runtime import load_analyzer
 
         log.info("worker %s: the current model is now %s; loading it", self.worker_id, wanted)
-        self.analyzer = Analyzer(wanted, views=self.settings.tta_views or None)
+        self.analyzer = load_analyzer(wanted, self.settings.tta_views or None, self.settings.runtime)
         self.announce_model()
         return True
 
@@ -386,14 +386,16 @@ def start_background_worker(settings: Settings, engine: Engine) -> threading.Thr
     """
 
     def run() -> None:
-        from core.inference import Analyzer
+        from core.runtime import load_analyzer
 
         worker = Worker(settings, engine, analyzer=None)
         worker._heartbeat("starting (loading the model)", None)  # Home shows it is coming
         try:
             from services.retraining import current_model_dir
 
-            worker.analyzer = Analyzer(current_model_dir(engine, settings), views=settings.tta_views or None)
+            worker.analyzer = load_analyzer(
+                current_model_dir(engine, settings), settings.tta_views or None, settings.runtime
+            )
         except Exception as exc:  # noqa: BLE001 - shown on Home, not a crash of the app
             log.exception("embedded worker: the model could not be loaded")
             worker.last_error = f"the model could not be loaded: {type(exc).__name__}: {exc}"[:500]
@@ -412,12 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-id", default=None)
     args = parser.parse_args(argv)
     settings = load_settings()
-    from core.inference import Analyzer  # TensorFlow loads only where a model runs
+    from core.runtime import load_analyzer  # the engine loads only where a model runs
 
     engine = open_database(settings)
     from services.retraining import current_model_dir
 
-    analyzer = Analyzer(current_model_dir(engine, settings), views=settings.tta_views or None)
+    analyzer = load_analyzer(current_model_dir(engine, settings), settings.tta_views or None, settings.runtime)
     worker = Worker(settings, engine, analyzer, args.worker_id)
     print(
         f"worker {worker.worker_id}: model {analyzer.card.name} {analyzer.card.version} on {analyzer.device}, "

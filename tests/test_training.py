@@ -67,6 +67,8 @@ def test_card_records_what_was_chosen_and_how(trained):
         0 <= cal["ece_after"] <= 1 and sum(b["n"] for b in cal["reliability_after"]) == card.evaluation["n_images"] * 15
     )
     assert card.training["reproduce"].startswith("cxr train ")
+    trunk = card.runtime["onnx"]["trunk"]  # the built folder carries its CPU runtime file
+    assert (out / trunk["file"]).is_file() and len(trunk["sha256"]) == 64
 
 
 def test_core_evaluate_reproduces_the_held_out_figures(trained):

@@ -10,16 +10,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-HEAD_GROUP = "layers/dense/vars"  # keras 3 names the one Dense layer's variables 0 (kernel), 1 (bias)
+from core.linear_head import HEAD_GROUP, read_head
 
-
-def read_head(weights: Path, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(kernel (K, L), bias (L,)) of the head; anything else in that place is an error."""
-    with h5py.File(weights, "r") as fh:
-        kernel, bias = np.array(fh[f"{HEAD_GROUP}/0"]), np.array(fh[f"{HEAD_GROUP}/1"])
-    if kernel.ndim != 2 or kernel.shape[1] != n_labels or bias.shape != (n_labels,):
-        raise ValueError(f"{weights.name}: no {n_labels}-label dense head at {HEAD_GROUP}")
-    return kernel, bias
+__all__ = ["HEAD_GROUP", "read_head", "write_head"]
 
 
 def write_head(parent: Path, out: Path, kernel: np.ndarray, bias: np.ndarray) -> None:

@@ -83,7 +83,7 @@ def load_images(paths: list[Path], size: int) -> np.ndarray:
     from tqdm import tqdm
 
     from core.decode import decode_bytes
-    from core.inference import prepare
+    from core.model_input import prepare
 
     out = np.zeros((len(paths), size, size), dtype=np.uint8)
     for i, p in enumerate(tqdm(paths, desc="decoding", unit="image", disable=len(paths) < 50)):
@@ -758,6 +758,9 @@ def calibrate_and_evaluate(
     card.abnormal["held_out_auc"] = report["abnormal_vs_no_finding_auc"]
     card.abnormal["held_out_ci95"] = report["abnormal_vs_no_finding_ci95"]
     card.save(out)
+    from training.export_runtime import convert
+
+    convert(out)  # the CPU runtime's files, named with their sha256 in the card
     return report
 
 
