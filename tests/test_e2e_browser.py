@@ -84,7 +84,7 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     grid.wait_for()
     shot(page, "04_worklist")
     page.get_by_role("button", name="Read next").click()
-    page.get_by_text("Your verdict").wait_for()
+    page.get_by_text("Your verdict", exact=True).wait_for()
     first_id = int(page.get_by_role("heading", name="Review: study").inner_text().split()[-1])
 
     page.get_by_text("Grad-CAM overlay").first.wait_for()
@@ -138,7 +138,7 @@ def test_reading_flow_at_1280x720(app_server, browser):
     heading.wait_for()
     opened = int(heading.inner_text().split()[-1])
     assert opened in {r.id for r in rows}
-    page.get_by_text("Your verdict").wait_for()
+    page.get_by_text("Your verdict", exact=True).wait_for()
     wait_idle(page)
     page.get_by_test_id("stPlotlyChart").first.locator("svg").first.wait_for()
     shot(page, "10_review_1280x720")

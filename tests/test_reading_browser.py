@@ -63,7 +63,7 @@ def _page(browser, site, user: str = "alice"):
 def _open(page, site, sid: int) -> None:
     page.goto(f"{site['url']}/review?study={sid}")
     page.get_by_role("heading", name=f"Review: study {sid}", exact=True).wait_for()
-    page.get_by_text("Your verdict").wait_for()
+    page.get_by_text("Your verdict", exact=True).wait_for()
     page.get_by_test_id("stPlotlyChart").first.locator("svg").first.wait_for()
     wait_idle(page)
 
@@ -236,7 +236,7 @@ def test_double_click_on_normal_study_cannot_save_the_next(site, browser):
     go(page, "Worklist", "Worklist")
     page.keyboard.press("j")  # Read next
     page.get_by_role("heading", name=HEADING).wait_for()
-    page.get_by_text("Your verdict").wait_for()
+    page.get_by_text("Your verdict", exact=True).wait_for()
     wait_idle(page)
     first = _study_on_screen(page)
     page.wait_for_timeout(1600)  # a reader looks at the image before saving
@@ -277,7 +277,7 @@ def test_second_readers_read_next_never_returns_a_study_they_read(site, browser)
         assert poll(lambda: nothing.count() > 0 or heading.count() > 0, 20)
         if nothing.count():
             break
-        page.get_by_text("Your verdict").wait_for()
+        page.get_by_text("Your verdict", exact=True).wait_for()
         wait_idle(page)
         sid = _study_on_screen(page)
         assert sid not in seen, f"Read next reopened study {sid}, which bob has read"
