@@ -226,3 +226,37 @@ def test_roc_band_brackets_the_curve_and_narrows_with_more_data():
         widths.append(float(np.mean(high - low)))
     assert widths[1] < widths[0] / 2  # 20 times the data: a much narrower band
     assert np.isnan(roc_band(np.ones(10, bool), np.arange(10) / 10)[1]).all()  # one class: no band
+
+
+def test_false_positive_studies_list_each_studys_wrong_findings_and_age_band():
+    """The per-study table against the plain per-row construction, on a random cohort with
+    missing truth and ages."""
+    from core.cohort import Cohort, age_band, false_positive_studies, false_positives
+
+    rng = np.random.default_rng(5)
+    n = 400
+    truth = (rng.random((n, len(LABELS))) < 0.2).astype(float)
+    truth[rng.random((n, len(LABELS))) < 0.1] = np.nan
+    ages = pd.Series(rng.integers(0, 100, n).astype(float))
+    ages[rng.random(n) < 0.1] = np.nan
+    meta = pd.DataFrame(
+        {"id": np.arange(10, 10 + n), "patient_age": ages, "original_name": [f"s{i}" for i in range(n)]}
+    )
+    cohort = Cohort(
+        np.arange(10, 10 + n),
+        rng.random((n, len(LABELS))),
+        np.full((n, len(LABELS)), 0.7),
+        truth,
+        np.array([f"p{i}" for i in range(n)]),
+        meta,
+        LABELS,
+    )
+    fps = false_positives(cohort)
+    table = false_positive_studies(cohort, fps)
+    expected = fps.sort_values("label").groupby("study_id")["label"].agg(", ".join)
+    assert sorted(table.index) == sorted(expected.index)
+    assert (table.loc[expected.index, "false-positive findings"] == expected).all()
+    assert (table["age band"] == table["patient_age"].map(age_band)).all()
+    assert "unknown" in set(table["age band"])
+    empty = false_positive_studies(cohort, fps.iloc[:0])
+    assert empty.empty and {"false-positive findings", "age band"} <= set(empty.columns)
