@@ -34,7 +34,7 @@ def retrain_main(argv: list[str] | None = None) -> int:
             settings,
             args.out,
             actor="cli",
-            progress=lambda f, m: print(f"{f:4.0%} {m}", file=sys.stderr) and False,
+            progress=_print_progress,
         )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

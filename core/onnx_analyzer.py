@@ -32,12 +32,6 @@ from core.model_input import model_input, view_of
 CHUNK = 8  # images per runtime call (one study's views)
 
 
-def runtime_files(card: ModelCard) -> dict[str, str]:
-    """The card's ONNX files by role ("trunk", and "gate_trunk" where the gate has its own)."""
-    onnx = (card.runtime or {}).get("onnx") or {}
-    return {role: spec["file"] for role, spec in onnx.items() if isinstance(spec, dict) and "file" in spec}
-
-
 def _session(path: Path, sha256: str):
     import onnxruntime as ort
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, distinct, func, insert, select
 from sqlalchemy.orm import Session
 
 from db.schema import ShadowScore
@@ -67,7 +67,7 @@ def scores(engine: Engine, model_name: str) -> ShadowRows:
 
 
 def count(engine: Engine, model_name: str) -> int:
+    """Studies the shadow model has scored."""
+    query = select(func.count(distinct(ShadowScore.study_id))).where(ShadowScore.model_name == model_name)
     with engine.connect() as conn:
-        return len(
-            conn.execute(select(ShadowScore.study_id).where(ShadowScore.model_name == model_name).distinct()).all()
-        )
+        return int(conn.execute(query).scalar_one())

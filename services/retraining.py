@@ -52,6 +52,12 @@ class RetrainResult:
     gate: GateDecision
 
 
+def site_retraining(card: ModelCard) -> dict:
+    """What a candidate's card says of its retraining (parent, cohort, recipe); empty for a
+    model that was not retrained on a site's reads."""
+    return (card.training or {}).get("site_retraining", {})
+
+
 def current_model_dir(engine: Engine, settings: Settings) -> Path:
     """The folder of the registered current model, else the configured one (CXR_MODEL)."""
     current = registry.current_model(engine)

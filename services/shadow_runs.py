@@ -27,6 +27,7 @@ from core.model_card import ModelCard
 from db import models as registry
 from db import shadow
 from db.results import stored_features
+from services.retraining import find_registered, site_retraining
 from services.site_labels import site_cohort
 from training.compare_models import compare
 from training.head_weights import read_head
@@ -41,18 +42,12 @@ class ShadowScorer:
     head: LinearHead
 
 
-def _parent_version(card: ModelCard) -> str | None:
-    return (card.training or {}).get("site_retraining", {}).get("parent_version")
-
-
 def start(engine: Engine, name: str, actor: str) -> registry.RegisteredModel:
     """Run the named candidate in shadow (refused unless it was trained from the current model)."""
-    from services.retraining import find_registered
-
     model = find_registered(engine, name)
     current = registry.current_model(engine)
     card = ModelCard.load(Path(model.folder))
-    if current is None or _parent_version(card) != current.version:
+    if current is None or site_retraining(card).get("parent_version") != current.version:
         raise ValueError(
             f"{model.name} was not trained from the current model ({current.version if current else 'none'}): "
             "it reads other features and cannot run in shadow"
@@ -80,7 +75,7 @@ class ShadowScorers:
         if self._loaded is None or self._loaded.name != model.name:
             card = ModelCard.load(Path(model.folder))
             kernel, bias = read_head(Path(model.folder) / card.weights_file, len(card.labels))
-            parent = _parent_version(card) or ""
+            parent = site_retraining(card).get("parent_version") or ""
             self._loaded = ShadowScorer(model.name, parent, LinearHead(kernel, bias, card.calibration, card.labels))
         if self._loaded.parent_version != current_version:
             return None  # another model is current now: its features are not this head's input
@@ -99,25 +94,21 @@ def record(
     shadow.store(engine, scorer.name, current_version, study_id, [(iid, p) for (iid, _), p in zip(features, probs)])
 
 
-def prospective_comparison(engine: Engine, name: str) -> dict | None:
-    """The shadow model against the current one on the studies it ran on that readers have
-    since read completely (their labels as the analytics use them): both scored on the same
-    images, the current model from its kept features with its own head, the shadow model
-    from what it stored during the run. None until some of those studies are read."""
-    from services.retraining import find_registered
-
-    model = find_registered(engine, name)
-    card = ModelCard.load(Path(model.folder))
-    parent_version = _parent_version(card)
+def prospective_comparison(engine: Engine, model: registry.RegisteredModel, card: ModelCard) -> dict | None:
+    """The shadow model (``model``, its ``card``) against the current one on the studies it
+    ran on that readers have since read completely (their labels as the analytics use
+    them): both scored on the same images, the current model from its kept features with
+    its own head, the shadow model from what it stored during the run. None until some of
+    those studies are read."""
+    info = site_retraining(card)
+    parent_version = info.get("parent_version")
     rows = shadow.scores(engine, model.name)
     if parent_version is None or len(rows.instance_ids) == 0:
         return None
     labels = tuple(card.labels)
     site = site_cohort(engine, parent_version, labels)
-    trained_on = set((card.training or {}).get("site_retraining", {}).get("cohort_study_ids", {}).get("train", []))
-    trained_on |= set(
-        (card.training or {}).get("site_retraining", {}).get("cohort_study_ids", {}).get("validation", [])
-    )
+    cohort = info.get("cohort_study_ids", {})
+    trained_on = set(cohort.get("train", [])) | set(cohort.get("validation", []))
     position = {int(s): i for i, s in enumerate(site.study_ids)}
     keep = np.array([int(s) in position and int(s) not in trained_on for s in rows.study_ids], dtype=bool)
     if not keep.any():
