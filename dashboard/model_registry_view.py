@@ -112,4 +112,5 @@ def _act(action, done: str, requeues: bool = True) -> None:
     except (PermissionError, ValueError) as exc:
         st.error(plain(exc))
     else:
-        st.success(done + (" Unread studies are analysed again by it." if requeues else ""))
+        # the message names a model, and a model's name comes from its card file: plain text
+        st.success(plain(done) + (" Unread studies are analysed again by it." if requeues else ""))

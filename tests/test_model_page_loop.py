@@ -74,6 +74,7 @@ def test_admin_runs_a_candidate_in_shadow_and_ends_the_run(tmp_path):
         page.selectbox(key="candidate_pick").select("site-candidate").run()
         page.button(key="shadow_start").click().run()
         assert registry.shadow_model(engine).name == "site-candidate"
+        assert any(m.value.startswith("site\\-candidate runs in shadow") for m in page.success)  # plain text
         page.run()
         assert any("Running in shadow on 0 new studies" in i.value for i in page.info)
         page.button(key="shadow_stop").click().run()
