@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from core.cohort import default_boot_count, false_positive_studies, false_positives, finding_table
-from db.analytics import CohortFilter, load_cohort
+from services.analytics import CohortFilter, load_cohort
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing cohort metrics…")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.text import plain
-from db.users import (
+from services.accounts import (
     Identity,
     SignInError,
     authenticate,
@@ -53,7 +53,7 @@ def _from_cookie(engine, settings) -> tuple[int, int] | None:
     limit, its epoch current and the account active."""
     import time
 
-    from db.users import session_epoch
+    from services.accounts import session_epoch
     from services.session_token import COOKIE, verify
 
     try:
@@ -69,7 +69,7 @@ def _from_cookie(engine, settings) -> tuple[int, int] | None:
 def _open_session(engine, user_id: int) -> None:
     """This browser session is the account's, under its current epoch: raising the epoch
     (sign-out anywhere, password reset, disable) ends it at its next interaction."""
-    from db.users import session_epoch
+    from services.accounts import session_epoch
 
     st.session_state[SESSION_KEY] = user_id
     st.session_state[EPOCH_KEY] = session_epoch(engine, user_id)
@@ -95,7 +95,7 @@ def _write_cookie(value: str, max_age: int) -> None:
 def session_cookie_updates() -> None:
     """Issue the cookie after a sign-in, delete it after a sign-out (called once per run)."""
     from dashboard.state import settings_and_engine
-    from db.users import session_epoch
+    from services.accounts import session_epoch
     from services.session_token import LIFETIME_S, issue
 
     action = st.session_state.pop("cookie_action", None)
@@ -124,7 +124,7 @@ def signed_in_user() -> Identity | None:
             user_id = found[0]
             st.session_state[SESSION_KEY], st.session_state[EPOCH_KEY] = found
     if user_id is None and sso_configured() and getattr(st.user, "is_logged_in", False):
-        from db.users import sso_identity
+        from services.accounts import sso_identity
 
         _, engine = settings_and_engine()
         identity = sso_identity(
@@ -215,7 +215,7 @@ def _first_run_form(engine) -> None:
 def sign_out() -> None:
     """End this session and every session cookie of the account (its epoch is raised)."""
     from dashboard.state import settings_and_engine
-    from db.users import current_identity, end_sessions
+    from services.accounts import current_identity, end_sessions
 
     user_id = st.session_state.pop(SESSION_KEY, None)
     st.session_state.pop(EPOCH_KEY, None)

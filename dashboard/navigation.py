@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from db.users import Identity
+from services.accounts import Identity
 
 # (file, title, url path); the first is the default page
 READER_PAGES = (

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from core.config import Settings, load_settings
 from core.model_card import ModelCard
-from db.bootstrap import open_database
+from services.operations import open_database
 
 DISCLAIMER = (
     "Screening aid for radiologist review, not a diagnosis. The model flags findings with a "
@@ -136,7 +136,8 @@ def open_study(study_id: int) -> None:
 
 
 def requested_study() -> int | None:
-    """The study the Review page should show: the link's ?study=N, else the one opened last."""
+    """The study the Review page should show: the link's ?study=N, else the one opened
+    last. An invalid link shows only its reason: the page stops there."""
     raw = st.query_params.get("study")
     if raw is not None:
         try:
@@ -144,10 +145,22 @@ def requested_study() -> int | None:
         except ValueError:
             sid = 0
         if not 1 <= sid < 2**63:
-            st.error("The study link is not valid.")
-        else:
-            st.session_state[STUDY_KEY] = sid
+            st.session_state.pop(STUDY_KEY, None)
+            st.error("The study link is not valid: a study is named by its number, for example ?study=12.")
+            st.stop()
+        st.session_state[STUDY_KEY] = sid
     return st.session_state.get(STUDY_KEY)
+
+
+def pin_study(study_id: int | None) -> None:
+    """Make the Review page show this study until the reader moves on: in the session and
+    in the link, so a rerun (or a reload) never shows another study under a form."""
+    if study_id is None:
+        st.session_state.pop(STUDY_KEY, None)
+        st.query_params.clear()
+    else:
+        st.session_state[STUDY_KEY] = int(study_id)
+        st.query_params["study"] = str(int(study_id))
 
 
 def scroll_to_top() -> None:

@@ -9,7 +9,7 @@ from core.labels import NO_FINDING
 from core.model_card import MIN_THRESHOLD_SUPPORT
 from core.verdict_rules import Mark, present, verdict_for
 from dashboard.text import plain
-from db.reviews import StudyRecord
+from services.reading import StudyRecord
 
 PANEL_HEIGHT = 280  # with the note and Submit below it, the panel fits a 720-pixel screen
 FLAGGED_CHOICES = {"correct": "present: flag correct", "incorrect": "absent: false positive"}

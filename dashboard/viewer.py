@@ -21,8 +21,7 @@ from core.display import (
 from core.gradcam import overlay, upsample
 from core.verdict_rules import Mark
 from dashboard.text import plain
-from db.reviews import StudyRecord
-from db.studies import InstanceRecord
+from services.reading import InstanceRecord, StudyRecord
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -10,8 +10,7 @@ from sqlalchemy import Engine
 
 from dashboard.auth import require_user
 from dashboard.text import plain
-from db.heartbeats import live_workers
-from db.queue import queue_counts
+from services.operations import live_workers, queue_counts
 
 
 @st.fragment(run_every=timedelta(seconds=3))

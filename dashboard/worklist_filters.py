@@ -1,4 +1,4 @@
-"""The worklist's filter panel, turned into a typed filter for ``db.reviews.worklist``."""
+"""The worklist's filter panel, turned into a typed filter for ``services.worklist.reader_worklist``."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from datetime import datetime, time
 
 import streamlit as st
 
-from db.reviews import WorklistFilter
-from db.schema import StudyStatus
+from services.worklist import StudyStatus, WorklistFilter
 
 
 def worklist_filters(people: dict[int, str], findings: list[str]) -> WorklistFilter:
     with st.expander("Filters", expanded=False):
         c1, c2, c3 = st.columns(3)
-        statuses = c1.multiselect("Status", StudyStatus.ALL, default=[StudyStatus.DONE], key="wl_status")
+        statuses = c1.multiselect("Status", list(StudyStatus), default=[StudyStatus.DONE], key="wl_status")
         finding = c2.selectbox("Flagged finding", ["(any)", *findings], key="wl_finding")
         reviewed = c3.selectbox("Reviewed", ["either", "not reviewed", "reviewed"], key="wl_reviewed")
         c4, c5, c6 = st.columns(3)

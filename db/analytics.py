@@ -124,9 +124,14 @@ def load_cohort(engine: Engine, flt: CohortFilter, labels: tuple[str, ...], with
     if flt.model_version:
         scores_q = scores_q.where(StudyScores.model_version == flt.model_version)
     votes_q = (
-        select(VerdictSet.study_id, VerdictSet.reviewer_id, VerdictSet.present_mask, VerdictSet.labels, User.role)
+        select(
+            VerdictSet.study_id,
+            VerdictSet.reviewer_id,
+            VerdictSet.present_mask,
+            VerdictSet.labels,
+            VerdictSet.adjudication,
+        )
         .join(Study, Study.id == VerdictSet.study_id)
-        .join(User, User.id == VerdictSet.reviewer_id)
         .where(and_(*conds))
     )
     if flt.reviewer_id is not None:
@@ -146,7 +151,7 @@ def load_cohort(engine: Engine, flt: CohortFilter, labels: tuple[str, ...], with
     keys = frame["labels"].tolist()
     probs = unpack_floats([bytes(b) for b in frame["probabilities"]], keys, labels)
     thresholds = unpack_floats([bytes(b) for b in frame["thresholds"]], keys, labels)
-    vframe = _frame(votes, ["study_id", "reviewer_id", "mask", "labels", "role"])
+    vframe = _frame(votes, ["study_id", "reviewer_id", "mask", "labels", "adjudication"])
     pos = pd.Index(meta["id"]).get_indexer(vframe["study_id"].to_numpy(dtype=np.int64))
     keep = pos >= 0
     present, known = unmask(vframe["mask"].to_numpy(dtype=np.int64), vframe["labels"].tolist(), labels)
@@ -159,7 +164,7 @@ def load_cohort(engine: Engine, flt: CohortFilter, labels: tuple[str, ...], with
         vframe["reviewer_id"].to_numpy(dtype=np.int64)[keep],
         present[keep],
         known[keep],
-        (vframe["role"] == "admin").to_numpy()[keep],
+        vframe["adjudication"].to_numpy(dtype=bool)[keep],
     )
 
 

@@ -186,7 +186,7 @@ def queue_counts(engine: Engine) -> dict[str, int]:
     """Studies per status (every status present, 0 where none)."""
     with engine.connect() as conn:
         rows = conn.execute(select(Study.status, func.count()).group_by(Study.status)).all()
-    counts = {s: 0 for s in StudyStatus.ALL}
+    counts = {str(s): 0 for s in StudyStatus}
     counts.update({s: int(n) for s, n in rows})
     return counts
 

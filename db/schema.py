@@ -17,8 +17,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from core.study_status import StudyStatus as StudyStatus  # re-exported beside the table that stores it
 
 
 def utcnow() -> datetime:
@@ -27,14 +30,6 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
-
-
-class StudyStatus:
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    DONE = "done"
-    FAILED = "failed"
-    ALL = (QUEUED, PROCESSING, DONE, FAILED)
 
 
 class User(Base):
@@ -298,6 +293,22 @@ class VerdictSet(Base):
     present_mask: Mapped[int] = mapped_column(Integer)
     labels: Mapped[str] = mapped_column(Text)  # label order of the mask's bits, '|'-joined
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # written by an admin who settled the disagreement of the study's required reads: not
+    # one of those reads (see core.reading_rules)
+    adjudication: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class ReadClaim(Base):
+    """A reader's lease on a study they have opened to read: renewed while their screen
+    is open, ignored once ``expires_at`` has passed. "Read next" skips a study whose
+    reads and others' live claims already make up the reads it needs."""
+
+    __tablename__ = "read_claims"
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_read_claims_expiry", "study_id", "expires_at"),)
 
 
 class StudyNote(Base):

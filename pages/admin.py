@@ -10,10 +10,9 @@ import streamlit as st
 from dashboard.auth import require_user
 from dashboard.state import settings_and_engine
 from dashboard.text import plain
-from db import audit
-from db.queue import failed_studies, requeue
-from db.users import ROLES, create_user, list_users, reset_password, set_active, set_role
+from services.accounts import ROLES, create_user, list_users, reset_password, set_active, set_role
 from services.exports import audit_csv, audit_frame, record_export
+from services.operations import audit_actions, audit_events, failed_studies, requeue
 from services.outbox import failing_results, resend_results
 from services.reference_labels import import_labels
 
@@ -107,9 +106,9 @@ def reference_tab(engine, admin) -> None:
 
 def audit_tab(engine, admin) -> None:
     c1, c2 = st.columns(2)
-    action = c1.selectbox("Action", ["(all)", *audit.action_names(engine)], key="audit_action")
+    action = c1.selectbox("Action", ["(all)", *audit_actions(engine)], key="audit_action")
     limit = c2.number_input("Rows", 50, 10000, 500, key="audit_limit")
-    rows = audit.events(engine, None if action == "(all)" else action, int(limit))
+    rows = audit_events(engine, None if action == "(all)" else action, int(limit))
     if not rows:
         st.write("No events.")
         return

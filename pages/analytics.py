@@ -8,11 +8,10 @@ from dashboard import analytics_tabs as tabs
 from dashboard.analytics_data import compute, selection
 from dashboard.auth import require_user
 from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
-from db.analytics import data_stamp
-from db.reviews import reviewers
-from db.studies import model_versions
+from services.analytics import data_stamp, model_versions
 from services.exports import record_export, verdicts_csv
 from services.thresholds import decide, save_proposal
+from services.worklist import reviewers
 
 user = require_user()
 settings, engine = settings_and_engine()

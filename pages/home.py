@@ -7,9 +7,9 @@ from dashboard.auth import require_user
 from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
 from dashboard.text import plain
 from dashboard.widgets import queue_and_workers
-from db.heartbeats import latest_device
-from db.reviews import longest_waiting
+from services.operations import latest_device
 from services.outbox import results_failing
+from services.worklist import longest_waiting
 
 require_user()
 settings, engine = settings_and_engine()

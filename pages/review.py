@@ -10,8 +10,8 @@ from core.verdict_rules import normal_study
 from dashboard.auth import require_user
 from dashboard.state import (
     DISCLAIMER,
-    STUDY_KEY,
     model_card_or_error,
+    pin_study,
     requested_study,
     scroll_to_top,
     settings_and_engine,
@@ -27,8 +27,7 @@ from dashboard.verdicts import (
     verdict_form,
 )
 from dashboard.viewer import image_panel
-from db.reviews import load_study, next_study, submit_review
-from db.studies import study_instances
+from services.reading import keep_claim, open_study, read_next, save_read, study_images
 
 # the reading screen is dense: less space above the title, a smaller title
 COMPACT = (
@@ -43,15 +42,22 @@ KEYS_HELP = (
 )
 MIN_LOOK_S = 1.5  # a verdict submitted sooner after its study opened is a double click, not a read
 
+CLAIM_RENEWAL_S = 60  # the open screen renews its claim this often (claims lapse after 5 minutes)
+
 run_started = time.monotonic()  # when the click that started this run arrived
 user = require_user()
 settings, engine = settings_and_engine()
 saved = st.session_state.pop("just_saved", None)
 if saved:
-    st.toast(f"Saved your verdict on study {saved}.", icon="✅")
+    st.toast(saved, icon="✅")
+    st.success(saved)
     scroll_to_top()
-sid = requested_study() or next_study(engine, -1, settings.triage(), user.id, settings.reads_required)
-case = load_study(engine, sid, user.id) if sid else None
+sid = requested_study()
+if sid is None:  # "Review" from the menu: claim the reader's next study and pin the page to it
+    sid = read_next(engine, settings, user)
+    pin_study(sid)
+opened = open_study(engine, settings, user, sid) if sid else None
+case = opened.case if opened else None
 labels, row_flags = panel_order(case.predictions) if case and not case.predictions.empty else ([], [])
 flags = dict(zip(labels, row_flags, strict=True))  # label -> flagged by the model
 
@@ -62,26 +68,34 @@ def refuse(message: str) -> None:
     st.error(message)
 
 
-def save_and_open_next(verdicts: dict[str, str], note: str | None) -> None:
-    opened = st.session_state.get("opened_by_save", {}).get(sid)
-    if opened is not None and run_started - opened < MIN_LOOK_S:
+def save_and_open_next(study_id: int, verdicts: dict[str, str], note: str | None) -> None:
+    """Store the read for ``study_id`` (the study this form was drawn for) or say why not;
+    once stored, claim and open the reader's next study."""
+    opened_at = st.session_state.get("opened_by_save", {}).get(study_id)
+    if opened_at is not None and run_started - opened_at < MIN_LOOK_S:
         refuse("Not saved: the study had only just opened. Look at it, then submit again.")
         return
     try:
-        marks = marks_to_store(sid, verdicts, flags)
-        submit_review(engine, sid, user.id, verdicts, note, actor=user.username, marks=marks)
+        marks = marks_to_store(study_id, verdicts, flags)
     except ValueError as exc:
         refuse(f"Not saved: {plain(exc)}")
         return
-    st.session_state["just_saved"] = sid
-    nxt = next_study(engine, sid, settings.triage(), user.id, settings.reads_required)
-    st.query_params.clear()
-    if nxt is None:
-        st.session_state.pop(STUDY_KEY, None)
-    else:
-        st.session_state[STUDY_KEY] = nxt
+    outcome = save_read(engine, settings, user, study_id, verdicts, note, marks)
+    if not outcome.saved:
+        refuse(plain(outcome.message))
+        return
+    st.session_state["just_saved"] = outcome.message
+    nxt = read_next(engine, settings, user, after_id=study_id)
+    pin_study(nxt)
+    if nxt is not None:
         st.session_state["opened_by_save"] = {nxt: time.monotonic()}  # the double-click guard's clock
     st.rerun()
+
+
+@st.fragment(run_every=CLAIM_RENEWAL_S)
+def renew_claim(study_id: int) -> None:
+    """Keep this reader's claim while the screen stays open (no rerun of the page)."""
+    keep_claim(engine, user, study_id)
 
 
 if sid is None:
@@ -90,6 +104,7 @@ if sid is None:
 elif case is None:
     st.error(f"Study {sid} does not exist.")
 else:
+    assert opened is not None
     study = case.study
     st.html(COMPACT)
     st.title(f"Review: study {sid}")
@@ -97,6 +112,8 @@ else:
         f"{plain(study.original_name)} · {plain(study.file_format.upper())} · {study.width}x{study.height} · "
         f"view {plain(study.view_position or 'unknown')} · uploaded {study.created_at:%Y-%m-%d %H:%M} · " + DISCLAIMER
     )
+    if opened.read_only and study.status == "done":
+        st.info(f"Read-only: {opened.access.reason}")
     if study.status != "done":
         st.info(
             f"Status: {study.status}."
@@ -111,7 +128,7 @@ else:
                 study,
                 case.predictions,
                 case.heatmaps,
-                study_instances(engine, sid),
+                study_images(engine, sid),
                 marks=open_marks(sid, case.my_marks),
                 on_point=lambda mark: place_mark(sid, labels, row_flags, mark),
             )
@@ -121,14 +138,20 @@ else:
                 st.markdown(KEYS_HELP)
             with score:
                 domain_and_abnormal(study)
-            if normal.button(
-                "Normal study, save and next", key=f"normal_{sid}", shortcut="n", help="Every finding absent (N)"
-            ):
-                save_and_open_next(normal_study(flags), None)
             if case.other_reviews:
                 st.caption(f"{case.other_reviews} other reader(s) have read this study; verdicts are kept apart.")
-            submitted = verdict_form(sid, case.predictions, case.my_verdicts, case.note)
-            if submitted:
-                save_and_open_next(*submitted)
+            if opened.read_only:
+                if st.button("Read next", key=f"next_{sid}", type="primary", shortcut="j"):
+                    pin_study(read_next(engine, settings, user, after_id=sid))
+                    st.rerun()
+            else:
+                renew_claim(sid)
+                if normal.button(
+                    "Normal study, save and next", key=f"normal_{sid}", shortcut="n", help="Every finding absent (N)"
+                ):
+                    save_and_open_next(sid, normal_study(flags), None)
+                submitted = verdict_form(sid, case.predictions, case.my_verdicts, case.note)
+                if submitted:
+                    save_and_open_next(sid, *submitted)
         # the full table under both columns: the page's width shows every column without scrolling
         scores_table(case.predictions, dict(card.threshold_support) if card else {})

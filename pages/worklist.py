@@ -6,7 +6,8 @@ from core.labels import NO_FINDING
 from dashboard.auth import require_user
 from dashboard.state import DISCLAIMER, model_card_or_error, open_study, settings_and_engine
 from dashboard.worklist_filters import worklist_filters
-from db.reviews import next_study, reviewers, worklist
+from services.reading import read_next
+from services.worklist import reader_worklist, reviewers
 
 QUEUE_NAMES = {"to_read": "To read", "second_read": "Second read", "adjudication": "Adjudication", "all": "All"}
 
@@ -29,7 +30,7 @@ if c2.button(
     shortcut="j",
     help="Your most urgent unread study (the same one Review opens); shortcut J",
 ):
-    nxt = next_study(engine, -1, settings.triage(), user.id, settings.reads_required)
+    nxt = read_next(engine, settings, user)
     if nxt is None:
         st.info("Nothing waits for your read.")
     else:
@@ -37,8 +38,8 @@ if c2.button(
 card = model_card_or_error(settings)
 findings = [lab for lab in (card.labels if card else []) if lab != NO_FINDING]
 flt = worklist_filters(reviewers(engine), findings)
-flt.reader_id, flt.queue, flt.reads_required = user.id, queue or "to_read", settings.reads_required
-df = worklist(engine, flt, settings.triage(), limit=200)
+flt.reader_id, flt.queue = user.id, queue or "to_read"
+df = reader_worklist(engine, settings, flt, limit=200)
 st.write(f"{len(df)} studies shown (at most 200)")
 if not df.empty:
     columns = [

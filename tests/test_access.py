@@ -94,7 +94,7 @@ def test_analytics_runs_only_the_open_tab(seeded):
 
 @pytest.mark.parametrize("text", INJECTIONS)
 def test_worklist_name_filter_is_a_bound_parameter(seeded, text):
-    from db.reviews import WorklistFilter, worklist
+    from db.worklist import WorklistFilter, worklist
 
     df = worklist(seeded["engine"], WorklistFilter(name_contains=text), seeded["triage"])
     # '%' and '_' match only themselves: every seeded name has a literal '_', none a '%'
@@ -108,7 +108,7 @@ def test_worklist_name_filter_is_a_bound_parameter(seeded, text):
 # the page passes the text to the same bound query the test above drives with every string
 @pytest.mark.parametrize("text", ["_", "%' OR '1'='1", "x' UNION SELECT password_hash FROM users --"])
 def test_injection_in_page_text_filters(seeded, text):
-    from db.reviews import WorklistFilter, worklist
+    from db.worklist import WorklistFilter, worklist
 
     at = _run("pages/worklist.py", seeded["reviewer"])
     at.text_input(key="wl_name").input(text).run()
@@ -131,7 +131,7 @@ def test_audit_filter_is_a_pick_list_of_recorded_actions(seeded):
 
 
 def test_literal_wildcards_match_literally(seeded):
-    from db.reviews import WorklistFilter, worklist
+    from db.worklist import WorklistFilter, worklist
 
     assert len(worklist(seeded["engine"], WorklistFilter(name_contains="study_00001"), seeded["triage"])) == 10
 
@@ -155,7 +155,7 @@ def test_first_run_form_only_while_no_user_exists(tmp_path):
 def test_worklist_filters_partition_the_studies(seeded):
     from datetime import datetime, timedelta
 
-    from db.reviews import WorklistFilter, worklist
+    from db.worklist import WorklistFilter, worklist
 
     engine, triage = seeded["engine"], seeded["triage"]
     everything = worklist(engine, WorklistFilter(), triage)

@@ -212,8 +212,8 @@ def test_item16_overdue_outranks_any_fresh_study(p_old, p_new, overdue, extra_ho
 
 
 def test_item16_priority_column_is_written_and_ordered_in_sql(settings, db_engine, identity_analyzer):
-    from db.reviews import WorklistFilter, worklist
     from db.schema import Study
+    from db.worklist import WorklistFilter, worklist
     from services.worker import Worker
     from tests.conftest import shared
     from tests.test_worker_faults import _ingest

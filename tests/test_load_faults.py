@@ -67,9 +67,9 @@ def _spawn_worker(settings, wid: str) -> subprocess.Popen:
 
 
 def test_reviewers_under_load_with_workers_killed(settings, db_engine):
-    from db.reviews import submit_review
     from db.users import create_user
     from services.ingest import ingest_upload
+    from services.reading import save_read
 
     ids = []
     for name, data in thousand_real_images():
@@ -115,7 +115,8 @@ def test_reviewers_under_load_with_workers_killed(settings, db_engine):
                         # a reader who sees a finding does not also call the study normal
                         verdicts[NO_FINDING] = "incorrect" if NO_FINDING in flagged else "correct"
                     t = time.perf_counter()
-                    submit_review(db_engine, sid, user.id, verdicts, actor=user.username)
+                    outcome = save_read(db_engine, settings, user, sid, verdicts)
+                    assert outcome.saved, outcome.message
                     latencies.append(time.perf_counter() - t)
                     submitted.append((sid, user.id, verdicts))
                     pending.remove(sid)
@@ -273,16 +274,19 @@ CHILD = r"""
 import os, sys
 from core.config import load_settings
 from db.bootstrap import open_database
-from db.reviews import load_study, submit_review
+from db.reviews import load_study
+from db.users import current_identity
 from core.verdict_rules import normal_study
+from services.reading import save_read
 settings = load_settings()
 engine = open_database(settings)
 uid, first, last = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 flags = {sid: dict(zip(c.predictions["label"], c.predictions["flagged"].astype(bool)))
          for sid in range(first, last + 1) if (c := load_study(engine, sid, uid)) is not None}
+reader = current_identity(engine, uid)
 print("ready", flush=True)
 for sid in range(first, last + 1):
-    submit_review(engine, sid, uid, normal_study(flags[sid]), "note " * 50, actor="crash")
+    assert save_read(engine, settings, reader, sid, normal_study(flags[sid]), "note " * 50).saved
 """
 
 

@@ -171,8 +171,8 @@ def test_study_from_orthanc_is_grouped_analysed_and_results_return(node):
     from pynetdicom import AE as _AE  # noqa: F401 - the client library is importable
 
     from db.outbound import for_study
-    from db.reviews import WorklistFilter, worklist
     from db.studies import study_instances
+    from db.worklist import WorklistFilter, worklist
     from services.pacs_sender import send_due
 
     study_uid = generate_uid()

@@ -181,12 +181,14 @@ def test_disabled_user_session_ends(app_db):
     assert "Please sign in" in _text(at) and "user_id" not in at.session_state
 
 
-def test_item8_oversized_study_link_is_a_clear_message(app_db):
-    at = _app("pages/review.py", app_db["reviewer"])
-    at.query_params["study"] = "99999999999999999999"
+@pytest.mark.parametrize("link", ["99999999999999999999", "-1", "0", "abc"])
+def test_an_invalid_study_link_shows_only_its_reason(app_db, link):
+    at = _app("pages/review.py", app_db["reviewer"], study_id=app_db["ids"]["cr_chest.dcm"])
+    at.query_params["study"] = link
     at.run()
     assert not at.exception
-    assert "The study link is not valid." in _text(at)
+    assert "The study link is not valid" in _text(at)
+    assert not at.title and not at.button  # no other study shown underneath
 
 
 def test_review_shows_abnormal_score_and_threshold_basis(app_db):

@@ -51,16 +51,17 @@ def _flags(engine, sid: int) -> dict[str, bool]:
 
 def test_read_next_never_returns_a_study_the_reader_has_read(site):
     from core.verdict_rules import normal_study
-    from db.reviews import WorklistFilter, next_study, submit_review, worklist
+    from db.worklist import WorklistFilter, worklist
+    from services.reading import read_next, save_read
 
     engine, settings, reader = site["engine"], site["settings"], site["readers"][0]
     read = set()
     for _ in range(6):
-        sid = next_study(engine, -1, settings.triage(), reader.id, settings.reads_required)
-        assert sid is not None and sid not in read
         flt = WorklistFilter(reader_id=reader.id, queue="to_read", reads_required=settings.reads_required)
-        assert int(worklist(engine, flt, settings.triage(), limit=1)["id"].iloc[0]) == sid  # one ordering
-        submit_review(engine, sid, reader.id, normal_study(_flags(engine, sid)), actor=reader.username)
+        top = int(worklist(engine, flt, settings.triage(), limit=1)["id"].iloc[0])
+        sid = read_next(engine, settings, reader)
+        assert sid == top and sid not in read  # one ordering: the worklist's top is what "Read next" claims
+        assert save_read(engine, settings, reader, sid, normal_study(_flags(engine, sid))).saved
         read.add(sid)
     mine = worklist(engine, WorklistFilter(reader_id=reader.id), settings.triage())
     assert set(mine.loc[mine["read_by_me"], "id"]) >= read
@@ -68,7 +69,7 @@ def test_read_next_never_returns_a_study_the_reader_has_read(site):
 
 
 def test_second_read_queue_holds_studies_another_reader_read(site):
-    from db.reviews import WorklistFilter, worklist
+    from db.worklist import WorklistFilter, worklist
 
     engine, settings = site["engine"], site["settings"]
     second = worklist(
@@ -80,26 +81,27 @@ def test_second_read_queue_holds_studies_another_reader_read(site):
 
 
 def test_review_opens_the_study_read_next_would(site):
-    from db.reviews import next_study
+    from db.worklist import next_candidates
 
     reader = site["readers"][1]
+    expected = next_candidates(site["engine"], -1, site["settings"].triage(), reader.id, 2)[0]
     at = _page("pages/review.py", reader).run()
     assert not at.exception
-    expected = next_study(site["engine"], -1, site["settings"].triage(), reader.id, 2)
     assert at.title[0].value == f"Review: study {expected}"
+    assert at.query_params["study"] == str(expected)  # pinned: a rerun cannot show another study
 
 
 def test_a_contradictory_verdict_is_refused(site):
     from core.verdict_rules import normal_study
-    from db.reviews import next_study, submit_review
+    from services.reading import read_next, save_read
 
     engine, reader = site["engine"], site["readers"][1]
-    sid = next_study(engine, -1, site["settings"].triage(), reader.id, 2)
+    sid = read_next(engine, site["settings"], reader)
     flags = _flags(engine, sid)
     verdicts = normal_study(flags)  # No Finding present ...
     verdicts["Mass"] = "correct" if flags["Mass"] else "missed"  # ... and a mass present
-    with pytest.raises(ValueError, match="No Finding"):
-        submit_review(engine, sid, reader.id, verdicts)
+    outcome = save_read(engine, site["settings"], reader, sid, verdicts)
+    assert not outcome.saved and outcome.message.startswith("Not saved:") and "No Finding" in outcome.message
     with engine.connect() as conn:
         assert (
             conn.execute(
@@ -182,22 +184,23 @@ def test_admin_changes_a_role_and_resets_a_password_audited(site):
 
 def test_readers_who_disagree_put_the_study_in_the_adjudication_queue(site):
     from core.verdict_rules import normal_study
-    from db.reviews import WorklistFilter, submit_review, worklist
     from db.users import create_user
+    from db.worklist import WorklistFilter, worklist
+    from services.reading import save_read
 
     engine, settings = site["engine"], site["settings"]
     rev1 = site["readers"][0]
     rev2 = create_user(engine, "rev3", "long enough password")  # a reviewer, not an adjudicator
     unread = worklist(engine, WorklistFilter(reader_id=rev1.id, queue="to_read", reads_required=2), settings.triage())
-    sid = unread.loc[unread["reads"] == 0, "id"].iloc[0]  # nobody has read it, no adjudicator either
-    flags = _flags(engine, int(sid))
-    submit_review(engine, int(sid), rev1.id, normal_study(flags))
+    sid = int(unread.loc[unread["reads"] == 0, "id"].iloc[0])  # nobody has read it, no adjudicator either
+    flags = _flags(engine, sid)
+    assert save_read(engine, settings, rev1, sid, normal_study(flags)).saved
     other = normal_study(flags)
     other[NO_FINDING] = "incorrect" if flags[NO_FINDING] else "correct"
     other["Effusion"] = "correct" if flags["Effusion"] else "missed"
-    submit_review(engine, int(sid), rev2.id, other)
-    queue = worklist(engine, WorklistFilter(reader_id=1, queue="adjudication"), settings.triage())
-    assert int(sid) in set(queue["id"])
+    assert save_read(engine, settings, rev2, sid, other).saved
+    queue = worklist(engine, WorklistFilter(reader_id=1, queue="adjudication", reads_required=2), settings.triage())
+    assert sid in set(queue["id"])
 
 
 def test_verdict_for_is_the_inverse_of_present():
