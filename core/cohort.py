@@ -6,13 +6,15 @@ verdicts or from imported reference labels. Reviewers can disagree; the rule is 
 
 - ``majority``: the majority of reviewers; a tie is settled by an adjudicator's verdict
   when one exists, otherwise the label stays unknown (excluded, not guessed).
-- ``adjudicator``: an adjudicator's (admin's) verdict wins; otherwise the majority.
+- ``adjudicator``: an adjudicator's verdict (an admin who settled disagreeing reads) wins;
+  otherwise the majority.
 - ``reviewer``: only the chosen reviewer's verdicts count.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,23 @@ import pandas as pd
 from core.labels import LABELS as NIH_LABELS
 from core.metrics import auc_ci, confusion_at, group_index, group_weights
 
-RULES = ("majority", "adjudicator", "reviewer")
+
+class TruthRule(StrEnum):
+    """How disagreeing readers' verdicts become one truth (see the module's docstring)."""
+
+    MAJORITY = "majority"
+    ADJUDICATOR = "adjudicator"
+    REVIEWER = "reviewer"
+
+
+class TruthSource(StrEnum):
+    """Where a cohort's truth comes from."""
+
+    VERDICTS = "verdicts"  # the site's readers
+    REFERENCE = "reference"  # labels imported with the images (cxr labels import)
+
+
+RULES = tuple(r.value for r in TruthRule)
 
 
 @dataclass
@@ -65,7 +83,7 @@ def truth_from_votes(
     truth = np.full((n, n_labels), np.nan)
     if len(study_pos) == 0:
         return truth
-    if rule == "reviewer":
+    if rule == TruthRule.REVIEWER:
         if chosen is None or reviewer_ids is None:
             raise ValueError("the 'reviewer' rule needs a reviewer")
         mine = np.asarray(reviewer_ids) == chosen
@@ -82,7 +100,7 @@ def truth_from_votes(
     if adjudicator is not None and np.any(adjudicator):
         a = np.asarray(adjudicator, dtype=bool)
         adj[study_pos[a]] = votes[a]
-    if rule == "adjudicator":
+    if rule == TruthRule.ADJUDICATOR:
         return np.where(~np.isnan(adj), adj, majority)
     return np.where(np.isnan(majority), adj, majority)
 

@@ -550,7 +550,10 @@ def dicom_voi_to_unit(values: np.ndarray, ds) -> np.ndarray:
         return px.rescale_to_unit(out, 0, 2**lut_bits - 1)
     center, width = dicom_default_window(ds)
     if center is not None and width is not None:
-        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR")
+        try:
+            function = px.WindowFunction.named(str(ds.get("VOILUTFunction", "") or ""))
+        except ValueError as exc:
+            raise UnreadableImage(f"The DICOM header names a window this software does not know ({exc}).") from exc
         return px.apply_window(values, center, width, function)
     return px.rescale_to_unit(values)
 

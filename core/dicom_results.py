@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
 import highdicom as hd
 import numpy as np
@@ -89,14 +90,14 @@ def _finding_group(r: LabelResult, algorithm, images) -> hd.sr.MeasurementsAndQu
 def _study_evaluations(in_domain: bool | None, domain_score: float | None) -> hd.sr.ContainerContentItem:
     """TID 1500's study-level qualitative evaluations: the notice that this is a screening
     aid, and the out-of-domain result (coded Present/Absent) with its score."""
-    items = [hd.sr.TextContentItem(codes.DCM.Comment, NOTICE, relationship_type="CONTAINS")]
+    items: list[hd.sr.ContentItem] = [hd.sr.TextContentItem(codes.DCM.Comment, NOTICE, relationship_type="CONTAINS")]
     if in_domain is not None:
         value = Presence.ABSENT if in_domain else Presence.PRESENT
         items.append(hd.sr.CodeContentItem(OUT_OF_DOMAIN, value.value, relationship_type="CONTAINS"))
     if domain_score is not None:
         items.append(hd.sr.NumContentItem(DOMAIN_SCORE, float(domain_score), NO_UNITS, relationship_type="CONTAINS"))
     container = hd.sr.ContainerContentItem(QUALITATIVE_EVALUATIONS, relationship_type="CONTAINS")
-    container.ContentSequence = items
+    container.ContentSequence = items  # type: ignore[assignment]  # pydicom types it as a DataElement
     return container
 
 
@@ -189,12 +190,16 @@ def read_findings(sr: Dataset) -> list[ReadFinding]:
     for group in report.get_image_measurement_groups():
         values = {m.name.value: float(m.value) for m in group.get_measurements()}
         evaluation = next(e for e in group.get_qualitative_evaluations() if e.name.value == PRESENCE.value)
+        finding = group.finding_type
+        if finding is None:
+            raise ValueError("a measurement group of the report names no finding")
+        presence = cast(hd.sr.CodedConcept, evaluation.value)  # a coded evaluation's value is a concept
         algorithm = _texts(group[0], {"111001", "111003"})
         out.append(
             ReadFinding(
-                label_of(group.finding_type),
-                group.finding_type,
-                evaluation.value.value == Presence.PRESENT.value.value,
+                label_of(finding),
+                finding,
+                presence.value == Presence.PRESENT.value.value,
                 values[PROBABILITY.value],
                 values[THRESHOLD.value],
                 (algorithm.get("111001", ""), algorithm.get("111003", "")),

@@ -6,6 +6,8 @@ dataset, so each can be tested against the standard's formulas on its own.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
 
 
@@ -41,16 +43,36 @@ def window_sigmoid(values: np.ndarray, center: float, width: float) -> np.ndarra
     return (1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))).astype(np.float32)
 
 
+class WindowFunction(StrEnum):
+    """The defined terms of VOI LUT Function (0028,1056), PS3.3 C.11.2.1.3."""
+
+    LINEAR = "LINEAR"
+    LINEAR_EXACT = "LINEAR_EXACT"
+    SIGMOID = "SIGMOID"
+
+    @classmethod
+    def named(cls, value: str | None) -> WindowFunction:
+        """The function a header names (absent or empty: LINEAR, the standard's default);
+        ValueError for a name the standard does not define: its pixels would be guessed."""
+        text = (value or "").strip().upper() or cls.LINEAR.value
+        try:
+            return cls(text)
+        except ValueError:
+            raise ValueError(f"unknown VOI LUT Function {text[:32]!r}: not one of {[f.value for f in cls]}") from None
+
+
 WINDOW_FUNCTIONS = {
-    "LINEAR": window_linear,
-    "LINEAR_EXACT": window_linear_exact,
-    "SIGMOID": window_sigmoid,
+    WindowFunction.LINEAR: window_linear,
+    WindowFunction.LINEAR_EXACT: window_linear_exact,
+    WindowFunction.SIGMOID: window_sigmoid,
 }
 
 
-def apply_window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
-    """Dispatch on the VOI LUT Function attribute; unknown names fall back to LINEAR."""
-    return WINDOW_FUNCTIONS.get(function.upper(), window_linear)(values, center, width)
+def apply_window(
+    values: np.ndarray, center: float, width: float, function: WindowFunction = WindowFunction.LINEAR
+) -> np.ndarray:
+    """Window ``values`` with the VOI LUT Function the header names (see WindowFunction.named)."""
+    return WINDOW_FUNCTIONS[function](values, center, width)
 
 
 def rescale_to_unit(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:

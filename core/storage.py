@@ -130,8 +130,10 @@ def write_heatmaps(
     import io
 
     buf = io.BytesIO()
-    extra = {"sources": np.asarray(sources, dtype=np.int64)} if sources is not None else {}
-    np.savez_compressed(buf, cams=cams.astype(np.float16), labels=np.array(labels), **extra)
+    arrays = {"cams": cams.astype(np.float16), "labels": np.array(labels)}
+    if sources is not None:
+        arrays["sources"] = np.asarray(sources, dtype=np.int64)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
     atomic_write(safe_join(data_dir, cams_relpath(study_id, model_version)), buf.getvalue())
     files = {}
     for label, heat_u8 in full_size.items():

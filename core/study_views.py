@@ -45,8 +45,8 @@ def combine(analyses: list[Analysis]) -> tuple[Analysis, dict[str, int]]:
     first = analyses[pool[0]]
 
     cams = np.stack([analyses[source[lab]].cams[j] for j, lab in enumerate(labels)])
-    abnormal = [analyses[i].abnormal for i in pool if analyses[i].abnormal is not None]
-    domain = [analyses[i].domain_score for i in range(len(analyses)) if analyses[i].domain_score is not None]
+    abnormal = [a for i in pool if (a := analyses[i].abnormal) is not None]
+    domain = [d for a in analyses if (d := a.domain_score) is not None]
     combined = Analysis(
         probabilities={lab: analyses[source[lab]].probabilities[lab] for lab in labels},
         spread={lab: analyses[source[lab]].spread[lab] for lab in labels},

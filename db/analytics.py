@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, String, and_, func, select, type_coerce
 
-from core.cohort import Cohort, truth_from_finding_labels, truth_from_votes
+from core.cohort import Cohort, TruthRule, TruthSource, truth_from_finding_labels, truth_from_votes
 from db.packing import unmask, unpack_floats
 from db.schema import (
     ReferenceLabel,
@@ -49,9 +49,11 @@ class CohortData:
     vote_known: np.ndarray  # (m, L): False where the verdict set has no verdict for the label
     vote_adjudicator: np.ndarray  # (m,)
 
-    def cohort(self, source: str = "verdicts", rule: str = "majority", chosen: int | None = None) -> Cohort:
+    def cohort(
+        self, source: str = TruthSource.VERDICTS, rule: str = TruthRule.MAJORITY, chosen: int | None = None
+    ) -> Cohort:
         n = len(self.meta)
-        if source == "reference":
+        if TruthSource(source) is TruthSource.REFERENCE:
             truth = truth_from_finding_labels(list(self.meta["reference"]), self.labels)
         else:
             truth = truth_from_votes(

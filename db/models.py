@@ -231,11 +231,18 @@ def claim_job(engine: Engine, worker_id: str) -> Job | None:
     return run_write(engine, work)
 
 
+def _job_row(session: Session, job_id: int) -> RetrainJob:
+    job = session.get(RetrainJob, job_id)
+    if job is None:
+        raise LookupError(f"no retraining job {job_id}")
+    return job
+
+
 def report_progress(engine: Engine, job_id: int, progress: float, message: str) -> bool:
     """Record progress; returns True when an admin asked to cancel."""
 
     def work(session: Session) -> bool:
-        job = session.get(RetrainJob, job_id)
+        job = _job_row(session, job_id)
         job.progress, job.message = float(progress), message[:500]
         return bool(job.cancel_requested)
 
@@ -244,7 +251,7 @@ def report_progress(engine: Engine, job_id: int, progress: float, message: str) 
 
 def finish_job(engine: Engine, job_id: int, status: JobStatus, message: str, out_folder: str | None = None) -> None:
     def work(session: Session) -> None:
-        job = session.get(RetrainJob, job_id)
+        job = _job_row(session, job_id)
         job.status, job.message, job.finished_at = status, message[:500], utcnow()
         job.out_folder = out_folder
         if status == JobStatus.DONE:
@@ -256,7 +263,7 @@ def finish_job(engine: Engine, job_id: int, status: JobStatus, message: str, out
 
 def cancel_job(engine: Engine, job_id: int, actor: str) -> None:
     def work(session: Session) -> None:
-        job = session.get(RetrainJob, job_id)
+        job = _job_row(session, job_id)
         if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             return
         if job.status == JobStatus.QUEUED:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from db import audit
 from db.schema import Outbound, utcnow
-from db.session import run_write
+from db.session import affected, run_write
 
 
 class OutboundStatus(StrEnum):
@@ -180,9 +180,9 @@ def resend(engine: Engine, ids: list[int] | None, actor: str) -> int:
         )
         if ids is not None:
             query = query.where(Outbound.id.in_(ids))
-        count = session.execute(
-            query.values(status=PENDING, next_attempt_at=now, retry_until=now + RETRY_WINDOW)
-        ).rowcount
+        count = affected(
+            session.execute(query.values(status=PENDING, next_attempt_at=now, retry_until=now + RETRY_WINDOW))
+        )
         audit.record(session, "results_resent", actor, None, ids=ids if ids is not None else "all", count=count)
         return count
 

@@ -36,7 +36,7 @@ def unpack_floats(blobs: Sequence[bytes], row_keys: Sequence[str], wanted: Seque
     for key in dict.fromkeys(row_keys):  # usually one label set: one vectorised pass
         rows = np.flatnonzero(keys == key)
         n_labels = len(key.split(SEPARATOR))
-        values = np.frombuffer(b"".join(blobs[i] for i in rows), dtype="<f4").reshape(len(rows), n_labels)
+        values = np.frombuffer(b"".join(blobs[int(i)] for i in rows), dtype="<f4").reshape(len(rows), n_labels)
         cols, has = _columns(key, wanted)
         out[np.ix_(rows, np.flatnonzero(has))] = values[:, cols[has]]
     return out
@@ -48,13 +48,13 @@ def mask_of(present: Mapping[str, bool], labels: Sequence[str]) -> int:
 
 def unmask(masks: Sequence[int], row_keys: Sequence[str], wanted: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(present, known), both (n, len(wanted)) bool: a label the row was not written with is unknown."""
-    masks = np.asarray(masks, dtype=np.int64)
-    present = np.zeros((len(masks), len(wanted)), bool)
-    known = np.zeros((len(masks), len(wanted)), bool)
+    packed = np.asarray(masks, dtype=np.int64)
+    present = np.zeros((len(packed), len(wanted)), bool)
+    known = np.zeros((len(packed), len(wanted)), bool)
     keys = np.asarray(row_keys, dtype=object)
     for key in dict.fromkeys(row_keys):
         rows = np.flatnonzero(keys == key)
         cols, has = _columns(key, wanted)
-        present[rows] = ((masks[rows, None] >> cols[None, :]) & 1).astype(bool) & has[None, :]
+        present[rows] = ((packed[rows, None] >> cols[None, :]) & 1).astype(bool) & has[None, :]
         known[rows] = has[None, :]
     return present, known

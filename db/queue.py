@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from db import audit
 from db.schema import Study, StudyStatus, Verdict, utcnow
-from db.session import run_write
+from db.session import affected, run_write
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def claim_batch(
         now = utcnow()
         _fail_exhausted(session, now, max_attempts)
         query = select(Study.id).where(_claimable(now)).order_by(Study.priority.desc(), Study.id).limit(limit)
-        if session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         ids = list(session.execute(query).scalars())
         if not ids:
@@ -103,7 +103,7 @@ def renew_leases(engine: Engine, worker_id: str, ids: list[int], lease_seconds: 
             .where(Study.id.in_(ids), Study.lease_owner == worker_id, Study.status == StudyStatus.PROCESSING)
             .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
         )
-        return result.rowcount
+        return affected(result)
 
     return run_write(engine, work)
 
@@ -140,11 +140,11 @@ def rekey_priorities(engine: Engine, rate: float) -> int:
     }
 
     def work(session: Session) -> int:
-        expr = hours.get(session.bind.dialect.name)
+        expr = hours.get(session.get_bind().dialect.name)
         if expr is None:
             return 0
         sql = f"UPDATE studies SET priority = COALESCE(triage_score, 0) - :rate * {expr}"  # noqa: S608 - fixed text
-        return session.execute(text(sql), {"rate": rate}).rowcount
+        return affected(session.execute(text(sql), {"rate": rate}))
 
     return run_write(engine, work)
 
@@ -158,9 +158,9 @@ def requeue(engine: Engine, study_id: int, actor: str) -> bool:
             .where(Study.id == study_id, Study.status.in_([StudyStatus.FAILED, StudyStatus.DONE]))
             .values(status=StudyStatus.QUEUED, attempts=0, error=None)
         )
-        if result.rowcount:
+        if affected(result):
             audit.record(session, "study_requeued", actor, study_id)
-        return result.rowcount == 1
+        return affected(result) == 1
 
     return run_write(engine, work)
 
@@ -176,8 +176,8 @@ def requeue_unread(engine: Engine, actor: str) -> int:
             .where(Study.status == StudyStatus.DONE, Study.id.not_in(read))
             .values(status=StudyStatus.QUEUED, attempts=0, error=None, lease_owner=None, lease_expires_at=None)
         )
-        audit.record(session, "unread_studies_requeued", actor, None, count=result.rowcount)
-        return result.rowcount
+        audit.record(session, "unread_studies_requeued", actor, None, count=affected(result))
+        return affected(result)
 
     return run_write(engine, work)
 

@@ -25,7 +25,7 @@ from db.schema import (
     ThresholdSet,
     utcnow,
 )
-from db.session import run_write
+from db.session import affected, run_write
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def store_results(session: Session, results: Sequence[StudyResult], worker_id: s
                 domain_score=r.domain_score,
             )
         )
-        if done.rowcount == 1:
+        if affected(done) == 1:
             written.append(r)
     if not written:
         return []

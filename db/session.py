@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +21,12 @@ WRITE_DEADLINE_S = 30.0  # all retries of one write together: then a clear, retr
 
 class DatabaseBusy(RuntimeError):
     """Another process held the database's write lock too long; trying again later works."""
+
+
+def affected(result: Result) -> int:
+    """Rows an UPDATE or DELETE touched (its result is a cursor result; the ORM's
+    ``execute`` is typed as returning any result)."""
+    return cast(CursorResult, result).rowcount
 
 
 def make_engine(url: str) -> Engine:

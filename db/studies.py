@@ -151,7 +151,7 @@ def place_instance(
     existing = None
     if study.study_instance_uid:
         query = select(Study).where(Study.study_instance_uid == study.study_instance_uid)
-        if session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update()
         existing = session.execute(query).scalar_one_or_none()
     if existing is None:

@@ -81,7 +81,7 @@ def create_user(
 
     def work(session) -> Identity:
         if only_if_no_user:
-            if session.bind.dialect.name == "postgresql":
+            if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("LOCK TABLE users IN EXCLUSIVE MODE"))
             if session.execute(select(func.count()).select_from(User)).scalar_one():
                 raise PermissionError("an administrator already exists; ask them for an account")
@@ -141,7 +141,7 @@ def authenticate(engine: Engine, username: str, password: str) -> Identity:
             ok = False
     else:
         _hasher.hash("timing-equaliser")  # same work whether or not the user exists
-    if not ok or not row.active:
+    if row is None or not ok or not row.active:
         reason = "disabled" if ok else "bad_credentials"
         locked = failures + 1 >= MAX_FAILURES
         run_write(
@@ -155,7 +155,9 @@ def authenticate(engine: Engine, username: str, password: str) -> Identity:
 
     def work(session) -> None:
         if new_hash:
-            session.get(User, row.id).password_hash = new_hash
+            user = session.get(User, row.id)
+            if user is not None:
+                user.password_hash = new_hash
         audit.record(session, "sign_in", username, None, username=username)
 
     run_write(engine, work)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Engine, and_, exists, func, select
+from sqlalchemy import ColumnElement, Engine, and_, exists, func, select
 
 from core.labels import NO_FINDING
 from core.triage import TriagePolicy
@@ -91,7 +91,7 @@ def worklist(engine: Engine, flt: WorklistFilter, triage: TriagePolicy, limit: i
         reads.label("reads"),
         mine.label("read_by_me"),
     )
-    conds = [Study.status.in_(flt.statuses)] if flt.statuses else []
+    conds: list[ColumnElement[bool]] = [Study.status.in_(flt.statuses)] if flt.statuses else []
     if flt.queue in ("to_read", "second_read"):
         # never a study whose reads and other readers' live claims already make up its reads
         held = live_claims_by_others(flt.reader_id or -1)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the pinned requirements, check lint, format and the
-# layer contracts, and run the whole test suite (arguments go to pytest).
+# Set up a virtual environment with the pinned requirements, check lint, format, the
+# layer contracts and types, and run the whole test suite (arguments go to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -9,4 +9,5 @@ python3 -m venv .venv
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports
+.venv/bin/mypy  # core, db, services and training are type-checked (pyproject.toml [tool.mypy])
 exec .venv/bin/python -m pytest "$@"

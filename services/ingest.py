@@ -15,6 +15,7 @@ import posixpath
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 
 import numpy as np
 from sqlalchemy import Engine
@@ -45,17 +46,23 @@ from db.studies import (
 log = logging.getLogger("cxr.ingest")
 
 
+class IngestOutcome(StrEnum):
+    ACCEPTED = "accepted"  # stored (and queued when it can be analysed)
+    DUPLICATE = "duplicate"  # the same file is already stored: nothing new
+    REJECTED = "rejected"  # not stored; the message says why
+
+
 @dataclass(frozen=True)
 class IngestResult:
     name: str
-    status: str  # accepted | duplicate | rejected
+    status: IngestOutcome
     study_id: int | None = None
     message: str = ""
     code: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.status != "rejected"
+        return self.status is not IngestOutcome.REJECTED
 
 
 def display_name(name: str) -> str:
@@ -112,13 +119,17 @@ def ingest_image(
     try:
         return _ingest_image(engine, settings, name, data, actor, user_id, source, quiet_seconds)
     except DatabaseBusy as exc:
-        return IngestResult(name, "rejected", None, str(exc), "busy")
+        return IngestResult(name, IngestOutcome.REJECTED, None, str(exc), "busy")
     except RejectedInput as exc:  # refused when placed in its study (another patient): nothing was kept
         return reject(engine, name, exc, actor)
     except Exception as exc:  # noqa: BLE001 - reported per file, never stops a batch
         log.exception("ingest of %r failed", display_name(name))
         return IngestResult(
-            name, "rejected", None, f"The file could not be stored ({type(exc).__name__}); nothing was kept.", "error"
+            name,
+            IngestOutcome.REJECTED,
+            None,
+            f"The file could not be stored ({type(exc).__name__}); nothing was kept.",
+            "error",
         )
 
 
@@ -129,7 +140,7 @@ def _duplicate(engine: Engine, name: str, sha: str | None, sop_uid: str | None =
         existing = find_instance(engine, sop_uid)
     if existing is None:
         return None
-    return IngestResult(name, "duplicate", existing, f"Already stored in study {existing}.")
+    return IngestResult(name, IngestOutcome.DUPLICATE, existing, f"Already stored in study {existing}.")
 
 
 def _same_instance(engine: Engine, settings: Settings, name: str, decoded: DecodedImage) -> IngestResult | None:
@@ -146,7 +157,7 @@ def _same_instance(engine: Engine, settings: Settings, name: str, decoded: Decod
     except (OSError, RejectedInput):
         kept = None
     if kept is not None and kept.shape == decoded.pixels.shape and np.array_equal(kept, decoded.pixels):
-        return IngestResult(name, "duplicate", study_id, f"Already stored in study {study_id}.")
+        return IngestResult(name, IngestOutcome.DUPLICATE, study_id, f"Already stored in study {study_id}.")
     raise InstanceConflict(
         f"An image with this SOP Instance UID is already stored in study {study_id} with other pixels; "
         "the new one was not stored. Send it under a new UID if it is a new image."
@@ -190,16 +201,20 @@ def _ingest_image(
             except IntegrityError:
                 found = _duplicate(engine, name, sha, meta.get("sop_instance_uid"))
                 if found or attempt:
-                    return found or IngestResult(name, "rejected", None, "Conflicting study identifiers.", "conflict")
+                    return found or IngestResult(
+                        name, IngestOutcome.REJECTED, None, "Conflicting study identifiers.", "conflict"
+                    )
     except BaseException:
         if find_by_hash(engine, sha) is None:  # no study owns these files: remove them
             for rel in files:
                 storage.safe_join(settings.data_dir, rel).unlink(missing_ok=True)
         raise
     if not image.analysed:
-        return IngestResult(name, "accepted", placed.study_id, f"Stored, not analysed: {image.not_analysed_reason}.")
+        return IngestResult(
+            name, IngestOutcome.ACCEPTED, placed.study_id, f"Stored, not analysed: {image.not_analysed_reason}."
+        )
     joined = "" if placed.new_study else " (added to the study's other images)"
-    return IngestResult(name, "accepted", placed.study_id, f"Queued for analysis{joined}.")
+    return IngestResult(name, IngestOutcome.ACCEPTED, placed.study_id, f"Queued for analysis{joined}.")
 
 
 def remove_orphans(engine: Engine, settings: Settings, older_than_s: float = 600.0) -> int:
@@ -306,7 +321,7 @@ def reject(engine: Engine, name: str, exc: RejectedInput, actor: str | None) -> 
         run_write(engine, work)
     except DatabaseBusy:  # the rejection still reaches the user; only its audit row waits
         log.warning("rejection of %r not audited: database busy", display_name(name))
-    return IngestResult(name, "rejected", None, message, exc.code)
+    return IngestResult(name, IngestOutcome.REJECTED, None, message, exc.code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings()
     engine = open_database(settings)
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    counts = {str(o): 0 for o in IngestOutcome}
     for path in iter_input_paths(args.paths):
         try:
             data = path.read_bytes()

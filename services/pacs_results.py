@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import pydicom
 from PIL import Image
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import Engine
 
@@ -55,7 +56,7 @@ def queue_results(engine: Engine, settings: Settings, study_id: int, card: Model
         results.in_domain,
         results.domain_score,
     )
-    objects = [("sr", report)]
+    objects: list[tuple[str, Dataset]] = [("sr", report)]
     series = generate_uid()
     greys: dict[int, np.ndarray] = {}  # each source image decoded once, however many maps it has
     for n, heat in enumerate(results.heatmaps, start=1):

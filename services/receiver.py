@@ -19,10 +19,11 @@ import sys
 import threading
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pynetdicom import AE, _config, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import time
 from sqlalchemy import Engine
 
 from core import storage
@@ -262,7 +263,7 @@ def start_receiver(settings: Settings, engine: Engine, block: bool = False):
     rules = parse_allow_list(settings.dicom_allowed_callers)
     remove_orphans(engine, settings)  # files of instances a killed receiver never committed
     limit = ReceiptLimit(engine, settings)
-    handlers = [
+    handlers: list[Any] = [  # pynetdicom's evt constants are typed apart from its own signature
         (evt.EVT_REQUESTED, association_handler(engine, settings, rules)),
         (evt.EVT_DATA_RECV, limit.on_data),
         (evt.EVT_C_STORE, store_handler(engine, settings, limit)),

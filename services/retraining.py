@@ -17,6 +17,7 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,7 @@ def retrain(
     labels = tuple(parent.labels)
     step(0.05, "reading the site's labels")
     site = site_cohort(engine, parent.version, labels)
-    feats = stored_features(engine, parent.version, site.study_ids)
+    feats = stored_features(engine, parent.version, [int(i) for i in site.study_ids])
     if len(feats.instance_ids) == 0:
         raise ValueError(f"no reviewed study with kept features for model {parent.version}: read some studies first")
     kernel, bias = read_head(parent_dir / parent.weights_file, len(labels))
@@ -231,7 +232,7 @@ def rollback(engine: Engine, actor: str, name: str | None = None) -> registry.Re
         earlier = [m for m in models if m.status == registry.ModelStatus.RETIRED and m.promoted_at is not None]
         if not earlier:
             raise ValueError("no earlier model to roll back to")
-        name = max(earlier, key=lambda m: m.promoted_at).name
+        name = max(earlier, key=lambda m: m.promoted_at or datetime.min).name
     target = find_registered(engine, name)
     ModelCard.load(Path(target.folder))  # the folder is still there and whole
     restored = registry.make_current(engine, target.name, actor, "model_rolled_back")

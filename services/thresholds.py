@@ -3,7 +3,7 @@ active set for a model version (new predictions use it; stored ones keep their o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlalchemy import Engine
@@ -70,12 +70,13 @@ def propose(cohort: Cohort, findings: list[str], kind: str, target: float) -> li
     out = []
     for finding in findings:
         y, s, used, _ = cohort.label(finding)
-        base = {
-            "finding": finding,
-            "n": int(y.size),
-            "positives": int(y.sum()),
-            "current_threshold": round(float(np.median(used)), 4) if used.size else None,
-        }
+        point = OperatingPoint(
+            finding=finding,
+            n=int(y.size),
+            positives=int(y.sum()),
+            current_threshold=round(float(np.median(used)), 4) if used.size else None,
+            threshold=None,
+        )
         if kind == "sensitivity":
             t = metrics.threshold_for_sensitivity(y, s, target)
         elif kind == "specificity":
@@ -83,13 +84,13 @@ def propose(cohort: Cohort, findings: list[str], kind: str, target: float) -> li
         else:
             t = metrics.threshold_youden(y, s)
         if t is None:
-            out.append(OperatingPoint(**base, threshold=None))
+            out.append(point)
             continue
         conf = metrics.confusion_at(y, s, t)
         sens, spec = conf.sensitivity(), conf.specificity()
         out.append(
-            OperatingPoint(
-                **base,
+            replace(
+                point,
                 threshold=float(t),
                 sensitivity=sens.value,
                 sensitivity_ci=_ci(sens),

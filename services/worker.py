@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from core import storage
 from core.analysis import invalid_result
+from core.analyzer_protocol import StudyAnalyzer
 from core.config import Settings, load_settings
 from core.decode import Limits, decode_bytes
 from core.errors import RejectedInput
@@ -62,10 +63,12 @@ def thresholds_in_force(engine: Engine, card) -> tuple[dict[str, float], str]:
 class Worker:
     """One worker; several may run against one database (threads or processes)."""
 
-    def __init__(self, settings: Settings, engine: Engine, analyzer, worker_id: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, analyzer: StudyAnalyzer | None, worker_id: str | None = None
+    ) -> None:
         self.settings = settings
         self.engine = engine
-        self.analyzer = analyzer
+        self.analyzer = analyzer  # None only while the embedded worker loads its model
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()
         self.processed = 0
@@ -77,7 +80,7 @@ class Worker:
     # ------------------------------------------------------------------ loop
     def announce_model(self) -> None:
         """Audit a model change: the first worker to run a new model version records it."""
-        card = self.analyzer.card
+        card = self.model.card
         self.triage.check_labels(card.labels)
 
         def work(session) -> None:
@@ -118,14 +121,20 @@ class Worker:
 
         return ResultSender(self.engine, self.settings, self.worker_id).start()
 
+    @property
+    def model(self) -> StudyAnalyzer:
+        """The loaded model; asking before it is loaded is a programming error."""
+        if self.analyzer is None:
+            raise RuntimeError(f"worker {self.worker_id} has no model loaded yet")
+        return self.analyzer
+
     def follow_current_model(self) -> bool:
         """Load the registry's current model when it changed (a promotion or rollback by an
         admin); True when it did. The analysis in flight finishes on the model it began with."""
         from services.retraining import current_model_dir
 
         wanted = current_model_dir(self.engine, self.settings).resolve()
-        loaded = getattr(self.analyzer, "model_dir", None)
-        if loaded is None or Path(loaded) == wanted:
+        if self.analyzer is None or Path(self.analyzer.model_dir) == wanted:
             return False
         from core.runtime import load_analyzer
 
@@ -226,9 +235,9 @@ class Worker:
             images.extend(pixels)
         if not ready:
             return
-        thresholds, threshold_version = thresholds_in_force(self.engine, self.analyzer.card)
+        thresholds, threshold_version = thresholds_in_force(self.engine, self.model.card)
         try:
-            analyses = self.analyzer.analyse(images, thresholds)
+            analyses = self.model.analyse(images, thresholds)
         except Exception as exc:  # noqa: BLE001 - a model failure must not leave studies stuck
             log.exception("model failed on a batch of %d images", len(images))
             for study, _, _ in ready:
@@ -258,7 +267,7 @@ class Worker:
         try:
             from services.pacs_results import queue_results
 
-            queue_results(self.engine, self.settings, study_id, self.analyzer.card)
+            queue_results(self.engine, self.settings, study_id, self.model.card)
         except Exception:  # noqa: BLE001 - results for the PACS are best effort, logged
             log.exception("study %s: DICOM results not prepared", study_id)
 
@@ -279,7 +288,7 @@ class Worker:
     ) -> bool:
         """Heatmap files first (idempotent), then every row and the status in one
         transaction, fenced on our lease (False: lost to another worker, discarded)."""
-        card = self.analyzer.card
+        card = self.model.card
         analysis, source = combine(analyses)
         labels = list(analysis.probabilities)
         full_size = {lab: to_uint8(analyses[source[lab]].heatmap(labels.index(lab))) for lab in analysis.flagged}
@@ -340,7 +349,7 @@ class Worker:
             self.worker_id,
             state,
             study_id,
-            getattr(self.analyzer, "device", None),
+            self.analyzer.device if self.analyzer is not None else None,
             self.processed,
             self.last_error,
             utcnow(),

@@ -152,3 +152,16 @@ def pytest_collection_modifyitems(config, items):
 # the browser tests' shared server and Chromium (session fixtures; imported last: that
 # module reads this one's constants)
 from tests.browser_app import app_server, browser  # noqa: E402, F401
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How this session's fuzz cases ended, once they have all run (no test depends on order)."""
+    import sys
+
+    fuzz = sys.modules.get("tests.test_fuzz")
+    stats = getattr(fuzz, "STATS", None)
+    if stats and stats["accepted"] + stats["rejected"]:
+        total = stats["accepted"] + stats["rejected"]
+        terminalreporter.write_line(
+            f"fuzz: {total} cases, {stats['rejected']} rejected, {stats['accepted']} accepted (a crash fails its test)"
+        )

@@ -31,7 +31,7 @@ from services.ratelimit import SlidingWindowLimiter
 
 
 # ---------------------------------------------------------------- item 11
-def test_item11_password_check_holds_no_write_lock(db_engine, monkeypatch):
+def test_password_check_holds_no_write_lock(db_engine, monkeypatch):
     from db import users
 
     create_user(db_engine, "alice", "correct horse battery")
@@ -61,7 +61,7 @@ def test_item11_password_check_holds_no_write_lock(db_engine, monkeypatch):
     assert wrote == [True]
 
 
-def test_item11_spray_is_bounded_in_the_audit(db_engine):
+def test_spray_is_bounded_in_the_audit(db_engine):
     long_name = "x" * 100_000
     for _ in range(MAX_FAILURES + 5):
         with pytest.raises(SignInError):
@@ -75,7 +75,7 @@ def test_item11_spray_is_bounded_in_the_audit(db_engine):
     assert rows[-1].detail["locked"] is True
 
 
-def test_item11_per_client_limit():
+def test_sign_in_attempts_are_limited_per_client():
     now = [0.0]
     limiter = SlidingWindowLimiter(3, 60, clock=lambda: now[0])
     assert [limiter.allow("10.0.0.1") for _ in range(4)] == [True, True, True, False]
@@ -85,7 +85,7 @@ def test_item11_per_client_limit():
 
 
 # ---------------------------------------------------------------- item 12
-def test_item12_only_one_first_administrator(db_engine):
+def test_only_one_first_administrator_can_be_created(db_engine):
     outcomes = []
 
     def attempt(i):
@@ -111,7 +111,7 @@ def _sqlite_only(engine):
         pytest.skip("backup and restore are the SQLite default's; PostgreSQL uses pg_dump")
 
 
-def test_item13_restore_refuses_what_is_not_a_backup(settings, db_engine, tmp_path):
+def test_restore_refuses_what_is_not_a_backup(settings, db_engine, tmp_path):
     _sqlite_only(db_engine)
     create_user(db_engine, "alice", "correct horse battery")
     empty = tmp_path / "empty.sqlite3"
@@ -130,7 +130,7 @@ def test_item13_restore_refuses_what_is_not_a_backup(settings, db_engine, tmp_pa
         assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 1
 
 
-def test_item13_restore_keeps_the_replaced_database(settings, db_engine, tmp_path):
+def test_restore_keeps_the_replaced_database(settings, db_engine, tmp_path):
     _sqlite_only(db_engine)
     create_user(db_engine, "alice", "correct horse battery")
     copy = backup(settings.database_url, tmp_path / "b.sqlite3")
@@ -144,7 +144,7 @@ def test_item13_restore_keeps_the_replaced_database(settings, db_engine, tmp_pat
         assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 1
 
 
-def test_item13_data_folder_with_hash_and_question_mark(tmp_path, monkeypatch):
+def test_data_folder_with_hash_and_question_mark(tmp_path, monkeypatch):
     from core.config import load_settings
     from db.bootstrap import open_database
 
@@ -163,7 +163,7 @@ def test_item13_data_folder_with_hash_and_question_mark(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- item 14
-def test_item14_audit_rows_cannot_be_replaced_or_truncated(db_engine):
+def test_audit_rows_cannot_be_replaced_or_truncated(db_engine):
     run_write(db_engine, lambda s: audit.record(s, "upload", "alice", None, name="a.png"))
     with db_engine.connect() as conn:
         first = conn.execute(select(AuditEvent.id)).scalar_one()
@@ -180,7 +180,7 @@ def test_item14_audit_rows_cannot_be_replaced_or_truncated(db_engine):
 
 
 # ---------------------------------------------------------------- item 15
-def test_item15_live_panels_recheck_the_user():
+def test_live_panels_recheck_the_user():
     import inspect
 
     from dashboard import widgets
@@ -196,7 +196,7 @@ probabilities = st.lists(st.floats(0, 1), min_size=len(LABELS), max_size=len(LAB
 
 @hsettings(max_examples=300, deadline=None)
 @given(probabilities, probabilities, st.floats(0.5, 200), st.floats(0, 500), st.floats(0, 1))
-def test_item16_overdue_outranks_any_fresh_study(p_old, p_new, overdue, extra_hours, threshold):
+def test_overdue_outranks_any_fresh_study(p_old, p_new, overdue, extra_hours, threshold):
     from datetime import datetime, timedelta
 
     thresholds = {lab: threshold for lab in LABELS}
@@ -211,7 +211,7 @@ def test_item16_overdue_outranks_any_fresh_study(p_old, p_new, overdue, extra_ho
     assert policy.suspicion(dict(zip(LABELS, p_new)), thresholds) <= policy.max_suspicion + 1e-9
 
 
-def test_item16_priority_column_is_written_and_ordered_in_sql(settings, db_engine, identity_analyzer):
+def test_priority_column_is_written_and_ordered_in_sql(settings, db_engine, identity_analyzer):
     from db.schema import Study
     from db.worklist import WorklistFilter, worklist
     from services.worker import Worker
@@ -239,7 +239,7 @@ labels_and_scores = st.integers(1, 60).flatmap(
 
 @hsettings(max_examples=300, deadline=None)
 @given(labels_and_scores)
-def test_item17_metric_guards_match_scikit_learn(data):
+def test_metric_guards_match_scikit_learn(data):
     y, s = np.array(data[0]), np.array(data[1])
     if y.all() or not y.any():
         assert np.isnan(metrics.auc(y, s))

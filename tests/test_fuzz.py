@@ -129,14 +129,6 @@ def test_fuzz_10000_cases(case):
     check_one(*case)
 
 
-def test_zz_report_fuzz_figures(capsys):
-    """Prints how the cases of this session ended (read with -s)."""
-    total = STATS["accepted"] + STATS["rejected"]
-    with capsys.disabled():
-        print(f"\nfuzz: {total} cases, {STATS['rejected']} rejected, {STATS['accepted']} accepted, 0 crashes")
-    assert total > 0
-
-
 def _kept_cases() -> list[tuple[str, bytes]]:
     """Crashers kept as files (from built inputs) or as XOR patches of a real file in
     ../shared/data (its bytes are never copied into the repository)."""

@@ -37,6 +37,7 @@ class _Poisoning:
     def __init__(self, real, bad_index=1):
         self.real, self.bad_index = real, bad_index
         self.card, self.labels, self.device, self.views = real.card, real.labels, real.device, real.views
+        self.model_dir = real.model_dir
 
     def analyse(self, images, thresholds=None):
         out = self.real.analyse(images, thresholds)
@@ -46,7 +47,7 @@ class _Poisoning:
         return out
 
 
-def test_item1_nan_output_fails_one_study_and_the_batch_completes(settings, db_engine, identity_analyzer):
+def test_nan_output_fails_one_study_and_the_batch_completes(settings, db_engine, identity_analyzer):
     files = sorted(shared("nih", "small64").glob("*.png"))[:6]
     ids = _ingest(db_engine, settings, files)
     worker = Worker(settings, db_engine, _Poisoning(identity_analyzer), worker_id="w")
@@ -66,7 +67,7 @@ def test_item1_nan_output_fails_one_study_and_the_batch_completes(settings, db_e
         )
 
 
-def test_item1_full_disk_fails_the_study_not_the_worker(settings, db_engine, identity_analyzer, monkeypatch):
+def test_full_disk_fails_the_study_not_the_worker(settings, db_engine, identity_analyzer, monkeypatch):
     files = sorted(shared("nih", "small64").glob("*.png"))[10:14]
     _ingest(db_engine, settings, files)
     real_write = storage.atomic_write
@@ -90,7 +91,7 @@ def test_item1_full_disk_fails_the_study_not_the_worker(settings, db_engine, ide
     assert set(_statuses(db_engine).values()) == {"done"}
 
 
-def test_item1_run_forever_survives_a_failing_batch(settings, db_engine, identity_analyzer, monkeypatch):
+def test_run_forever_survives_a_failing_batch(settings, db_engine, identity_analyzer, monkeypatch):
     worker = Worker(settings, db_engine, identity_analyzer, worker_id="loop")
     calls = {"n": 0}
 
@@ -107,7 +108,7 @@ def test_item1_run_forever_survives_a_failing_batch(settings, db_engine, identit
         assert conn.execute(select(WorkerHeartbeat.state)).scalar_one() == "stopped"
 
 
-def test_item2_leases_are_renewed_while_a_batch_runs(settings, db_engine):
+def test_leases_are_renewed_while_a_batch_runs(settings, db_engine):
     ids = _ingest(db_engine, settings, sorted(shared("nih", "small64").glob("*.png"))[20:22])
     claimed = queue.claim_batch(db_engine, "slow", 8, lease_seconds=1.0, max_attempts=3)
     assert [c.id for c in claimed] == ids
@@ -120,7 +121,7 @@ def test_item2_leases_are_renewed_while_a_batch_runs(settings, db_engine):
     assert keeper.renewals >= 4
 
 
-def test_item3_requeue_of_a_done_study_replaces_its_results(settings, db_engine, identity_analyzer):
+def test_requeue_of_a_done_study_replaces_its_results(settings, db_engine, identity_analyzer):
     (sid,) = _ingest(db_engine, settings, sorted(shared("nih", "small64").glob("*.png"))[30:31])
     worker = Worker(settings, db_engine, identity_analyzer, worker_id="w")
     worker.run_once()
@@ -137,7 +138,7 @@ def test_item3_requeue_of_a_done_study_replaces_its_results(settings, db_engine,
         assert heat == flagged
 
 
-def test_item1_poison_pixels_never_reach_the_queue(settings, db_engine):
+def test_poison_pixels_never_reach_the_queue(settings, db_engine):
     from services.ingest import ingest_upload
     from tests.dicom_factory import make_dicom
 
@@ -161,7 +162,7 @@ def test_item1_poison_pixels_never_reach_the_queue(settings, db_engine):
     )
 
 
-def test_item4_concurrent_first_start_migrates_once(tmp_path):
+def test_concurrent_first_start_migrates_once(tmp_path):
     import os
     import subprocess
     import sys
@@ -187,7 +188,7 @@ def test_item4_concurrent_first_start_migrates_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_item4_a_held_write_lock_gives_a_clear_bounded_message(settings, db_engine):
+def test_a_held_write_lock_gives_a_clear_bounded_message(settings, db_engine):
     import sqlite3
 
     from db import audit

@@ -124,7 +124,8 @@ def gate_results(analyzer, items: Iterator[tuple[str, bytes]], batch: int = 16) 
     from core.decode import decode_bytes
     from core.errors import RejectedInput
 
-    results, pending = [], []
+    results: list[dict[str, object]] = []
+    pending: list[tuple[str, np.ndarray]] = []
 
     def flush():
         if not pending:

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,9 @@ def evaluation_report(
             "n_positive": int(y[:, j].sum()),
             "n_negative": int(len(y) - y[:, j].sum()),
         }
-    findings = [per_label[f]["auc"] for f in FINDINGS if per_label[f]["auc"] is not None]
-    all15 = [per_label[lab]["auc"] for lab in LABELS if per_label[lab]["auc"] is not None]
+    aucs = {lab: cast(float | None, per_label[lab]["auc"]) for lab in LABELS}
+    findings = [a for f in FINDINGS if (a := aucs[f]) is not None]
+    all15 = [a for lab in LABELS if (a := aucs[lab]) is not None]
     nf = LABELS.index(NO_FINDING)
     abnormal = auc_ci(1 - y[:, nf], 1 - p[:, nf], groups=groups, n_boot=n_boot, seed=seed + 99)
     mean_ci = mean_auc_ci(

@@ -79,7 +79,7 @@ def convert(model_dir: Path) -> ModelCard:
     analyzer = Analyzer(model_dir, views=["identity"], warm_up=False)
     spec = analyzer.input_spec
     _export(analyzer.backbone, spec.size, spec.channels, model_dir / TRUNK_FILE)
-    onnx = {"trunk": {"file": TRUNK_FILE, "sha256": file_sha256(model_dir / TRUNK_FILE)}}
+    onnx: dict[str, object] = {"trunk": {"file": TRUNK_FILE, "sha256": file_sha256(model_dir / TRUNK_FILE)}}
     if analyzer.gate_trunk is not None:
         _export(analyzer.gate_trunk, spec.size, spec.channels, model_dir / GATE_TRUNK_FILE)
         onnx["gate_trunk"] = {"file": GATE_TRUNK_FILE, "sha256": file_sha256(model_dir / GATE_TRUNK_FILE)}

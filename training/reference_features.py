@@ -38,11 +38,12 @@ def build(model_dir: Path, image_folders: list[Path], label_table: Path) -> Path
     missing = [n for n, p in zip(names, paths, strict=True) if p is None]
     if missing:
         raise FileNotFoundError(f"{len(missing)} test images not found (first: {missing[0]})")
+    found = [p for p in paths if p is not None]
     table = read_label_table(label_table).set_index("Image Index")
     analyzer = Analyzer(model_dir, views=["identity"], warm_up=False)
     features = []
     for start in range(0, len(paths), BATCH):
-        images = [decode_bytes(p.read_bytes()).pixels for p in paths[start : start + BATCH]]
+        images = [decode_bytes(p.read_bytes()).pixels for p in found[start : start + BATCH]]
         features.append(analyzer.raw_outputs(images)[3])
     truth = np.stack([label_vector(table.loc[n, "Finding Labels"]) for n in names]).astype(np.uint8)
     groups = np.array([int(patient_of(n)) for n in names])

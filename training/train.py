@@ -59,7 +59,8 @@ def official_split(table: pd.DataFrame, train_list: Path, test_list: Path, val_f
     """NIH's own train_val_list/test_list; validation patients are drawn from train_val."""
     test_names = set(Path(test_list).read_text().split())
     train_names = set(Path(train_list).read_text().split())
-    split = pd.Series(np.where(table["Image Index"].isin(test_names), "test", None), index=table.index)
+    split = pd.Series(None, index=table.index, dtype=object)
+    split[table["Image Index"].isin(test_names)] = "test"
     tv = table[table["Image Index"].isin(train_names)]
     inner = patient_split(tv, 0.0, val_fraction, seed)
     split.loc[tv.index] = inner
@@ -317,7 +318,7 @@ def choose_probe_c(
             kernel, bias = fit_probe(features[tr], y[tr], c)
             oof[te] = features[te] @ kernel + bias
         scores[c] = round(mean_auc(y, oof), 4)
-    best = max(scores, key=scores.get)
+    best = max(scores, key=lambda c: scores[c])
     return best, scores
 
 
