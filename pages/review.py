@@ -50,7 +50,6 @@ settings, engine = settings_and_engine()
 saved = st.session_state.pop("just_saved", None)
 if saved:
     st.toast(saved, icon="✅")
-    st.success(saved)
     scroll_to_top()
 sid = requested_study()
 if sid is None:  # "Review" from the menu: claim the reader's next study and pin the page to it
