@@ -42,27 +42,32 @@ flt.reader_id, flt.queue = user.id, queue or "to_read"
 df = reader_worklist(engine, settings, flt, limit=200)
 st.write(f"{len(df)} studies shown (at most 200)")
 if not df.empty:
+    # what a reader triages by first; DICOM demographics after; a column empty for every
+    # listed study (age and sex of PNG uploads) is left out
     columns = [
         "id",
+        "priority",
+        "abnormal",
+        "waiting_h",
+        "reads",
+        "flagged",
+        "read_by_me",
         "original_name",
         "accession_number",
         "study_date",
         "patient_age",
         "patient_sex",
-        "flagged",
-        "abnormal",
-        "priority",
-        "waiting_h",
-        "reads",
-        "read_by_me",
         "status",
         "view_position",
         "created_at",
     ]
+    columns = [c for c in columns if df[c].notna().any() and (df[c].astype(str) != "").any()]
     shown = df[columns].copy()
-    shown["abnormal"] = shown["abnormal"].map(lambda p: None if p is None or p != p else round(100 * float(p)))
+    if "abnormal" in shown:
+        shown["abnormal"] = shown["abnormal"].map(lambda p: None if p is None or p != p else round(100 * float(p)))
     outside = df["in_domain"].map(lambda v: v is False or v == 0)
-    shown["flagged"] = shown["flagged"].where(~outside, "outside the model's domain")
+    if outside.any():
+        shown["flagged"] = df["flagged"].where(~outside, "outside the model's domain")
     event = st.dataframe(
         shown,
         hide_index=True,

@@ -92,6 +92,9 @@ def test_worklist_orders_by_suspicion(app_db):
     df = at.dataframe[0].value
     assert len(df) == len(app_db["ids"])
     assert list(df["priority"]) == sorted(df["priority"], reverse=True)
+    # at 1280x720 what a reader triages by comes first; a column empty for every row is left out
+    assert list(df.columns[:6]) == ["id", "priority", "abnormal", "waiting_h", "reads", "flagged"]
+    assert all(df[c].notna().any() for c in df.columns if c not in ("flagged", "read_by_me"))
     at.text_input(key="wl_name").input("cr_chest").run()
     assert list(at.dataframe[0].value["original_name"]) == ["cr_chest.dcm"]
 
