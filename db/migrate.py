@@ -88,9 +88,3 @@ def main(argv: list[str] | None = None) -> int:
     upgrade(settings.database_url)
     print(f"database at head: {settings.database_url.split('@')[-1]}")
     return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

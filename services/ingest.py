@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import logging
 import posixpath
-import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -344,7 +343,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result.status}\t{result.name}\t{sid}\t{result.message}")
     print(f"{counts['accepted']} accepted, {counts['duplicate']} duplicate, {counts['rejected']} rejected")
     return 0 if counts["rejected"] == 0 else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -73,7 +73,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{result.added} added, {result.updated} updated, {result.matched_studies} studies matched")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -462,7 +461,3 @@ def main(argv: list[str] | None = None) -> int:
     counts = queue.queue_counts(engine)
     print(f"worker {worker.worker_id} stopped after {worker.processed} studies; queue {counts}", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

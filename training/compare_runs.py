@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +95,3 @@ def main(argv: list[str] | None = None) -> int:
         card.training["runs_compared_per_label"] = {r["folder"]: r["per-label test AUC"] for r in rows}
         card.save(folder)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

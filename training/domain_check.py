@@ -195,7 +195,3 @@ def main(argv: list[str] | None = None) -> int:
         card.domain_gate["check"] = report
         card.save(args.model)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -159,7 +159,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mean AUC over findings with positives: {report['mean_auc_findings']}")
         print(f"abnormal vs No Finding AUC: {report['abnormal_vs_no_finding_auc']}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import collections
 import pickle
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -228,7 +227,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(convert(args.arch, args.out, args.pth))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -806,7 +806,3 @@ def _sizes(paths) -> list[tuple[int, int]]:
         with Image.open(p) as im:
             out.append(im.size)
     return out
-
-
-if __name__ == "__main__":
-    sys.exit(main())
