@@ -133,9 +133,12 @@ def marks_to_store(study_id: int, verdicts: dict[str, str], flags: dict[str, boo
 
 
 def _focus_on(study_id: int, labels: list[str], index: int) -> None:
-    """Move the keyboard's finding; the overlay follows it unless the reader switched it off."""
+    """Move the keyboard's finding; the overlay follows it unless the reader switched it off.
+    "No Finding" has no place on the image: focused, it leaves the overlay where it was."""
     index = max(0, min(len(labels) - 1, index))
     st.session_state[focus_key(study_id)] = index
+    if labels[index] == NO_FINDING:
+        return
     if st.session_state.get("cam_label", "(none)") == "(none)":
         st.session_state["last_overlay"] = labels[index]
     else:

@@ -19,6 +19,7 @@ from core.display import (
     render_window,
 )
 from core.gradcam import overlay, upsample
+from core.labels import NO_FINDING
 from core.verdict_rules import Mark
 from dashboard.text import plain
 from services.reading import InstanceRecord, StudyRecord
@@ -168,8 +169,10 @@ def image_panel(
     sha = shown.sha256 if shown else study.sha256
     width, height = (shown.width, shown.height) if shown else (study.width, study.height)
     path = storage.safe_join(data_dir, stored_path)
-    flagged = predictions.loc[predictions["flagged"].astype(bool), "label"].tolist() if not predictions.empty else []
-    others = [lab for lab in predictions["label"] if lab not in flagged] if not predictions.empty else []
+    # a heatmap says where a finding is: never one for "No Finding"
+    findings = predictions[predictions["label"] != NO_FINDING] if not predictions.empty else predictions
+    flagged = findings.loc[findings["flagged"].astype(bool), "label"].tolist() if not findings.empty else []
+    others = [lab for lab in findings["label"] if lab not in flagged] if not findings.empty else []
     options = ["(none)", *flagged, *others]
     c1, c2, c3, c4, c5, c6 = st.columns([2.4, 1.6, 1.7, 1.4, 1.4, 1.6], vertical_alignment="bottom")
     if file_format == "dicom":

@@ -140,8 +140,10 @@ def test_keyboard_walks_the_findings_and_a_contradiction_is_refused(site, browse
 
     overlay_on = "Grad-CAM:" in chart.inner_text()
     _press(page, "j", lambda: _focused(page) == labels[1])
-    if overlay_on:  # the overlay follows the focused finding
-        assert poll(lambda: f"Grad-CAM: {labels[1]}" in chart.inner_text(), 10)
+    if overlay_on:  # the overlay follows the focused finding; "No Finding" leaves it where it was
+        shown = labels[1] if labels[1] != "No Finding" else labels[0]
+        assert poll(lambda: f"Grad-CAM: {shown}" in chart.inner_text(), 10)
+        assert "Grad-CAM: No Finding" not in chart.inner_text()
         _press(page, "o", lambda: "Radiograph" in chart.inner_text())
         _press(page, "o", lambda: "Grad-CAM:" in chart.inner_text())
     before = chart.screenshot()
