@@ -4,21 +4,11 @@ kept apart from the form and the database so both apply the same rule."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from core.labels import NO_FINDING
 
-
-class VerdictValue(StrEnum):
-    """What a reader says of the model on one label (the value stored in ``verdicts.verdict``)."""
-
-    CORRECT = "correct"  # flagged and present, or unflagged and absent
-    INCORRECT = "incorrect"  # flagged, but absent: a false positive
-    MISSED = "missed"  # unflagged, but present: a false negative
-
-
-FLAGGED_VERDICTS = (VerdictValue.CORRECT, VerdictValue.INCORRECT)  # the model's flag was right / wrong
-UNFLAGGED_VERDICTS = (VerdictValue.CORRECT, VerdictValue.MISSED)  # absent as the model said / present, missed
+FLAGGED_VERDICTS = ("correct", "incorrect")  # the model's flag was right / wrong
+UNFLAGGED_VERDICTS = ("correct", "missed")  # absent as the model said / present, model missed it
 
 
 def present(flagged: bool, verdict: str) -> bool:
@@ -26,10 +16,10 @@ def present(flagged: bool, verdict: str) -> bool:
     if flagged:
         if verdict not in FLAGGED_VERDICTS:
             raise ValueError(f"a flagged finding is marked correct or incorrect, not {verdict!r}")
-        return verdict == VerdictValue.CORRECT
+        return verdict == "correct"
     if verdict not in UNFLAGGED_VERDICTS:
         raise ValueError(f"an unflagged finding is marked correct or missed, not {verdict!r}")
-    return verdict == VerdictValue.MISSED
+    return verdict == "missed"
 
 
 def contradiction(truths: dict[str, bool]) -> str | None:
@@ -41,12 +31,12 @@ def contradiction(truths: dict[str, bool]) -> str | None:
     return None
 
 
-def verdict_for(flagged: bool, is_present: bool) -> VerdictValue:
+def verdict_for(flagged: bool, is_present: bool) -> str:
     """The stored verdict that says a finding is present or absent, given the model's flag
     (the inverse of `present`)."""
     if flagged:
-        return VerdictValue.CORRECT if is_present else VerdictValue.INCORRECT
-    return VerdictValue.MISSED if is_present else VerdictValue.CORRECT
+        return "correct" if is_present else "incorrect"
+    return "missed" if is_present else "correct"
 
 
 def normal_study(flags: dict[str, bool]) -> dict[str, str]:
