@@ -263,7 +263,7 @@ def finish_job(engine: Engine, job_id: int, status: JobStatus, message: str, out
 
 def cancel_job(engine: Engine, job_id: int, actor: str) -> None:
     def work(session: Session) -> None:
-        job = _job_row(session, job_id)
+        job = session.get(RetrainJob, job_id)  # a job already gone has nothing to cancel
         if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             return
         if job.status == JobStatus.QUEUED:

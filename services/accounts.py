@@ -19,6 +19,7 @@ from db.users import (
     session_epoch,
     set_active,
     set_role,
+    sso_identity,
     user_count,
 )
 
@@ -37,5 +38,6 @@ __all__ = [
     "session_epoch",
     "set_active",
     "set_role",
+    "sso_identity",
     "user_count",
 ]

@@ -72,6 +72,28 @@ def test_the_entry_page_reaches_storage_only_through_services():
     assert "db" not in _imported_roots(ROOT / "Home.py")
 
 
+def test_every_name_a_screen_imports_exists():
+    """Screens import some names inside functions (sign-in paths run rarely): each
+    ``from X import name`` in Home.py, pages/ and dashboard/ must resolve, or that path
+    fails only when a user reaches it."""
+    import importlib
+    import importlib.util
+
+    missing = []
+    for path in [ROOT / "Home.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "dashboard").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module.split(".")[0] not in PACKAGES:
+                    continue
+                module = importlib.import_module(node.module)
+                package = hasattr(module, "__path__")  # `from package import submodule` names a file
+                for alias in node.names:
+                    sub = package and importlib.util.find_spec(f"{node.module}.{alias.name}") is not None
+                    if not hasattr(module, alias.name) and not sub:
+                        missing.append(f"{path.name}: {node.module}.{alias.name}")
+    assert missing == []
+
+
 def _sqlalchemy_names(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
