@@ -67,9 +67,10 @@ class AnalyzerBase(ABC):
         views, cams, pooled, head_features = self.raw_outputs(images)
         mean = self.calibrate(views.mean(axis=1))
         spread = self.calibrate(views).std(axis=1)
-        gate = self.gate
-        domain = gate.score(pooled) if gate is not None else None
-        inside_all = domain <= gate.threshold if gate is not None and domain is not None else np.ones(len(images), bool)
+        domain, inside_all = None, np.ones(len(images), bool)
+        if self.gate is not None:
+            domain = self.gate.score(pooled)
+            inside_all = domain <= self.gate.threshold
         nf = self.labels.index(NO_FINDING) if NO_FINDING in self.labels else None
         out = []
         for i, img in enumerate(images):

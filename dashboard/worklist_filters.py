@@ -12,7 +12,9 @@ from services.worklist import StudyStatus, WorklistFilter
 def worklist_filters(people: dict[int, str], findings: list[str]) -> WorklistFilter:
     with st.expander("Filters", expanded=False):
         c1, c2, c3 = st.columns(3)
-        statuses = c1.multiselect("Status", list(StudyStatus), default=[StudyStatus.DONE], key="wl_status")
+        statuses = c1.multiselect(
+            "Status", [s.value for s in StudyStatus], default=[StudyStatus.DONE.value], key="wl_status"
+        )  # plain strings in the widget's state
         finding = c2.selectbox("Flagged finding", ["(any)", *findings], key="wl_finding")
         reviewed = c3.selectbox("Reviewed", ["either", "not reviewed", "reviewed"], key="wl_reviewed")
         c4, c5, c6 = st.columns(3)

@@ -158,9 +158,10 @@ def requeue(engine: Engine, study_id: int, actor: str) -> bool:
             .where(Study.id == study_id, Study.status.in_([StudyStatus.FAILED, StudyStatus.DONE]))
             .values(status=StudyStatus.QUEUED, attempts=0, error=None)
         )
-        if affected(result):
+        count = affected(result)
+        if count:
             audit.record(session, "study_requeued", actor, study_id)
-        return affected(result) == 1
+        return count == 1
 
     return run_write(engine, work)
 
@@ -176,8 +177,9 @@ def requeue_unread(engine: Engine, actor: str) -> int:
             .where(Study.status == StudyStatus.DONE, Study.id.not_in(read))
             .values(status=StudyStatus.QUEUED, attempts=0, error=None, lease_owner=None, lease_expires_at=None)
         )
-        audit.record(session, "unread_studies_requeued", actor, None, count=affected(result))
-        return affected(result)
+        count = affected(result)
+        audit.record(session, "unread_studies_requeued", actor, None, count=count)
+        return count
 
     return run_write(engine, work)
 

@@ -60,11 +60,12 @@ def worklist(engine: Engine, flt: WorklistFilter, triage: TriagePolicy, limit: i
     need a read (fewer than ``reads_required``), most urgent first; ``second_read`` — the
     part of those another reader has already read (both skip a study that other readers'
     live claims already fill); ``adjudication`` — studies whose required reads disagree,
-    no adjudicator has decided and this reader did not read; ``all`` — everything, the reader's unread
-    first. "Read next" and the Review page take the first ``to_read`` study (next_study),
-    so the two never disagree. Filters are bound parameters (never string-built SQL); the
-    name search escapes LIKE wildcards. ``priority`` is the current priority (suspicion +
-    waiting boost); ``waiting_h`` the hours since the study arrived.
+    no adjudicator has decided and this reader did not read; ``all`` — everything, the
+    reader's unread first. "Read next" and the Review page claim the first ``to_read``
+    study they can (next_candidates, services.reading.read_next), so the two never
+    disagree. Filters are bound parameters (never string-built SQL); the name search
+    escapes LIKE wildcards. ``priority`` is the current priority (suspicion + waiting
+    boost); ``waiting_h`` the hours since the study arrived.
     """
     if flt.queue not in QUEUES:
         raise ValueError(f"queue must be one of {QUEUES}")

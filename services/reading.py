@@ -8,6 +8,7 @@ its reason (never applied to another study).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine
 
@@ -24,7 +25,7 @@ from db.reviews import (
     write_verdict_sets,
     write_verdicts,
 )
-from db.schema import utcnow
+from db.schema import Study, utcnow
 from db.session import DatabaseBusy, run_write
 from db.studies import InstanceRecord, study_instances
 from db.users import Identity
@@ -59,20 +60,28 @@ class SaveOutcome:
     role: ReadRole | None = None
 
 
+def _locked_access(
+    session, settings: Settings, reader: Identity, study_id: int, now: datetime, count_claims: bool
+) -> tuple[Study | None, Access]:
+    """Lock the study's row and apply the reading rule to it, inside the caller's write
+    transaction (None: no such study)."""
+    study = claims.lock_study(session, study_id)
+    if study is None:
+        return None, NO_STUDY
+    state = claims.study_reads(session, study, reader.id, settings.reads_required, now)
+    return study, access(state, reader.id, reader.is_admin, count_claims)
+
+
 def _claim(engine: Engine, settings: Settings, reader: Identity, study_id: int) -> Access:
     """Apply the rule and, if the reader may read, take (or renew) their claim: one
     transaction with the study locked."""
 
     def work(session) -> Access:
-        study = claims.lock_study(session, study_id)
-        if study is None:
-            return NO_STUDY
         now = utcnow()
-        state = claims.study_reads(session, study, reader.id, settings.reads_required, now)
-        verdict = access(state, reader.id, reader.is_admin)
-        if verdict.allowed:
+        _, granted = _locked_access(session, settings, reader, study_id, now, count_claims=True)
+        if granted.allowed:
             claims.take_claim(session, study_id, reader.id, now)
-        return verdict
+        return granted
 
     return run_write(engine, work)
 
@@ -123,12 +132,10 @@ def save_read(
     marks = marks or {}
 
     def work(session) -> SaveOutcome:
-        study = claims.lock_study(session, study_id)
+        now = utcnow()
+        study, granted = _locked_access(session, settings, reader, study_id, now, count_claims=False)
         if study is None:
             return SaveOutcome(study_id, False, f"Not saved: study {study_id} does not exist.")
-        now = utcnow()
-        state = claims.study_reads(session, study, reader.id, settings.reads_required, now)
-        granted = access(state, reader.id, reader.is_admin, count_claims=False)
         if not granted.allowed:
             return SaveOutcome(study_id, False, f"Not saved: {granted.reason}")
         written = write_verdicts(session, study, reader.id, verdicts, marks, now)
