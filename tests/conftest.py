@@ -165,3 +165,47 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(
             f"fuzz: {total} cases, {stats['rejected']} rejected, {stats['accepted']} accepted (a crash fails its test)"
         )
+
+
+def analysed_studies(engine, flagged: set[str], n: int) -> list[int]:
+    """``n`` analysed studies (status done, model "v1") with a prediction for every NIH
+    label, ``flagged`` ones above their threshold; the first listed is the most urgent.
+    For tests of reads and verdicts that need no image."""
+    from core.labels import LABELS
+    from db.schema import Prediction, Study
+    from db.session import run_write
+
+    def work(session) -> list[int]:
+        ids = []
+        for i in range(n):
+            study = Study(
+                sha256=f"{i + 1:064x}",
+                original_name=f"s{i}.png",
+                stored_path=f"originals/x/{i}.png",
+                file_format="png",
+                width=64,
+                height=64,
+                status="done",
+                model_version="v1",
+                priority=float(n - i),  # study order = triage order
+            )
+            session.add(study)
+            session.flush()
+            session.add_all(
+                Prediction(
+                    study_id=study.id,
+                    label=lab,
+                    probability=0.9 if lab in flagged else 0.1,
+                    spread=0.0,
+                    threshold=0.5,
+                    flagged=lab in flagged,
+                    model_name="m",
+                    model_version="v1",
+                    threshold_version="t1",
+                )
+                for lab in LABELS
+            )
+            ids.append(study.id)
+        return ids
+
+    return run_write(engine, work)

@@ -11,7 +11,7 @@ from core.labels import LABELS
 from db import audit, queue
 from db.results import store_results
 from db.reviews import truth_from_verdict
-from db.schema import AuditEvent, Prediction, Study, User, Verdict, utcnow
+from db.schema import AuditEvent, Study, User, Verdict, utcnow
 from db.session import run_write
 from db.users import (
     SignInError,
@@ -20,6 +20,7 @@ from db.users import (
     create_user,
     set_active,
 )
+from tests.conftest import analysed_studies
 
 
 def _study(session, n: int, status="queued") -> int:
@@ -144,26 +145,7 @@ def test_verdict_to_truth_refuses_nonsense():
 
 
 def _done_study_with_predictions(engine, flagged: set[str]) -> int:
-    def work(s):
-        sid = _study(s, 1234, status="done")
-        s.execute(update(Study).where(Study.id == sid).values(model_version="v1"))
-        for lab in LABELS:
-            s.add(
-                Prediction(
-                    study_id=sid,
-                    label=lab,
-                    probability=0.9 if lab in flagged else 0.1,
-                    spread=0.0,
-                    threshold=0.5,
-                    flagged=lab in flagged,
-                    model_name="m",
-                    model_version="v1",
-                    threshold_version="t1",
-                )
-            )
-        return sid
-
-    return run_write(engine, work)
+    return analysed_studies(engine, flagged, 1)[0]
 
 
 def submit_review(engine, sid, reader, verdicts, note=None, marks=None, reads_required=2):

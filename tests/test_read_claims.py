@@ -15,9 +15,10 @@ from sqlalchemy import func, select, update
 from core.labels import LABELS
 from core.reading_rules import ReadRole, Refusal, StudyReads, access
 from core.verdict_rules import normal_study, verdict_for
-from db.schema import Prediction, ReadClaim, Study, VerdictSet
+from db.schema import ReadClaim, Study, VerdictSet
 from db.session import run_write
 from db.users import create_user
+from tests.conftest import analysed_studies
 
 # --- the rule, pure -------------------------------------------------------------------
 
@@ -66,43 +67,6 @@ def test_disagreeing_reads_wait_for_an_admin_who_did_not_read():
 FLAGGED = {"Effusion"}
 
 
-def _done_studies(engine, n: int) -> list[int]:
-    def work(session):
-        ids = []
-        for i in range(n):
-            study = Study(
-                sha256=f"{i + 1:064x}",
-                original_name=f"s{i}.png",
-                stored_path=f"originals/x/{i}.png",
-                file_format="png",
-                width=64,
-                height=64,
-                status="done",
-                model_version="v1",
-                priority=float(n - i),  # study order = triage order
-            )
-            session.add(study)
-            session.flush()
-            session.add_all(
-                Prediction(
-                    study_id=study.id,
-                    label=lab,
-                    probability=0.9 if lab in FLAGGED else 0.1,
-                    spread=0.0,
-                    threshold=0.5,
-                    flagged=lab in FLAGGED,
-                    model_name="m",
-                    model_version="v1",
-                    threshold_version="t1",
-                )
-                for lab in LABELS
-            )
-            ids.append(study.id)
-        return ids
-
-    return run_write(engine, work)
-
-
 NORMAL = normal_study({lab: lab in FLAGGED for lab in LABELS})
 EFFUSION = {
     lab: verdict_for(lab in FLAGGED, lab == "Effusion") for lab in LABELS
@@ -123,7 +87,7 @@ def _reads_per_study(engine) -> dict[int, int]:
 def test_a_claimed_study_is_not_offered_to_another_reader_until_the_claim_lapses(settings, db_engine):
     from services.reading import open_study, read_next, save_read
 
-    ids = _done_studies(db_engine, 2)
+    ids = analysed_studies(db_engine, FLAGGED, 2)
     ann, ben = (create_user(db_engine, name, "long enough password") for name in ("ann", "ben"))
     assert read_next(db_engine, settings, ann) == ids[0]  # claimed for ann
     assert read_next(db_engine, settings, ben) == ids[1]  # ben is never sent ann's study
@@ -141,7 +105,7 @@ def test_four_readers_at_once_never_give_a_study_more_than_its_reads(settings, d
     from services.reading import read_next, save_read
 
     double = replace(settings, reads_required=2)
-    ids = _done_studies(db_engine, 12)
+    ids = analysed_studies(db_engine, FLAGGED, 12)
     readers = [create_user(db_engine, f"reader{i}", "long enough password") for i in range(4)]
     outcomes, errors = [], []
     start = threading.Barrier(len(readers))
@@ -171,7 +135,7 @@ def test_an_admin_reader_and_a_reviewer_who_disagree_go_to_another_admin(setting
     from services.reading import open_study, save_read
 
     double = replace(settings, reads_required=2)
-    (sid,) = _done_studies(db_engine, 1)
+    (sid,) = analysed_studies(db_engine, FLAGGED, 1)
     boss = create_user(db_engine, "boss", "long enough password", "admin")
     rev = create_user(db_engine, "rev", "long enough password")
     chief = create_user(db_engine, "chief", "long enough password", "admin")
@@ -199,7 +163,7 @@ def test_an_admin_reader_and_a_reviewer_who_disagree_go_to_another_admin(setting
 def test_a_save_for_a_study_that_is_gone_or_not_analysed_says_why(settings, db_engine):
     from services.reading import save_read
 
-    (sid,) = _done_studies(db_engine, 1)
+    (sid,) = analysed_studies(db_engine, FLAGGED, 1)
     reader = create_user(db_engine, "ann", "long enough password")
     missing = save_read(db_engine, settings, reader, sid + 1000, NORMAL)
     assert not missing.saved and "does not exist" in missing.message
@@ -212,7 +176,7 @@ def test_a_claim_is_renewed_while_the_screen_is_open_and_lapses_after(settings, 
     from db.claims import CLAIM_LEASE
     from services.reading import keep_claim, open_study
 
-    (sid,) = _done_studies(db_engine, 1)
+    (sid,) = analysed_studies(db_engine, FLAGGED, 1)
     reader = create_user(db_engine, "ann", "long enough password")
     assert not open_study(db_engine, settings, reader, sid).read_only
     assert keep_claim(db_engine, reader, sid)
