@@ -401,7 +401,7 @@ def _int_attribute(ds, keyword: str, default: int) -> int:
         raise UnreadableImage(f"The DICOM attribute {keyword} is not a whole number.") from exc
 
 
-def _finite_numbers(ds, keyword: str) -> list[float] | None:
+def finite_numbers(ds, keyword: str) -> list[float] | None:
     """The attribute's values as finite floats; None when absent; a rejection when malformed."""
     if keyword not in ds or ds[keyword].value in (None, ""):
         return None
@@ -418,18 +418,18 @@ def _finite_numbers(ds, keyword: str) -> list[float] | None:
 
 def validate_dicom_attributes(ds) -> None:
     """Check every attribute the pixel pipeline reads before it reads it (PS3.3 C.11)."""
-    slope = _finite_numbers(ds, "RescaleSlope")
-    _finite_numbers(ds, "RescaleIntercept")
+    slope = finite_numbers(ds, "RescaleSlope")
+    finite_numbers(ds, "RescaleIntercept")
     if slope is not None and slope[0] == 0:
         raise UnreadableImage("The DICOM RescaleSlope is 0: every pixel would have the same value.")
-    widths = _finite_numbers(ds, "WindowWidth")
-    centers = _finite_numbers(ds, "WindowCenter")
+    widths = finite_numbers(ds, "WindowWidth")
+    centers = finite_numbers(ds, "WindowCenter")
     if widths is not None and min(widths) < 1:
         raise UnreadableImage(f"The DICOM WindowWidth {widths[0]:g} is invalid (it must be at least 1).")
     if (widths is None) != (centers is None):
         raise UnreadableImage("The DICOM window is incomplete (WindowCenter and WindowWidth go together).")
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        spacing = _finite_numbers(ds, keyword)
+        spacing = finite_numbers(ds, keyword)
         if spacing is not None and (len(spacing) != 2 or min(spacing) <= 0):
             raise UnreadableImage(f"The DICOM {keyword} must be two positive numbers.")
     for keyword in ("ModalityLUTSequence", "VOILUTSequence"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -39,6 +41,7 @@ class DisplayImage:
     default_center: float
     default_width: float
     invert: bool
+    spacing_mm: tuple[float, float] | None = None  # (row, column) from PixelSpacing / ImagerPixelSpacing
 
     @property
     def value_range(self) -> tuple[float, float]:
@@ -56,7 +59,87 @@ def load_dicom_display(data: bytes) -> DisplayImage:
         lo, hi = float(values.min()), float(values.max())
         center, width = (lo + hi) / 2.0, max(1.0, hi - lo)
     invert = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
-    return DisplayImage(values=values, default_center=center, default_width=width, invert=invert)
+    return DisplayImage(values, center, width, invert, pixel_spacing(ds))
+
+
+def pixel_spacing(ds) -> tuple[float, float] | None:
+    """Millimetres between pixel centres (row, column): PixelSpacing where the file has it
+    (calibrated at the patient), else ImagerPixelSpacing (at the detector: a projection
+    radiograph's measurement is then magnified by the beam's divergence, a few percent)."""
+    from core.decode import finite_numbers
+
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = finite_numbers(ds, keyword)
+        if spacing is not None and len(spacing) == 2 and min(spacing) > 0:
+            return float(spacing[0]), float(spacing[1])
+    return None
+
+
+class ChestPreset(StrEnum):
+    """The reader's chest windows. CR/DX values are not calibrated like CT units, so each
+    preset is placed on the image's own brightness histogram (percentiles of how bright a
+    pixel is shown): the dark, air-filled lung fields; the brighter soft tissue of the
+    mediastinum and heart; the brightest, bone."""
+
+    LUNG = "lung"
+    MEDIASTINUM = "mediastinum"
+    BONE = "bone"
+
+
+# brightness percentiles (low, high) each preset's window spans
+CHEST_PRESET_SPANS: dict[ChestPreset, tuple[float, float]] = {
+    ChestPreset.LUNG: (1.0, 70.0),
+    ChestPreset.MEDIASTINUM: (45.0, 97.0),
+    ChestPreset.BONE: (75.0, 99.7),
+}
+
+
+def chest_presets(image: DisplayImage) -> dict[ChestPreset, tuple[float, float]]:
+    """(centre, width) in modality values for each chest preset of this image. Brightness
+    percentile q is value percentile q, or 100 - q on MONOCHROME1 (higher values darker)."""
+    sample = image.values[:: max(1, image.values.shape[0] // 512), :: max(1, image.values.shape[1] // 512)]
+    windows: dict[ChestPreset, tuple[float, float]] = {}
+    for preset, (low, high) in CHEST_PRESET_SPANS.items():
+        qs = (100.0 - high, 100.0 - low) if image.invert else (low, high)
+        lo, hi = (float(v) for v in np.percentile(sample, qs))
+        windows[preset] = ((lo + hi) / 2.0, max(1e-6, hi - lo))
+    return windows
+
+
+@dataclass(frozen=True)
+class BrowserPixels:
+    """An image's display values as the reading screen's viewer receives them: 16-bit
+    unsigned integers, little-endian, row by row, deflate-compressed (``DecompressionStream``
+    in the browser); ``value = stored * scale + offset`` gives back the modality value, so
+    the viewer windows the file's own values, not an 8-bit rendering of them."""
+
+    data: bytes
+    rows: int
+    cols: int
+    offset: float
+    scale: float
+
+    def values(self) -> np.ndarray:
+        """Decode again (tests, tools): the values the browser windows."""
+        stored = np.frombuffer(zlib.decompress(self.data), dtype="<u2").reshape(self.rows, self.cols)
+        return stored.astype(np.float64) * self.scale + self.offset
+
+
+def browser_pixels(values: np.ndarray) -> BrowserPixels:
+    """Pack display values into 16 bits: exactly when they are integers spanning at most
+    65,536 values (every CR/DX and 8/16-bit raster), else linearly quantised to 65,536 steps."""
+    finite = np.asarray(values, dtype=np.float64)
+    if finite.ndim != 2 or not np.isfinite(finite).all():
+        raise ValueError("display values must be a finite 2-D array")
+    lo, hi = float(finite.min()), float(finite.max())
+    if np.array_equal(finite, np.round(finite)) and hi - lo <= 65535:
+        scale = 1.0
+        stored = (finite - lo).astype("<u2")
+    else:
+        scale = max(hi - lo, 1e-12) / 65535.0
+        stored = np.round((finite - lo) / scale).astype("<u2")
+    rows, cols = stored.shape
+    return BrowserPixels(zlib.compress(stored.tobytes(), 1), rows, cols, lo, scale)
 
 
 def render_window(image: DisplayImage, center: float, width: float) -> np.ndarray:

@@ -4,6 +4,7 @@ kept apart from the form and the database so both apply the same rule."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from core.labels import NO_FINDING
 
@@ -67,3 +68,38 @@ def mark_problem(truths: dict[str, bool], marks: dict[str, Mark]) -> str | None:
     if wrong:
         return f"a point is marked for {', '.join(wrong)}, which is not a finding marked present."
     return None
+
+
+class RowState(StrEnum):
+    """What the reader has said of one label on the reading screen (the panel's
+    ``data-state``): present, absent, or nothing yet."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+    UNSET = "unset"
+
+
+def verdicts_from_states(states: dict[str, str], flags: dict[str, bool]) -> dict[str, str]:
+    """The stored verdict of every label from what the reader marked, by the submit rule
+    "unmarked findings absent": a finding is present only when marked present; "No
+    Finding" is as marked, and when left unmarked it is present exactly when no finding
+    is (a reader who marks it absent with no finding present says "abnormal, none of these").
+    Raises ValueError for a state that is not a RowState or a label the study lacks."""
+    unknown = sorted(set(states) - set(flags))
+    if unknown:
+        raise ValueError(f"no such label on this study: {', '.join(unknown)}")
+    marked = {label: RowState(states.get(label, RowState.UNSET)) for label in flags}
+    truths = {label: state is RowState.PRESENT for label, state in marked.items() if label != NO_FINDING}
+    if NO_FINDING in flags:
+        said = marked[NO_FINDING]
+        truths[NO_FINDING] = not any(truths.values()) if said is RowState.UNSET else said is RowState.PRESENT
+    return {label: verdict_for(flags[label], truths[label]) for label in flags}
+
+
+def states_from_verdicts(verdicts: dict[str, str], flags: dict[str, bool]) -> dict[str, RowState]:
+    """The panel's states for a study the reader has already read (their stored verdicts)."""
+    return {
+        label: (RowState.PRESENT if present(flags[label], v) else RowState.ABSENT)
+        for label, v in verdicts.items()
+        if label in flags
+    }

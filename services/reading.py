@@ -107,6 +107,13 @@ def read_next(engine: Engine, settings: Settings, reader: Identity, after_id: in
     return None
 
 
+def peek_next(engine: Engine, settings: Settings, reader: Identity, after_id: int) -> int | None:
+    """The study "Read next" would most likely open after ``after_id``, without claiming it:
+    the reading screen prefetches its images while the reader reads."""
+    candidates = next_candidates(engine, after_id, settings.triage(), reader.id, settings.reads_required)
+    return next((sid for sid in candidates if sid != after_id), None)
+
+
 def keep_claim(engine: Engine, reader: Identity, study_id: int) -> bool:
     """Renew the reader's claim while their screen is open; False if it had lapsed."""
     return run_write(engine, lambda session: claims.renew_claim(session, study_id, reader.id, utcnow()))
@@ -157,6 +164,38 @@ def save_read(
         return run_write(engine, work)
     except (ValueError, DatabaseBusy) as exc:  # an incoherent verdict or a busy database: nothing was written
         return SaveOutcome(study_id, False, f"Not saved: {exc}")
+
+
+def save_marked_read(
+    engine: Engine,
+    settings: Settings,
+    reader: Identity,
+    study_id: int,
+    states: dict[str, str],
+    marks: dict[str, verdict_rules.Mark],
+    note: str | None,
+) -> SaveOutcome:
+    """Save a read as the reading screen makes it: what the reader marked present, absent
+    or left unmarked, by the rule "unmarked findings absent" (core.verdict_rules), with
+    the points of the findings marked present."""
+    case = load_study(engine, study_id, reader.id)
+    if case is None or case.predictions.empty:
+        return SaveOutcome(study_id, False, f"Not saved: study {study_id} has no results to read.")
+    flags = dict(zip(case.predictions["label"], case.predictions["flagged"].astype(bool), strict=True))
+    try:
+        verdicts = verdict_rules.verdicts_from_states(states, flags)
+    except ValueError as exc:
+        return SaveOutcome(study_id, False, f"Not saved: {exc}")
+    placed = {k: m for k, m in marks.items() if k in flags and verdict_rules.present(flags[k], verdicts[k])}
+    return save_read(engine, settings, reader, study_id, verdicts, note, placed)
+
+
+def study_to_prefetch(
+    engine: Engine, reader: Identity, study_id: int
+) -> tuple[StudyRecord, list[InstanceRecord]] | None:
+    """The study record and images of a study about to be opened (nothing is claimed)."""
+    case = load_study(engine, study_id, reader.id)
+    return None if case is None else (case.study, study_instances(engine, study_id))
 
 
 def study_images(engine: Engine, study_id: int) -> list[InstanceRecord]:

@@ -1,0 +1,86 @@
+"""Driving the reading component in Chromium: open a study, read the panel's data attributes
+(``data-focused``, each row's ``data-label`` and ``data-state``) and the viewport's
+(``data-window``, ``data-zoom``, ``data-overlay``, ``data-measure-mm``)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.browser_app import PASSWORD, poll, sign_in, wait_idle
+
+HEADING = re.compile(r"^Review: study \d+$")
+
+
+def reader_page(browser, site, user: str = "alice", width: int = 1280, height: int = 720):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(30000)
+    sign_in(page, site["url"], PASSWORD, user)
+    page.get_by_text("Queued").first.wait_for()
+    return context, page
+
+
+def panel(page):
+    return page.get_by_test_id("verdict-panel")
+
+
+def viewport(page, n: int = 0):
+    return page.get_by_test_id("reader-viewport").nth(n)
+
+
+def wait_study(page, sid: int | None = None) -> int:
+    """Wait until the panel shows a study (``sid`` when given) and its image is drawn."""
+    selector = f'[data-testid="verdict-panel"][data-study="{sid}"]' if sid else '[data-testid="verdict-panel"]'
+    page.locator(selector).wait_for()
+    page.locator('[data-testid="reader-viewport"][data-ready="true"]').first.wait_for()
+    return int(panel(page).get_attribute("data-study"))
+
+
+def open_study(page, site, sid: int) -> None:
+    page.goto(f"{site['url']}/review?study={sid}")
+    page.get_by_role("heading", name=f"Review: study {sid}", exact=True).wait_for()
+    wait_study(page, sid)
+    wait_idle(page)
+
+
+def focused(page) -> str:
+    return panel(page).get_attribute("data-focused")
+
+
+def labels(page) -> list[str]:
+    return panel(page).locator("[data-label]").evaluate_all("rows => rows.map(r => r.dataset.label)")
+
+
+def states(page) -> dict[str, str]:
+    return dict(
+        panel(page)
+        .locator("[data-label]")
+        .evaluate_all("rows => rows.map(r => [r.dataset.label, r.dataset.state])")
+    )
+
+
+def status(page) -> str:
+    return page.get_by_test_id("reader-status").inner_text()
+
+
+def wait_status(page, text: str, timeout: float = 30) -> None:
+    assert poll(lambda: text in status(page), timeout), f"no {text!r} in the status line: {status(page)!r}"
+
+
+def stored_truths(db_url: str, study_id: int, username: str) -> dict[str, bool]:
+    """What the reader's stored verdict rows say is present (label -> present)."""
+    from sqlalchemy import create_engine, select
+
+    from db.schema import User, Verdict
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            query = (
+                select(Verdict.label, Verdict.present)
+                .join(User, User.id == Verdict.reviewer_id)
+                .where(Verdict.study_id == study_id, User.username == username)
+            )
+            return {label: bool(p) for label, p in conn.execute(query).all()}
+    finally:
+        engine.dispose()
