@@ -10,28 +10,6 @@ import numpy as np
 
 from core import pixel_transforms as px
 
-# CR/DX values are not calibrated like CT Hounsfield units, so fixed-number presets would
-# mean different things on every detector. Presets are defined on the image's own values:
-# the file's window, the full range, the 1st-99th percentiles (ignores collimator edges
-# and markers), and a narrow window around the median for subtle density differences.
-WINDOW_PRESETS: tuple[str, ...] = ("Default", "Full range", "Auto 1-99%", "Narrow")
-
-
-def preset_window(values: np.ndarray, preset: str, default: tuple[float, float]) -> tuple[float, float]:
-    """(centre, width) for a preset name on these modality values."""
-    if preset == "Default":
-        return default
-    if preset == "Full range":
-        lo, hi = float(values.min()), float(values.max())
-    elif preset == "Auto 1-99%":
-        lo, hi = (float(v) for v in np.percentile(values, [1, 99]))
-    elif preset == "Narrow":
-        q25, q50, q75 = (float(v) for v in np.percentile(values, [25, 50, 75]))
-        return q50, max(1.0, q75 - q25)
-    else:
-        raise ValueError(f"unknown window preset {preset!r}")
-    return (lo + hi) / 2.0, max(1.0, hi - lo)
-
 
 @dataclass(frozen=True)
 class DisplayImage:

@@ -9,5 +9,6 @@ python3 -m venv .venv
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports
+bash scripts/check_bundle.sh  # the committed reading-component bundle equals a fresh build
 .venv/bin/mypy  # core, db, services and training are type-checked (pyproject.toml [tool.mypy])
 exec .venv/bin/python -m pytest "$@"

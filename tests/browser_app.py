@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,16 +48,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("e2e") / "data"
-    env = dict(
-        os.environ,
-        CXR_DATA_DIR=str(data),
-        CXR_MODEL=str(DEFAULT_MODEL),
-        CXR_EMBEDDED_WORKER="1",
-        CXR_READS_REQUIRED="2",
-    )  # double reading: a second reader has work
+@contextmanager
+def running_app(data: Path, **env_extra: str) -> Iterator[dict]:
+    """The real app (streamlit run Home.py, embedded worker, default model) on a free port
+    over the site in ``data``; yields its url, database url and data folder."""
+    env = dict(os.environ, CXR_DATA_DIR=str(data), CXR_MODEL=str(DEFAULT_MODEL), CXR_EMBEDDED_WORKER="1", **env_extra)
     env.pop("CXR_DATABASE_URL", None)
     create_account(data, "alice", "admin", check=True)
     port = free_port()
@@ -80,20 +77,28 @@ def app_server(tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start:\n" + (data / "streamlit.log").read_text()[-3000:])
-    yield {"url": url, "db": f"sqlite:///{data / 'cxr.sqlite3'}", "data": data}
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not start:\n" + (data / "streamlit.log").read_text()[-3000:])
+        yield {"url": url, "db": f"sqlite:///{data / 'cxr.sqlite3'}", "data": data}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The app shared by the browser tests, double reading on (a second reader has work)."""
+    with running_app(tmp_path_factory.mktemp("e2e") / "data", CXR_READS_REQUIRED="2") as app:
+        yield app
 
 
 @pytest.fixture(scope="session")

@@ -53,9 +53,7 @@ def labels(page) -> list[str]:
 
 def states(page) -> dict[str, str]:
     return dict(
-        panel(page)
-        .locator("[data-label]")
-        .evaluate_all("rows => rows.map(r => [r.dataset.label, r.dataset.state])")
+        panel(page).locator("[data-label]").evaluate_all("rows => rows.map(r => [r.dataset.label, r.dataset.state])")
     )
 
 

@@ -44,7 +44,7 @@ def test_contracts_are_kept():
         ("training/evaluate.py", "from db import studies as _rows  # offline work reading the database"),
         ("core/labels.py", "from training import evaluate as _up  # the runtime domain reaching for training"),
         ("pages/review.py", "from db.reviews import load_study as _skip  # a screen going round the services"),
-        ("dashboard/viewer.py", "import db.studies as _rows  # a widget reading tables itself"),
+        ("dashboard/reading_payload.py", "import db.studies as _rows  # a widget reading tables itself"),
     ],
 )
 def test_a_bad_import_breaks_the_build(tmp_path, module, bad_import):

@@ -167,19 +167,53 @@ def test_png_modes_decode_to_the_same_grey(nih_png, mode, tmp_path):
     np.testing.assert_allclose(decoded.pixels, expected, atol=1.5 / 255)
 
 
-def test_window_presets_follow_the_image_values():
-    from core.display import WINDOW_PRESETS, preset_window
+def test_chest_presets_sit_on_the_image_brightness_and_follow_monochrome1():
+    from core.display import ChestPreset, DisplayImage, chest_presets
 
-    values = np.linspace(100.0, 4000.0, 10001)
-    assert preset_window(values, "Default", (5.0, 6.0)) == (5.0, 6.0)
-    assert preset_window(values, "Full range", (0, 1)) == (2050.0, 3900.0)
-    c, w = preset_window(values, "Auto 1-99%", (0, 1))
-    assert c == pytest.approx(2050.0) and w == pytest.approx(0.98 * 3900.0)
-    c, w = preset_window(values, "Narrow", (0, 1))
-    assert c == pytest.approx(2050.0) and w == pytest.approx(0.5 * 3900.0)
-    assert set(WINDOW_PRESETS) == {"Default", "Full range", "Auto 1-99%", "Narrow"}
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 4096, size=(600, 500)).astype(np.float64)
+    plain = chest_presets(DisplayImage(values, 2048.0, 4096.0, False))
+    assert set(plain) == set(ChestPreset)
+    centres = [plain[p][0] for p in (ChestPreset.LUNG, ChestPreset.MEDIASTINUM, ChestPreset.BONE)]
+    assert centres == sorted(centres)  # lungs dark, bone brightest
+    assert plain[ChestPreset.BONE][1] < plain[ChestPreset.LUNG][1]  # bone's window is the narrowest
+    lo, hi = np.percentile(values, [1, 70])
+    assert plain[ChestPreset.LUNG] == pytest.approx(((lo + hi) / 2, hi - lo), rel=0.02)
+    inverted = chest_presets(DisplayImage(values, 2048.0, 4096.0, True))  # MONOCHROME1: high values dark
+    assert inverted[ChestPreset.BONE][0] < inverted[ChestPreset.LUNG][0]
+
+
+@pytest.mark.parametrize("kind", ["twelve_bit", "signed", "unit_float"])
+def test_browser_pixels_give_back_the_values_the_viewer_windows(kind):
+    from core.display import browser_pixels
+
+    rng = np.random.default_rng(1)
+    values = {
+        "twelve_bit": rng.integers(0, 4096, size=(64, 48)).astype(np.float64),
+        "signed": rng.integers(-1024, 3071, size=(64, 48)).astype(np.float64),
+        "unit_float": rng.random((64, 48)),
+    }[kind]
+    packed = browser_pixels(values)
+    assert (packed.rows, packed.cols) == values.shape
+    back = packed.values()
+    if kind == "unit_float":  # quantised to 65,536 steps of the range
+        assert np.abs(back - values).max() <= (values.max() - values.min()) / 65535
+    else:
+        np.testing.assert_array_equal(back, values)  # integers: exact
     with pytest.raises(ValueError):
-        preset_window(values, "Lung", (0, 1))
+        browser_pixels(np.array([[0.0, np.nan]]))
+
+
+def test_pixel_spacing_of_the_real_cr_dicom():
+    import pydicom
+
+    from core.display import load_dicom_display
+
+    path = shared("dicom", "cr_chest.dcm")
+    ds = pydicom.dcmread(path)
+    expected = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    display = load_dicom_display(path.read_bytes())
+    assert display.spacing_mm == pytest.approx(tuple(float(v) for v in expected))
 
 
 def test_code_string_attributes_with_markup_or_links_read_as_absent():

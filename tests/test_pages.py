@@ -5,7 +5,7 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from core.labels import LABELS
-from db.schema import AuditEvent, Verdict
+from db.schema import AuditEvent
 from tests.conftest import DEFAULT_MODEL, ROOT, SHARED, app_settings
 from tests.populated import populate, real_study_files
 
@@ -99,35 +99,36 @@ def test_worklist_orders_by_suspicion(app_db):
     assert list(at.dataframe[0].value["original_name"]) == ["cr_chest.dcm"]
 
 
-def test_review_page_shows_scores_and_records_15_verdicts(app_db):
+def _reader_data(at: AppTest) -> dict:
+    """What the review page sent its reading component (the component's data)."""
+    import json
+
+    (component,) = at.get("bidi_component")
+    return json.loads(component.proto.json)
+
+
+def test_review_sends_the_study_to_the_reading_component(app_db):
     sid = app_db["ids"]["cr_chest.dcm"]
-    user = app_db["reviewer"]
-    at = _app("pages/review.py", user, study_id=sid).run()
+    at = _app("pages/review.py", app_db["reviewer"], study_id=sid).run()
     assert not at.exception
     assert "not a diagnosis" in _text(at)
-    scores = at.dataframe[0].value
-    assert set(scores["label"]) == set(LABELS)
-    assert at.slider(key="cam_opacity").value == 0.45
-    assert any(s.label == "Window centre" for s in at.slider)  # DICOM gets window/level
-    flagged = list(scores.loc[scores["flagged"], "label"])
-    for label in flagged:
-        at.radio(key=f"v_{sid}_{label}").set_value("incorrect")
-    unflagged = [lab for lab in LABELS if lab not in flagged]
-    at.radio(key=f"v_{sid}_{unflagged[0]}").set_value("missed")
-    at.text_input(key=f"note_{sid}").input("checked at AppTest")
-    at.button[-1].click().run()
-    assert not at.exception
+    data = _reader_data(at)
+    assert data["study_id"] == sid and not data["read_only"]
+    assert sorted(r["label"] for r in data["rows"]) == sorted(LABELS)
+    flags = [r["flagged"] for r in data["rows"]]
+    assert flags == sorted(flags, reverse=True)  # flagged rows first
+    (image,) = data["images"]
+    assert (
+        image["url"].startswith("/") and image["spacing"] and set(image["presets"]) == {"lung", "mediastinum", "bone"}
+    )
     with app_db["engine"].connect() as conn:
-        rows = conn.execute(
-            select(Verdict.label, Verdict.verdict, Verdict.present).where(
-                Verdict.study_id == sid, Verdict.reviewer_id == user.id
-            )
-        ).all()
-    assert len(rows) == 15
-    by = {r.label: r for r in rows}
-    assert all(by[lab].verdict == "incorrect" and not by[lab].present for lab in flagged)
-    assert by[unflagged[0]].verdict == "missed" and by[unflagged[0]].present
-    assert at.session_state["study_id"] != sid  # moved on to the next study
+        from db.schema import Study
+
+        width, height = conn.execute(select(Study.width, Study.height).where(Study.id == sid)).one()
+    assert (image["cols"], image["rows"]) == (width, height)  # full resolution, not a preview
+    assert "No Finding" not in data["heatmaps"]  # a heatmap says where a finding is
+    assert set(data["heatmaps"]) == set(LABELS) - {"No Finding"}  # any finding on request, flagged or not
+    assert data["prefetch"] and all(u.startswith("/") for u in data["prefetch"])  # the next study, fetched early
 
 
 def _study_with(app_db, flagged: bool, reader) -> tuple[int, str]:
@@ -153,27 +154,22 @@ def _study_with(app_db, flagged: bool, reader) -> tuple[int, str]:
     raise AssertionError(f"no readable real study has a label the model {'flagged' if flagged else 'left unflagged'}")
 
 
-def test_heatmap_on_request_for_an_unflagged_label(app_db):
-    sid, label = _study_with(app_db, False, app_db["reviewer"])
-    at = _app("pages/review.py", app_db["reviewer"], study_id=sid).run()
-    scores = at.dataframe[0].value
-    unflagged = scores.loc[~scores["flagged"], "label"].tolist()
-    assert label in unflagged
-    assert "No Finding" not in at.selectbox(key="cam_label").options  # a heatmap is never drawn for it
-    unflagged = [lab for lab in unflagged if lab != "No Finding"]
-    at.selectbox(key="cam_label").set_value(unflagged[0]).run()
-    assert not at.exception
-    specs = [chart.proto.spec for chart in at.get("plotly_chart")]
-    assert len(specs) == 1 and f"Grad-CAM: {unflagged[0]}" in specs[0]  # the zoomable viewer shows the overlay
+def test_a_study_the_reader_has_read_opens_read_only_with_their_verdicts(app_db):
+    from core.verdict_rules import normal_study
+    from services.reading import save_read
 
-
-def test_flagged_findings_need_a_decision(app_db):
     sid, _ = _study_with(app_db, True, app_db["admin"])
-    at = _app("pages/review.py", app_db["admin"], study_id=sid).run()
-    scores = at.dataframe[0].value
-    assert scores["flagged"].any()
-    at.button[-1].click().run()
-    assert "mark every flagged finding" in _text(at)
+    case_flags = {
+        r["label"]: r["flagged"]
+        for r in _reader_data(_app("pages/review.py", app_db["admin"], study_id=sid).run())["rows"]
+    }
+    saved = save_read(app_db["engine"], app_db["settings"], app_db["admin"], sid, normal_study(case_flags))
+    assert saved.saved, saved.message
+    data = _reader_data(_app("pages/review.py", app_db["admin"], study_id=sid).run())
+    assert data["read_only"] and data["reason"] and data["prefetch"] == []
+    assert {r["label"]: r["state"] for r in data["rows"]} == {
+        lab: "present" if lab == "No Finding" else "absent" for lab in case_flags
+    }
 
 
 def test_model_page_shows_card(app_db):
@@ -221,7 +217,7 @@ def test_review_shows_abnormal_score_and_threshold_basis(app_db):
     sid = app_db["ids"]["cr_chest.dcm"]
     at = _app("pages/review.py", app_db["reviewer"], study_id=sid).run()
     assert not at.exception
-    assert any(m.value.startswith("**P(abnormal) ") for m in at.markdown)
+    assert 0.0 <= _reader_data(at)["abnormal"] <= 1.0
     scores = at.dataframe[0].value
     assert "threshold basis" in scores.columns
     assert scores["threshold basis"].str.contains("positives").all()

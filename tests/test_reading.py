@@ -1,8 +1,6 @@
 """A reader's day (issue 13) on a seeded database: per-reader queues and "Read next",
 verdict rules, the double-click guard, analytics guard rails and account administration."""
 
-import time
-
 import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
@@ -113,38 +111,45 @@ def test_a_contradictory_verdict_is_refused(site):
         )
 
 
-def test_normal_study_saves_and_a_double_click_cannot_save_the_next(site):
+def test_a_marked_read_stores_unmarked_findings_absent_and_points_of_present_ones(site):
+    from core.verdict_rules import Mark
+    from services.reading import read_next, save_marked_read
+
     engine, reader = site["engine"], site["readers"][1]
-    at = _page("pages/review.py", reader).run()
-    first = int(at.title[0].value.split()[-1])
-    normal = next(b for b in at.button if b.key == f"normal_{first}")
-    normal.click().run()
-    assert not at.exception
-    second = int(at.title[0].value.split()[-1])
-    assert second != first
-    assert any(f"study {first}" in t.value for t in at.toast)  # the toast names the study just saved
+    sid = read_next(engine, site["settings"], reader)
+    flags = _flags(engine, sid)
+    findings = [lab for lab in LABELS if lab != NO_FINDING]
+    present, absent, unmarked = findings[0], findings[1], findings[2]
+    marks = {present: Mark(0.25, 0.5), absent: Mark(0.5, 0.5)}  # a point left on a finding marked absent
+    outcome = save_marked_read(
+        engine, site["settings"], reader, sid, {present: "present", absent: "absent"}, marks, "a note"
+    )
+    assert outcome.saved and outcome.message == f"Saved your verdict on study {sid}."
     with engine.connect() as conn:
-        saved = dict(
-            conn.execute(
-                select(Verdict.label, Verdict.present).where(
-                    Verdict.study_id == first, Verdict.reviewer_id == reader.id
+        rows = {
+            r.label: r
+            for r in conn.execute(
+                select(Verdict.label, Verdict.present, Verdict.verdict, Verdict.mark_x).where(
+                    Verdict.study_id == sid, Verdict.reviewer_id == reader.id
                 )
-            ).all()
-        )
-    assert saved == {lab: lab == NO_FINDING for lab in LABELS}
-    assert second in at.session_state["opened_by_save"]  # the guard's clock started when the save opened it
-    at.session_state["opened_by_save"] = {second: time.monotonic()}  # as if this second click came at once
-    next(b for b in at.button if b.key == f"normal_{second}").click().run()  # the second click of a double click
-    assert any("only just opened" in w.value for w in at.error)
-    with engine.connect() as conn:
-        assert (
-            conn.execute(
-                select(func.count())
-                .select_from(Verdict)
-                .where(Verdict.study_id == second, Verdict.reviewer_id == reader.id)
-            ).scalar_one()
-            == 0
-        )
+            )
+        }
+    assert set(rows) == set(LABELS)
+    assert rows[present].present and rows[present].mark_x == pytest.approx(0.25)
+    assert not rows[absent].present and rows[absent].mark_x is None  # no point for an absent finding
+    assert not rows[unmarked].present and not rows[NO_FINDING].present  # a finding present: not normal
+    assert rows[unmarked].verdict == ("incorrect" if flags[unmarked] else "correct")
+    again = save_marked_read(engine, site["settings"], reader, sid, {}, {}, None)
+    assert not again.saved and again.message.startswith("Not saved:")  # one read per reader
+
+
+def test_a_marked_read_naming_a_label_the_study_lacks_is_refused(site):
+    from services.reading import read_next, save_marked_read
+
+    engine, reader = site["engine"], site["readers"][1]
+    sid = read_next(engine, site["settings"], reader)
+    outcome = save_marked_read(engine, site["settings"], reader, sid, {"Dragon": "present"}, {}, None)
+    assert not outcome.saved and "Dragon" in outcome.message
 
 
 def test_threshold_save_on_too_few_positives_is_refused_with_the_reason(site):

@@ -6,16 +6,16 @@ async function C(r) {
   const e = t.body.pipeThrough(new DecompressionStream("deflate")), s = await new Response(e).arrayBuffer();
   return new Uint16Array(s);
 }
-function $(r) {
+function B(r) {
   let t = m.get(r);
   for (t ? m.delete(r) : (t = C(r), t.catch(() => m.delete(r))), m.set(r, t); m.size > 8; ) m.delete(m.keys().next().value);
   return t;
 }
 function N(r) {
-  for (const t of r) $(t).catch(() => {
+  for (const t of r) B(t).catch(() => {
   });
 }
-const A = (() => {
+const R = (() => {
   const r = [];
   for (let t = 0; t < 256; t++) {
     const e = t / 255, s = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * e - 3))), i = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * e - 2))), n = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * e - 1)));
@@ -27,14 +27,14 @@ function z(r) {
   return Math.abs(r) >= 100 ? r.toFixed(0) : r.toPrecision(3);
 }
 const u = 224;
-function R(r, t) {
+function A(r, t) {
   const e = document.createElement("canvas");
   e.width = u, e.height = u;
   const s = e.getContext("2d"), i = s.createImageData(u, u), { rows: n, cols: a, values: h } = r;
   for (let o = 0; o < u; o++) {
     const l = Math.min(n - 1, Math.max(0, (o + 0.5) * n / u - 0.5)), c = Math.floor(l), f = Math.min(n - 1, c + 1), w = l - c;
     for (let g = 0; g < u; g++) {
-      const k = Math.min(a - 1, Math.max(0, (g + 0.5) * a / u - 0.5)), v = Math.floor(k), M = Math.min(a - 1, v + 1), x = k - v, E = h[c * a + v] * (1 - x) * (1 - w) + h[c * a + M] * x * (1 - w) + h[f * a + v] * (1 - x) * w + h[f * a + M] * x * w, [L, P, I] = A[Math.max(0, Math.min(255, Math.round(E * 255)))], b = 4 * (o * u + g);
+      const k = Math.min(a - 1, Math.max(0, (g + 0.5) * a / u - 0.5)), v = Math.floor(k), M = Math.min(a - 1, v + 1), x = k - v, E = h[c * a + v] * (1 - x) * (1 - w) + h[c * a + M] * x * (1 - w) + h[f * a + v] * (1 - x) * w + h[f * a + M] * x * w, [L, P, I] = R[Math.max(0, Math.min(255, Math.round(E * 255)))], b = 4 * (o * u + g);
       i.data[b] = L, i.data[b + 1] = P, i.data[b + 2] = I, i.data[b + 3] = Math.round(255 * t * Math.min(1, 1.6 * E));
     }
   }
@@ -69,7 +69,7 @@ class S {
   /** Show an image: its values are fetched (or taken from the prefetch), the view fitted. */
   async show(t) {
     this.entry = t, this.values = null, this.measurement = null, this.center = t.window[0], this.width = t.window[1], this.inverted = t.invert, this.root.dataset.imageId = String(t.id ?? ""), this.root.dataset.ready = "false", this.caption.textContent = "Loading…";
-    const e = await $(t.url);
+    const e = await B(t.url);
     if (this.entry === t) {
       if (e.length !== t.rows * t.cols) throw new Error("image size does not match its pixels");
       this.values = e, this.raster.width = t.cols, this.raster.height = t.rows, this.fit(), this.paintRaster(), this.root.dataset.ready = "true";
@@ -90,7 +90,7 @@ class S {
     this.inverted = !this.inverted, this.schedule();
   }
   setOverlay(t, e, s) {
-    this.overlayLabel = e ? t : "", this.overlay = e ? R(e, s) : null, this.draw();
+    this.overlayLabel = e ? t : "", this.overlay = e ? A(e, s) : null, this.draw();
   }
   setMarks(t) {
     this.marks = t, this.draw();
@@ -106,7 +106,7 @@ class S {
   }
   zoomAbout(t, e, s) {
     const i = Math.min(40, Math.max(0.02, this.zoom * s));
-    this.panX = t - (t - this.panX) * i / this.zoom, this.panY = e - (e - this.panY) * i / this.zoom, this.zoom = i, this.draw();
+    this.panX = t - (t - this.panX) * i / this.zoom, this.panY = e - (e - this.panY) * i / this.zoom, Math.abs(i * (window.devicePixelRatio || 1) - 1) < 1e-9 && (this.panX = Math.round(this.panX), this.panY = Math.round(this.panY)), this.zoom = i, this.draw();
   }
   resize() {
     const t = this.root.getBoundingClientRect(), e = window.devicePixelRatio || 1, s = Math.max(1, Math.round(t.width * e)), i = Math.max(1, Math.round((t.height - this.caption.offsetHeight) * e));
@@ -165,7 +165,7 @@ class S {
   }
   describe(t) {
     const e = this.root.dataset;
-    e.window = `${this.center.toFixed(2)},${this.width.toFixed(2)}`, e.zoom = this.zoom.toFixed(4), e.invert = String(this.inverted !== t.invert), e.overlay = this.overlayLabel;
+    e.window = `${this.center.toFixed(2)},${this.width.toFixed(2)}`, e.zoom = this.zoom.toFixed(4), e.pan = `${this.panX.toFixed(2)},${this.panY.toFixed(2)}`, e.invert = String(this.inverted !== t.invert), e.overlay = this.overlayLabel;
     const s = this.zoom * (window.devicePixelRatio || 1), i = t.view ? ` · ${t.view}` : "";
     this.caption.textContent = `${t.cols}×${t.rows}${i} · W ${z(this.width)} L ${z(this.center)} · zoom ${(100 * this.zoom).toFixed(0)}%${Math.abs(s - 1) < 1e-3 ? " (1:1)" : ""}` + (this.overlayLabel ? ` · Grad-CAM: ${this.overlayLabel}` : "") + (this.tool !== "window" ? ` · ${this.tool === "mark" ? "click where the ▶ finding is" : "drag to measure"}` : "");
   }
@@ -213,7 +213,7 @@ class S {
     this.draw();
   }
 }
-const p = "No Finding", F = "J/K next/previous finding · P/A present/absent, then next · N normal: every finding absent, submit · Ctrl+Enter submit · M mark (then click) · O overlay · [ ] opacity · I invert · 1 lung 2 mediastinum 3 bone 0 file window · F fit · Z 1:1 · L measure · V next image · B side by side · Esc cancel", B = { 1: "lung", 2: "mediastinum", 3: "bone", 0: "default" };
+const p = "No Finding", F = "J/K next/previous finding · P/A present/absent, then next · N normal: every finding absent, submit · Ctrl+Enter submit · M mark (then click) · O overlay · [ ] opacity · I invert · 1 lung 2 mediastinum 3 bone 0 file window · F fit · Z 1:1 · L measure · V next image · B side by side · Esc cancel", $ = { 1: "lung", 2: "mediastinum", 3: "bone", 0: "default" };
 function d(r, t = "", e = "") {
   const s = document.createElement(r);
   return t && (s.className = t), e && (s.textContent = e), s;
@@ -453,7 +453,7 @@ class O {
           i.tool = "window", i.clearMeasurement();
         return;
       default:
-        s in B && e.preset(B[s]);
+        s in $ && e.preset($[s]);
     }
   }
   toggleSideBySide() {
@@ -461,7 +461,7 @@ class O {
   }
 }
 const y = /* @__PURE__ */ new WeakMap();
-function T(r, t) {
+function Y(r, t) {
   const e = document.createElement("style");
   e.textContent = _;
   const s = new O({
@@ -480,10 +480,10 @@ function T(r, t) {
   };
   return y.set(r, n), n;
 }
-const K = ({ data: r, parentElement: t, setTriggerValue: e }) => {
-  const s = y.get(t) ?? T(t, e);
+const T = ({ data: r, parentElement: t, setTriggerValue: e }) => {
+  const s = y.get(t) ?? Y(t, e);
   return s.trigger = e, s.reader.update(r), N(r.prefetch), s.cleanup;
 };
 export {
-  K as default
+  T as default
 };

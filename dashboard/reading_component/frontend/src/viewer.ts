@@ -186,6 +186,10 @@ export class Viewport {
     const next = Math.min(40, Math.max(0.02, this.zoom * factor));
     this.panX = sx - ((sx - this.panX) * next) / this.zoom;
     this.panY = sy - ((sy - this.panY) * next) / this.zoom;
+    if (Math.abs(next * (window.devicePixelRatio || 1) - 1) < 1e-9) {
+      this.panX = Math.round(this.panX); // 1:1 on whole pixels: each screen pixel one image pixel
+      this.panY = Math.round(this.panY);
+    }
     this.zoom = next;
     this.draw();
   }
@@ -317,6 +321,7 @@ export class Viewport {
     const d = this.root.dataset;
     d.window = `${this.center.toFixed(2)},${this.width.toFixed(2)}`;
     d.zoom = this.zoom.toFixed(4);
+    d.pan = `${this.panX.toFixed(2)},${this.panY.toFixed(2)}`;
     d.invert = String(this.inverted !== entry.invert);
     d.overlay = this.overlayLabel;
     const native = this.zoom * (window.devicePixelRatio || 1);
