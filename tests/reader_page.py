@@ -58,7 +58,13 @@ def states(page) -> dict[str, str]:
 
 
 def status(page) -> str:
-    return page.get_by_test_id("reader-status").inner_text()
+    """The reading component's status line; once nothing waits for the reader (the panel is
+    gone), the page's own message of what became of the last submission."""
+    line = page.get_by_test_id("reader-status")
+    if line.count():
+        return line.inner_text()
+    alerts = page.get_by_test_id("stAlert")
+    return " ".join(alerts.all_inner_texts()) if alerts.count() else ""
 
 
 def wait_status(page, text: str, timeout: float = 30) -> None:

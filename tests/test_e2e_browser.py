@@ -24,6 +24,7 @@ from tests.browser_app import (
     wait_idle,
 )
 from tests.conftest import ROOT, SHARED
+from tests.reader_page import panel, states, stored_truths, viewport, wait_status, wait_study
 
 pytestmark = BROWSER_MARKS
 
@@ -84,30 +85,25 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
     grid.wait_for()
     shot(page, "04_worklist")
     page.get_by_role("button", name="Read next").click()
-    page.get_by_text("Your verdict", exact=True).wait_for()
-    first_id = int(page.get_by_role("heading", name="Review: study").inner_text().split()[-1])
+    first_id = wait_study(page)
+    assert poll(lambda: viewport(page).get_attribute("data-overlay") != "" or not _flagged(page), 10)
+    shot(page, "05_review_heatmap")  # the first flagged finding's map over the image
 
-    page.get_by_text("Grad-CAM overlay").first.wait_for()
-    overlay_box = page.get_by_test_id("stSelectbox").filter(has_text="Grad-CAM overlay")
-    overlay_box.click()
-    page.get_by_role("option").nth(1).click()  # the first flagged finding, or the first on request
-    page.get_by_test_id("stPlotlyChart").filter(has_text="Grad-CAM:").first.wait_for()
-    shot(page, "05_review_heatmap")
-
-    # unflagged findings default to "absent: correct"; each flagged one needs a decision. A
-    # click that lands while the page reruns can be lost: the app then says which finding is
-    # undecided, and the reviewer marks it again, as a person would
-    for _ in range(3):
-        wait_idle(page)
-        for option in page.get_by_text("present: flag correct", exact=True).all():
-            option.click()
-        page.get_by_role("button", name="Submit verdict and open next").click()
-        if poll(lambda: len(verdict_rows(app_server["db"], first_id, "alice")) == 15, 20):
-            break
-        assert page.get_by_text("mark every flagged finding").count(), "the verdict was neither stored nor refused"
+    # every flagged finding marked present with P (the focus walks down the flagged rows
+    # first), the rest left unmarked: absent by the submit rule
+    flagged = _flagged(page)
+    for _ in flagged:
+        page.keyboard.press("p")
+    marked = states(page)
+    page.wait_for_timeout(1100)
+    page.keyboard.press("Control+Enter")
+    wait_status(page, f"Saved your verdict on study {first_id}")
     verdicts = verdict_rows(app_server["db"], first_id, "alice")  # other tests' readers may read it too
     shot(page, "06_after_verdict")
     assert len(verdicts) == 15 and len({v.reviewer_id for v in verdicts}) == 1
+    truths = stored_truths(app_server["db"], first_id, "alice")
+    findings = {lab for lab, state in marked.items() if state == "present" and lab != "No Finding"}
+    assert {lab for lab, yes in truths.items() if yes and lab != "No Finding"} == findings
 
     for title, heading, name in (
         ("Analytics", "Cohort analytics", "07_analytics"),
@@ -117,6 +113,11 @@ def test_upload_review_verdict_in_chromium(app_server, browser, tmp_path):
         go(page, title, heading)
         shot(page, name)
     page.close()
+
+
+def _flagged(page) -> list[str]:
+    rows = panel(page).locator("[data-label]")
+    return rows.evaluate_all("rs => rs.filter(r => r.classList.contains('flagged')).map(r => r.dataset.label)")
 
 
 def test_reading_flow_at_1280x720(app_server, browser):
@@ -138,32 +139,28 @@ def test_reading_flow_at_1280x720(app_server, browser):
     heading.wait_for()
     opened = int(heading.inner_text().split()[-1])
     assert opened in {r.id for r in rows}
-    page.get_by_text("Your verdict", exact=True).wait_for()
+    wait_study(page, opened)
     wait_idle(page)
-    page.get_by_test_id("stPlotlyChart").first.locator("svg").first.wait_for()
     shot(page, "10_review_1280x720")
-    submit = page.get_by_role("button", name="Submit verdict and open next")
-    box = submit.bounding_box()
-    assert box and box["y"] + box["height"] <= 720, f"Submit is below the fold at 1280x720: {box}"
+    rows = panel(page).locator("[data-label]")
+    assert rows.count() == 15
+    for box in (
+        rows.last.bounding_box(),
+        page.get_by_role("button", name="Submit: unmarked findings absent").bounding_box(),
+    ):
+        assert box and box["y"] + box["height"] <= 720, f"a row or Submit is below the fold at 1280x720: {box}"
     page.set_viewport_size({"width": 1920, "height": 1080})
     wait_idle(page)
     shot(page, "11_review_1920x1080")
     page.set_viewport_size({"width": 1280, "height": 720})
-    page.mouse.wheel(0, 1500)  # the reader has scrolled down the verdict panel
-    wait_idle(page)
-    page.get_by_role("button", name="Normal study").first.click()
-    page.get_by_text(f"Saved your verdict on study {opened}").wait_for()
+    page.wait_for_timeout(1100)
+    page.get_by_role("button", name="Normal (N)").click()
+    wait_status(page, f"Saved your verdict on study {opened}")
     assert poll(lambda: len(verdict_rows(app_server["db"], opened, "alice")) == 15, 20)
-    assert poll(
-        lambda: (
-            page.evaluate(
-                "() => Math.max(window.scrollY, ...[...document.querySelectorAll('[data-testid=stMain], section.main')]"
-                ".map(e => e.scrollTop))"
-            )
-            == 0
-        ),
-        10,
-    ), "the next study did not open at the top"
+    nxt = int(panel(page).get_attribute("data-study"))
+    assert nxt != opened and all(s == "unset" for s in states(page).values()), (
+        "the next study carried the last one's marks"
+    )
     shot(page, "12_after_normal_study")
     page.close()
 

@@ -165,7 +165,7 @@ class S {
   }
   describe(t) {
     const e = this.root.dataset;
-    e.window = `${this.center.toFixed(2)},${this.width.toFixed(2)}`, e.zoom = this.zoom.toFixed(4), e.pan = `${this.panX.toFixed(2)},${this.panY.toFixed(2)}`, e.invert = String(this.inverted !== t.invert), e.overlay = this.overlayLabel;
+    e.window = `${this.center.toFixed(2)},${this.width.toFixed(2)}`, e.size = `${t.cols},${t.rows}`, e.zoom = this.zoom.toFixed(4), e.pan = `${this.panX.toFixed(2)},${this.panY.toFixed(2)}`, e.invert = String(this.inverted !== t.invert), e.overlay = this.overlayLabel;
     const s = this.zoom * (window.devicePixelRatio || 1), i = t.view ? ` · ${t.view}` : "";
     this.caption.textContent = `${t.cols}×${t.rows}${i} · W ${z(this.width)} L ${z(this.center)} · zoom ${(100 * this.zoom).toFixed(0)}%${Math.abs(s - 1) < 1e-3 ? " (1:1)" : ""}` + (this.overlayLabel ? ` · Grad-CAM: ${this.overlayLabel}` : "") + (this.tool !== "window" ? ` · ${this.tool === "mark" ? "click where the ▶ finding is" : "drag to measure"}` : "");
   }

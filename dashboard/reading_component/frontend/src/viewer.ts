@@ -320,6 +320,7 @@ export class Viewport {
   private describe(entry: ImageEntry): void {
     const d = this.root.dataset;
     d.window = `${this.center.toFixed(2)},${this.width.toFixed(2)}`;
+    d.size = `${entry.cols},${entry.rows}`;
     d.zoom = this.zoom.toFixed(4);
     d.pan = `${this.panX.toFixed(2)},${this.panY.toFixed(2)}`;
     d.invert = String(this.inverted !== entry.invert);
