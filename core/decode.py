@@ -401,7 +401,7 @@ def _int_attribute(ds, keyword: str, default: int) -> int:
         raise UnreadableImage(f"The DICOM attribute {keyword} is not a whole number.") from exc
 
 
-def finite_numbers(ds, keyword: str) -> list[float] | None:
+def _finite_numbers(ds, keyword: str) -> list[float] | None:
     """The attribute's values as finite floats; None when absent; a rejection when malformed."""
     if keyword not in ds or ds[keyword].value in (None, ""):
         return None
@@ -418,18 +418,18 @@ def finite_numbers(ds, keyword: str) -> list[float] | None:
 
 def validate_dicom_attributes(ds) -> None:
     """Check every attribute the pixel pipeline reads before it reads it (PS3.3 C.11)."""
-    slope = finite_numbers(ds, "RescaleSlope")
-    finite_numbers(ds, "RescaleIntercept")
+    slope = _finite_numbers(ds, "RescaleSlope")
+    _finite_numbers(ds, "RescaleIntercept")
     if slope is not None and slope[0] == 0:
         raise UnreadableImage("The DICOM RescaleSlope is 0: every pixel would have the same value.")
-    widths = finite_numbers(ds, "WindowWidth")
-    centers = finite_numbers(ds, "WindowCenter")
+    widths = _finite_numbers(ds, "WindowWidth")
+    centers = _finite_numbers(ds, "WindowCenter")
     if widths is not None and min(widths) < 1:
         raise UnreadableImage(f"The DICOM WindowWidth {widths[0]:g} is invalid (it must be at least 1).")
     if (widths is None) != (centers is None):
         raise UnreadableImage("The DICOM window is incomplete (WindowCenter and WindowWidth go together).")
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        spacing = finite_numbers(ds, keyword)
+        spacing = _finite_numbers(ds, keyword)
         if spacing is not None and (len(spacing) != 2 or min(spacing) <= 0):
             raise UnreadableImage(f"The DICOM {keyword} must be two positive numbers.")
     for keyword in ("ModalityLUTSequence", "VOILUTSequence"):
@@ -581,14 +581,14 @@ def _decode_dicom(data: bytes, limits: Limits) -> DecodedImage:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "MONOCHROME1":
         unit = px.invert_unit(unit)
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    spacing = pixel_spacing(ds)
     meta = {
         "format": "dicom",
         "modality": code_string(ds.get("Modality")),
         "view_position": code_string(ds.get("ViewPosition")),
         "width": int(ds.Columns),
         "height": int(ds.Rows),
-        "pixel_spacing": [float(s) for s in spacing] if spacing else None,
+        "pixel_spacing": list(spacing) if spacing else None,
         "photometric": photometric,
         "bits_stored": int(ds.get("BitsStored", 0) or 0) or None,
         "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else None,
@@ -598,6 +598,17 @@ def _decode_dicom(data: bytes, limits: Limits) -> DecodedImage:
         "patient_fields": patient_fields(ds),
     }
     return DecodedImage(pixels=np.ascontiguousarray(unit, dtype=np.float32), metadata=meta)
+
+
+def pixel_spacing(ds) -> tuple[float, float] | None:
+    """Millimetres between pixel centres (row, column): PixelSpacing where the file has it
+    (calibrated at the patient), else ImagerPixelSpacing (at the detector: a projection
+    radiograph's measurement is then magnified by the beam's divergence, a few percent)."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = _finite_numbers(ds, keyword)
+        if spacing is not None and len(spacing) == 2 and min(spacing) > 0:
+            return float(spacing[0]), float(spacing[1])
+    return None
 
 
 def dicom_identity(ds) -> dict[str, str | None]:

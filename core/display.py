@@ -28,7 +28,7 @@ class DisplayImage:
 
 def load_dicom_display(data: bytes) -> DisplayImage:
     """Read modality values and the file's default window (or the full range)."""
-    from core.decode import dicom_default_window, dicom_modality_values, read_dicom
+    from core.decode import dicom_default_window, dicom_modality_values, pixel_spacing, read_dicom
 
     ds = read_dicom(data)
     values = dicom_modality_values(ds)
@@ -38,19 +38,6 @@ def load_dicom_display(data: bytes) -> DisplayImage:
         center, width = (lo + hi) / 2.0, max(1.0, hi - lo)
     invert = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
     return DisplayImage(values, center, width, invert, pixel_spacing(ds))
-
-
-def pixel_spacing(ds) -> tuple[float, float] | None:
-    """Millimetres between pixel centres (row, column): PixelSpacing where the file has it
-    (calibrated at the patient), else ImagerPixelSpacing (at the detector: a projection
-    radiograph's measurement is then magnified by the beam's divergence, a few percent)."""
-    from core.decode import finite_numbers
-
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        spacing = finite_numbers(ds, keyword)
-        if spacing is not None and len(spacing) == 2 and min(spacing) > 0:
-            return float(spacing[0]), float(spacing[1])
-    return None
 
 
 class ChestPreset(StrEnum):

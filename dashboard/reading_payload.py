@@ -69,10 +69,11 @@ def display_image(path: Path, is_dicom: bool) -> DisplayImage:
     return DisplayImage(values, (lo + hi) / 2.0, max(hi - lo, 1e-6), False)
 
 
-@st.cache_data(max_entries=12, show_spinner=False)
+@st.cache_resource(max_entries=12, show_spinner=False)
 def _encoded(path: str, is_dicom: bool, stamp: int) -> tuple[BrowserPixels, dict[str, Any]]:
     """Decode and pack an image once per file version (the same study is sent again on
-    every rerun, and the prefetched one is packed before it is opened)."""
+    every rerun, and the prefetched one is packed before it is opened). A resource cache:
+    the packed pixels (megabytes, immutable) are shared, not copied out on every run."""
     image = display_image(Path(path), is_dicom)
     packed = browser_pixels(image.values)
     meta = {

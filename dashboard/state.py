@@ -161,15 +161,3 @@ def pin_study(study_id: int | None) -> None:
     else:
         st.session_state[STUDY_KEY] = int(study_id)
         st.query_params["study"] = str(int(study_id))
-
-
-def scroll_to_top() -> None:
-    """Bring the page back to the top (after a verdict, the next study opens at its top).
-    Streamlit keeps the scroll position across reruns; a zero-height component resets it."""
-    import streamlit.components.v1 as components
-
-    components.html(
-        "<script>window.parent.document.querySelector('section.main, .main, [data-testid=stMain]')"
-        "?.scrollTo(0, 0); window.parent.scrollTo(0, 0);</script>",
-        height=0,
-    )

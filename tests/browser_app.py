@@ -148,7 +148,9 @@ def verdict_rows(db_url: str, study_id: int, username: str | None = None) -> lis
     """The study's verdict rows: everyone's, or one reader's (other tests read it too)."""
     from db.schema import User, Verdict
 
-    query = select(Verdict.label, Verdict.verdict, Verdict.reviewer_id).where(Verdict.study_id == study_id)
+    query = select(Verdict.label, Verdict.verdict, Verdict.reviewer_id, Verdict.present).where(
+        Verdict.study_id == study_id
+    )
     if username is not None:
         query = query.join(User, User.id == Verdict.reviewer_id).where(User.username == username)
     engine = create_engine(db_url)

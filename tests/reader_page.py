@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from tests.browser_app import PASSWORD, poll, sign_in, wait_idle
+from tests.browser_app import PASSWORD, poll, sign_in, verdict_rows, wait_idle
 
 HEADING = re.compile(r"^Review: study \d+$")
 
@@ -73,18 +73,4 @@ def wait_status(page, text: str, timeout: float = 30) -> None:
 
 def stored_truths(db_url: str, study_id: int, username: str) -> dict[str, bool]:
     """What the reader's stored verdict rows say is present (label -> present)."""
-    from sqlalchemy import create_engine, select
-
-    from db.schema import User, Verdict
-
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            query = (
-                select(Verdict.label, Verdict.present)
-                .join(User, User.id == Verdict.reviewer_id)
-                .where(Verdict.study_id == study_id, User.username == username)
-            )
-            return {label: bool(p) for label, p in conn.execute(query).all()}
-    finally:
-        engine.dispose()
+    return {row.label: bool(row.present) for row in verdict_rows(db_url, study_id, username)}

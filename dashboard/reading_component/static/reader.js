@@ -132,7 +132,7 @@ class S {
   }
   draw() {
     const t = this.entry, e = this.ctx;
-    e.setTransform(1, 0, 0, 1, 0, 0), e.fillStyle = "#000", e.fillRect(0, 0, this.canvas.width, this.canvas.height), !(!t || !this.values) && (e.setTransform(this.zoom, 0, 0, this.zoom, this.panX, this.panY), e.imageSmoothingEnabled = this.zoom < 1, e.imageSmoothingQuality = "high", e.drawImage(this.raster, 0, 0), this.overlay && (e.imageSmoothingEnabled = !0, e.drawImage(this.overlay, 0, 0, t.cols, t.rows)), e.setTransform(1, 0, 0, 1, 0, 0), this.drawMarks(t), this.drawMeasurement(t), this.describe(t));
+    e.setTransform(1, 0, 0, 1, 0, 0), e.fillStyle = "#000", e.fillRect(0, 0, this.canvas.width, this.canvas.height), !(!t || !this.values) && (e.setTransform(this.zoom, 0, 0, this.zoom, this.panX, this.panY), e.imageSmoothingEnabled = this.zoom < 1, e.imageSmoothingQuality = "high", e.drawImage(this.raster, 0, 0), this.overlay && (e.imageSmoothingEnabled = !0, e.drawImage(this.overlay, 0, 0, t.cols, t.rows)), e.setTransform(1, 0, 0, 1, 0, 0), this.drawMarks(t), this.drawMeasurement(), this.describe(t));
   }
   toScreen(t, e) {
     return [this.panX + t * this.zoom, this.panY + e * this.zoom];
@@ -145,7 +145,7 @@ class S {
     const e = this.ctx, s = window.devicePixelRatio || 1;
     e.font = `${13 * s}px sans-serif`, e.lineWidth = 3 * s, e.strokeStyle = e.fillStyle = "#ffd166";
     for (const [i, n] of Object.entries(this.marks)) {
-      if (n.image_id !== t.id && n.image_id !== null) continue;
+      if (n.image_id !== null && n.image_id !== t.id) continue;
       const [a, h] = this.toScreen(n.x * t.cols, n.y * t.rows), o = 8 * s;
       e.beginPath(), e.moveTo(a - o, h - o), e.lineTo(a + o, h + o), e.moveTo(a + o, h - o), e.lineTo(a - o, h + o), e.stroke(), e.fillText(i, a + o + 2, h - o);
     }
@@ -155,13 +155,13 @@ class S {
     const e = this.entry?.spacing;
     return e ? Math.hypot((t.x1 - t.x0) * e[1], (t.y1 - t.y0) * e[0]) : null;
   }
-  drawMeasurement(t) {
-    const e = this.measurement;
-    if (!e) return;
-    const s = this.ctx, i = window.devicePixelRatio || 1, [n, a] = this.toScreen(e.x0, e.y0), [h, o] = this.toScreen(e.x1, e.y1);
-    s.lineWidth = 2 * i, s.strokeStyle = s.fillStyle = "#4cc9f0", s.beginPath(), s.moveTo(n, a), s.lineTo(h, o), s.stroke();
-    const l = this.lengthMm(e), c = Math.hypot(e.x1 - e.x0, e.y1 - e.y0);
-    s.font = `${13 * i}px sans-serif`, s.fillText(l === null ? `${c.toFixed(0)} px (no pixel spacing)` : `${l.toFixed(1)} mm`, h + 6 * i, o), this.root.dataset.measureMm = l === null ? "" : l.toFixed(2);
+  drawMeasurement() {
+    const t = this.measurement;
+    if (!t) return;
+    const e = this.ctx, s = window.devicePixelRatio || 1, [i, n] = this.toScreen(t.x0, t.y0), [a, h] = this.toScreen(t.x1, t.y1);
+    e.lineWidth = 2 * s, e.strokeStyle = e.fillStyle = "#4cc9f0", e.beginPath(), e.moveTo(i, n), e.lineTo(a, h), e.stroke();
+    const o = this.lengthMm(t), l = Math.hypot(t.x1 - t.x0, t.y1 - t.y0);
+    e.font = `${13 * s}px sans-serif`, e.fillText(o === null ? `${l.toFixed(0)} px (no pixel spacing)` : `${o.toFixed(1)} mm`, a + 6 * s, h), this.root.dataset.measureMm = o === null ? "" : o.toFixed(2);
   }
   describe(t) {
     const e = this.root.dataset;

@@ -253,7 +253,7 @@ export class Viewport {
     }
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     this.drawMarks(entry);
-    this.drawMeasurement(entry);
+    this.drawMeasurement();
     this.describe(entry);
   }
 
@@ -276,7 +276,7 @@ export class Viewport {
     ctx.lineWidth = 3 * dpr;
     ctx.strokeStyle = ctx.fillStyle = "#ffd166";
     for (const [label, m] of Object.entries(this.marks)) {
-      if (m.image_id !== entry.id && !(m.image_id === null)) continue;
+      if (m.image_id !== null && m.image_id !== entry.id) continue; // a mark on another image
       const [x, y] = this.toScreen(m.x * entry.cols, m.y * entry.rows);
       const s = 8 * dpr;
       ctx.beginPath();
@@ -296,7 +296,7 @@ export class Viewport {
     return Math.hypot((m.x1 - m.x0) * spacing[1], (m.y1 - m.y0) * spacing[0]);
   }
 
-  private drawMeasurement(entry: ImageEntry): void {
+  private drawMeasurement(): void {
     const m = this.measurement;
     if (!m) return;
     const ctx = this.ctx;
@@ -314,7 +314,6 @@ export class Viewport {
     ctx.font = `${13 * dpr}px sans-serif`;
     ctx.fillText(mm === null ? `${px.toFixed(0)} px (no pixel spacing)` : `${mm.toFixed(1)} mm`, bx + 6 * dpr, by);
     this.root.dataset.measureMm = mm === null ? "" : mm.toFixed(2);
-    void entry;
   }
 
   private describe(entry: ImageEntry): void {
