@@ -1,10 +1,12 @@
 """Per-study inference cost on this CPU, TensorFlow and the CPU runtime side by side, with
-the naive baseline, all in one run: whole study (decode + 8-view TTA + 15 Grad-CAMs
-upsampled to 1024 px), throughput at batch 1 and 8, and peak resident memory. Each engine
+the naive baseline, all in one run: whole study (decode + 8-view TTA + the domain gate +
+Grad-CAM for 15 labels at the feature map's resolution, which is what the worker stores;
+a map is upsampled where it is shown), throughput at batch 1 and 8, and peak resident
+memory. Each engine
 runs in its own process (the memory of a worker that never imports TensorFlow is the point).
 
 Baseline: the straightforward way, ``model.predict`` once per augmented view and one eager
-GradientTape pass per label (measured in the TensorFlow process).
+GradientTape pass per label (measured in the TensorFlow process), producing the same maps.
 Also timed, trunk only on a batch of 8 views: ONNX Runtime and OpenVINO (float32 and its
 default precision, bfloat16 on CPUs that have it), with their largest difference from
 TensorFlow's activations.
@@ -30,8 +32,7 @@ STUDY = "nih/full/00000001_000.png"
 def _whole_study(analyzer, data: bytes):
     from core.decode import decode_bytes
 
-    analysis = analyzer.analyse([decode_bytes(data).pixels])[0]
-    return [analysis.heatmap(j) for j in range(len(analyzer.labels))]
+    return analyzer.analyse([decode_bytes(data).pixels])[0]
 
 
 def _throughput(analyzer, pixels) -> dict:
@@ -51,7 +52,6 @@ def _naive_ms(analyzer, data: bytes, repeat: int) -> float:
     import tensorflow as tf
 
     from core.decode import decode_bytes
-    from core.gradcam import upsample
     from core.model_input import prepare
 
     prepared = prepare(decode_bytes(data).pixels, analyzer.size)
@@ -68,7 +68,7 @@ def _naive_ms(analyzer, data: bytes, repeat: int) -> float:
                 logit = head(feats)[:, label]
             weights = tf.reduce_mean(tape.gradient(logit, feats), axis=(1, 2))
             cam = tf.nn.relu(tf.reduce_sum(feats * weights[:, None, None, :], -1))[0].numpy()
-            upsample(cam / cam.max() if cam.max() > 0 else cam, 1024, 1024)
+            _ = cam / cam.max() if cam.max() > 0 else cam
 
     return median_ms(naive_study, max(5, repeat // 3), 1)
 
@@ -175,7 +175,8 @@ def main() -> None:
     rows.append({"engine": "naive baseline (TensorFlow)", "whole_study_ms": naive, "x_naive": 1.0})
     keys = ("engine", "whole_study_ms", "x_naive", "studies_per_s_b1", "studies_per_s_b8", "peak_rss_mib", "imports_tf")
     table(
-        [{k: r.get(k, "") for k in keys} for r in rows], "Whole study (decode + 8-view TTA + 15 Grad-CAMs at 1024 px)"
+        [{k: r.get(k, "") for k in keys} for r in rows],
+        "Whole study (decode + 8-view TTA + gate + 15 Grad-CAMs as stored, 7x7)",
     )
     proc = subprocess.run(
         [sys.executable, "-m", "bench.inference", "--trunks", "--model", args.model, "--repeat", str(args.repeat)],

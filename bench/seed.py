@@ -119,9 +119,10 @@ def seed(
 
 
 @contextmanager
-def seeded_database(n: int, reviewed_fraction: float, image: Path):
-    """A temporary data folder and SQLite database holding ``n`` seeded studies; yields
-    (settings, engine)."""
+def seeded_database(n: int, reviewed_fraction: float, image: Path, keep: Path | None = None):
+    """A data folder and SQLite database holding ``n`` seeded studies; yields (settings,
+    engine). Temporary by default; with ``keep``, seeded there once and reused as it is on
+    later runs (seeding 100,000 studies takes minutes)."""
     import tempfile
     import time
 
@@ -129,14 +130,18 @@ def seeded_database(n: int, reviewed_fraction: float, image: Path):
     from db.bootstrap import open_database
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(Path(tmp), sqlite_url(Path(tmp) / "cxr.sqlite3"), DEFAULT_MODEL_DIR, embedded_worker=False)
+        folder = Path(keep) if keep is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        seeded = keep is not None and (folder / "cxr.sqlite3").is_file()
+        settings = Settings(folder, sqlite_url(folder / "cxr.sqlite3"), DEFAULT_MODEL_DIR, embedded_worker=False)
         engine = open_database(settings)
-        t = time.perf_counter()
-        seed(engine, Path(tmp), image, n, reviewed_fraction=reviewed_fraction, triage=settings.triage())
-        print(
-            f"seeded {n} studies (15 predictions each, {reviewed_fraction:.0%} reviewed) "
-            f"in {time.perf_counter() - t:.1f}s"
-        )
+        if not seeded:
+            t = time.perf_counter()
+            seed(engine, folder, image, n, reviewed_fraction=reviewed_fraction, triage=settings.triage())
+            print(
+                f"seeded {n} studies (15 predictions each, {reviewed_fraction:.0%} reviewed) "
+                f"in {time.perf_counter() - t:.1f}s"
+            )
         try:
             yield settings, engine
         finally:

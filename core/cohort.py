@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.labels import LABELS as NIH_LABELS
-from core.metrics import auc_ci, confusion_at, group_index, group_weights
+from core.metrics import auc_ci, confusion_at, group_counts, group_index, roc_band
 
 
 class TruthRule(StrEnum):
@@ -125,7 +125,41 @@ def default_boot_count(n: int) -> int:
     return int(min(1000, max(200, 2_500_000 // max(1, n))))
 
 
-def finding_table(cohort: Cohort, n_boot: int | None = None, seed: int = 0) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Resampling:
+    """One set of bootstrap resamples of a cohort's patients, shared by every finding's
+    AUC interval and ROC band: ``weights`` (B, G) counts of each patient group in each
+    resample (uint8 where they fit: a quarter of float32's memory in a cache), ``gidx`` each
+    study's group."""
+
+    weights: np.ndarray
+    gidx: np.ndarray
+
+    @property
+    def n_boot(self) -> int:
+        return int(self.weights.shape[0])
+
+    def float_weights(self) -> np.ndarray:
+        """The counts as float32 for the sparse products (converted once per use)."""
+        return self.weights if self.weights.dtype == np.float32 else self.weights.astype(np.float32)
+
+
+def resampling(cohort: Cohort, n_boot: int | None = None, seed: int = 0) -> Resampling:
+    n = len(cohort.study_ids)
+    boots = n_boot or default_boot_count(n)
+    gidx, g = group_index(cohort.groups, n)
+    return Resampling(group_counts(g, boots, np.random.default_rng(seed)), gidx)
+
+
+def finding_roc_band(cohort: Cohort, label: str, shared: Resampling) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A finding's pointwise 95% ROC band from the cohort's shared resamples."""
+    y, s, _, where = cohort.label(label)
+    return roc_band(y, s, weights=shared.float_weights(), gidx=shared.gidx[where])
+
+
+def finding_table(
+    cohort: Cohort, n_boot: int | None = None, seed: int = 0, shared: Resampling | None = None
+) -> pd.DataFrame:
     """Per finding: n, prevalence, AUC with bootstrap CI, and the operating point at each
     prediction's own threshold (sensitivity, specificity, PPV, NPV with Wilson intervals,
     the false-positive rate and the share of positive calls that are wrong).
@@ -133,10 +167,8 @@ def finding_table(cohort: Cohort, n_boot: int | None = None, seed: int = 0) -> p
     One set of resampling weights (by patient) is drawn for the cohort and shared by all
     findings, so their intervals describe the same resampled cohorts.
     """
-    n = len(cohort.study_ids)
-    boots = n_boot or default_boot_count(n)
-    gidx, g = group_index(cohort.groups, n)
-    weights = group_weights(g, boots, np.random.default_rng(seed)) if n else None
+    shared = shared or resampling(cohort, n_boot, seed)
+    weights, gidx = shared.float_weights(), shared.gidx
     rows = []
     for label in cohort.labels:
         y, s, t, where = cohort.label(label)
@@ -186,13 +218,14 @@ def false_positives(cohort: Cohort) -> pd.DataFrame:
     )
 
 
-def false_positive_studies(cohort: Cohort, fps: pd.DataFrame) -> pd.DataFrame:
-    """One row per study with a false positive: its metadata, the findings wrong on it and
-    its age band (indexed by study id).
+def false_positive_studies(cohort: Cohort, fps: pd.DataFrame, details: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per study with a false positive: its details (``details``, one row per
+    study with an ``id`` and a ``patient_age``; the cohort's meta by default), the findings
+    wrong on it and its age band (indexed by study id).
 
     The findings' text is made once per distinct set of wrong findings (a bit mask per
     study), not once per study: a few hundred sets cover 100,000 studies."""
-    studies = cohort.meta.set_index("id")
+    studies = (cohort.meta if details is None else details).set_index("id")
     if fps.empty:
         table = studies.iloc[:0].copy()
         table["false-positive findings"] = pd.Series(dtype=object)

@@ -80,18 +80,57 @@ def group_index(groups: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
 
 
 def group_weights(n_groups: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, n_groups) resampling counts: multinomial (the classical bootstrap: n_groups
-    draws with replacement, counted with one bincount) up to 20,000 groups, Poisson(1)
-    above (the same limit, cheaper to draw)."""
-    if n_groups <= 20_000:
-        draws = rng.integers(0, n_groups, size=(n_boot, n_groups)) if n_groups else np.zeros((n_boot, 0), int)
-        draws += (np.arange(n_boot) * n_groups)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=n_boot * n_groups)
-        return np.asfortranarray(counts.reshape(n_boot, n_groups), dtype=np.float32)
-    # drawn group-major and transposed: already column-major, as the sparse product in
-    # bootstrap_histograms reads weights.T row by row (no copy of 20 million values).
-    # float32 holds these small counts and their sums exactly up to 2**24 samples.
-    return rng.poisson(1.0, size=(n_groups, n_boot)).astype(np.float32).T
+    """(n_boot, n_groups) resampling counts as float32, column-major (as the sparse product
+    in bootstrap_histograms reads them; float32 holds these small counts and their sums
+    exactly up to 2**24 samples)."""
+    return group_counts(n_groups, n_boot, rng).astype(np.float32)
+
+
+def group_counts(n_groups: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n_groups) resampling counts, column-major, in the smallest integer type
+    that holds them: multinomial (the classical bootstrap: n_groups draws with replacement,
+    counted with one bincount) up to 20,000 groups, Poisson(1) above (the same limit,
+    cheaper to draw; drawn group-major so that the transpose is already column-major)."""
+    if n_groups > 20_000:
+        return poisson_one(rng, (n_groups, n_boot)).T
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups)) if n_groups else np.zeros((n_boot, 0), int)
+    draws += (np.arange(n_boot) * n_groups)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=n_boot * n_groups).reshape(n_boot, n_groups)
+    small = np.uint8 if not counts.size or counts.max() <= 255 else np.uint32
+    return np.asfortranarray(counts, dtype=small)
+
+
+def _poisson_one_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Poisson(1) by inverse CDF on 32-bit uniforms: ``upper[k]`` is the first 32-bit value
+    that counts more than k (the CDF at k times 2**32, rounded up), and ``by_top16`` the
+    count for each value of a uniform's top 16 bits (255 where a boundary falls inside those
+    65,536 values, settled from the full 32 bits)."""
+    cdf = stats.poisson.cdf(np.arange(64), 1.0)
+    upper = np.ceil(cdf * 2.0**32)
+    upper = upper[upper < 2.0**32].astype(np.uint64)
+    starts = np.arange(1 << 16, dtype=np.uint64) << np.uint64(16)
+    first = np.searchsorted(upper, starts, side="right")
+    last = np.searchsorted(upper, starts + np.uint64(0xFFFF), side="right")
+    return upper.astype(np.uint32), np.where(first == last, first, 255).astype(np.uint8)
+
+
+_POISSON_UPPER, _POISSON_BY_TOP16 = _poisson_one_tables()
+
+
+def poisson_one_counts(uniform32: np.ndarray) -> np.ndarray:
+    """Poisson(1) counts (uint8) of 32-bit uniforms: each count's probability is the
+    Poisson mass to within 2**-32 (counts above 11, probability under 1e-9, are cut to 12)."""
+    counts = _POISSON_BY_TOP16[uniform32 >> np.uint32(16)]
+    settle = np.flatnonzero(counts == 255)
+    if settle.size:
+        counts.reshape(-1)[settle] = np.searchsorted(_POISSON_UPPER, uniform32.reshape(-1)[settle], side="right")
+    return counts
+
+
+def poisson_one(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Poisson(1) draws as uint8, five times faster than ``rng.poisson(1.0)`` here (0.17 s
+    against 0.83 s for the 20 million weights of 200 resamples of 100,000 studies)."""
+    return poisson_one_counts(rng.integers(0, 2**32, size=shape, dtype=np.uint32))
 
 
 def bootstrap_weights(n: int, n_boot: int, groups: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
@@ -134,19 +173,24 @@ def roc_band(
     level: float = 0.95,
     seed: int = 0,
     grid_points: int = 51,
+    weights: np.ndarray | None = None,
+    gidx: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A pointwise bootstrap band around the ROC curve: (fpr grid, low tpr, high tpr).
 
     Each resample (whole patients with ``groups``) gives an ROC curve from its weighted
     score histogram; the band is the percentile interval of their TPR at each FPR.
+    ``weights`` (B, G) and ``gidx``, as in :func:`auc_ci`, reuse resamples already drawn
+    (the band then describes the same resampled cohorts as the AUC's interval).
     """
     y = np.asarray(y_true).astype(bool)
     grid = np.linspace(0.0, 1.0, grid_points)
     if one_class(y):
         return grid, np.full(grid_points, np.nan), np.full(grid_points, np.nan)
     codes, k, _ = score_bins(np.asarray(scores, dtype=np.float64))
-    gidx, g = group_index(groups, len(y))
-    weights = group_weights(g, n_boot, np.random.default_rng(seed))
+    if weights is None or gidx is None:
+        gidx, g = group_index(groups, len(y))
+        weights = group_weights(g, n_boot, np.random.default_rng(seed))
     pos, neg = bootstrap_histograms(y, codes, k, gidx, weights)
     tp = np.cumsum(pos[:, ::-1], axis=1)  # thresholds from the highest score down
     fp = np.cumsum(neg[:, ::-1], axis=1)

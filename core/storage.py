@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.gradcam import upsample
+
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "dicom": ".dcm"}
 
 
@@ -88,11 +90,6 @@ def heatmap_dir_relpath(study_id: int, model_version: str) -> str:
     return f"heatmaps/{int(study_id)}/{safe_version}"
 
 
-def heatmap_relpath(study_id: int, model_version: str, label: str) -> str:
-    safe_label = "".join(c for c in label if c.isalnum() or c == "_")
-    return f"{heatmap_dir_relpath(study_id, model_version)}/{safe_label}.png"
-
-
 def store_bytes(data_dir: Path, relpath: str, data: bytes) -> Path:
     path = safe_join(data_dir, relpath)
     if not path.exists():
@@ -121,12 +118,14 @@ def write_heatmaps(
     model_version: str,
     labels: list[str],
     cams: np.ndarray,
-    full_size: dict[str, np.ndarray],
     sources: list[int] | None = None,
-) -> dict[str, str]:
-    """Every label's low-resolution map in one npz (for labels shown on request, with the
-    id of the image each was computed on) and a full-size PNG per flagged label; returns
-    label -> PNG path. Rewriting is idempotent."""
+) -> str:
+    """Every label's Grad-CAM at the feature map's resolution (7 x 7 for the default
+    model), float16, in one npz with the id of the image each was computed on; returns its
+    path in the data folder. Why small: a map is a smooth 7 x 7 field, so upsampling it
+    where it is shown (the browser, a PACS overlay) loses nothing, while writing full-size
+    PNGs for every flagged label cost the worker more than the model. Rewriting is
+    idempotent."""
     import io
 
     buf = io.BytesIO()
@@ -134,13 +133,24 @@ def write_heatmaps(
     if sources is not None:
         arrays["sources"] = np.asarray(sources, dtype=np.int64)
     np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
-    atomic_write(safe_join(data_dir, cams_relpath(study_id, model_version)), buf.getvalue())
-    files = {}
-    for label, heat_u8 in full_size.items():
-        rel = heatmap_relpath(study_id, model_version, label)
-        atomic_write(safe_join(data_dir, rel), png_bytes(heat_u8))
-        files[label] = rel
-    return files
+    rel = cams_relpath(study_id, model_version)
+    atomic_write(safe_join(data_dir, rel), buf.getvalue())
+    return rel
+
+
+def read_heatmap(data_dir: Path, relpath: str, label: str, width: int, height: int) -> np.ndarray:
+    """One label's stored map at an image's size, in [0, 1]: upsampled from the small maps
+    file, or read from a full-size PNG written before maps were stored small."""
+    path = safe_join(data_dir, relpath)
+    if path.suffix == ".png":
+        pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
+        return upsample(pixels, width, height) if pixels.shape != (height, width) else pixels
+    with np.load(path) as npz:
+        names = [str(x) for x in npz["labels"]]
+        if label not in names:
+            raise KeyError(f"{relpath} holds no map for {label!r}")
+        cam = npz["cams"][names.index(label)].astype(np.float32)
+    return upsample(cam, width, height)
 
 
 def load_cams(data_dir: Path, study_id: int, model_version: str) -> tuple[np.ndarray, list[str]] | None:

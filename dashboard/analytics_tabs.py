@@ -3,6 +3,7 @@ calibration, agreement and volume over time. Statistics come from core.cohort/me
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 
 import pandas as pd
@@ -11,6 +12,7 @@ import streamlit as st
 
 from core import metrics
 from core.cohort import co_flagged_in_false_positives, cohen_kappa_by_finding
+from dashboard.analytics_data import RocCurves
 from dashboard.state import open_study
 from services.thresholds import TARGET_KINDS, propose
 
@@ -19,7 +21,9 @@ def fmt_ci(v, lo, hi) -> str:
     return "n/a" if pd.isna(v) else f"{v:.3f} ({lo:.3f}–{hi:.3f})"
 
 
-def per_finding(cohort, table) -> None:
+def per_finding(table: pd.DataFrame, curves_of: Callable[[str], RocCurves | None]) -> None:
+    """The per-finding table, then one finding's ROC (with its bootstrap band) and
+    precision-recall curves from ``curves_of`` (cached per finding by the caller)."""
     shown = pd.DataFrame(
         {
             "finding": table["finding"],
@@ -49,12 +53,11 @@ def per_finding(cohort, table) -> None:
     both = [f for f, pos, n in zip(table["finding"], table["positives"], table["n"]) if 0 < pos < n]
     # open on a finding whose ROC exists (both classes present), never on an undefined one
     finding = st.selectbox("Finding", findings, index=findings.index(both[0]) if both else 0, key="an_finding")
-    y, s, _, where = cohort.label(finding)
     row = table.set_index("finding").loc[finding]
     c1, c2 = st.columns(2)
-    if y.any() and (~y).any():
-        fpr, tpr, _ = metrics.roc_points(y, s)
-        grid, low, high = metrics.roc_band(y, s, cohort.groups[where])
+    curves = curves_of(finding)
+    if curves is not None:
+        fpr, tpr, grid, low, high = curves.fpr, curves.tpr, curves.band_fpr, curves.band_low, curves.band_high
         fig = go.Figure()
         fig.add_trace(go.Scatter(x=grid, y=low, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"))
         fig.add_trace(
@@ -83,8 +86,7 @@ def per_finding(cohort, table) -> None:
             title=f"{finding}: AUC {fmt_ci(row['auc'], row['auc_low'], row['auc_high'])}",
         )
         c1.plotly_chart(fig, key="roc_chart")
-        prec, rec, _ = metrics.pr_points(y, s)
-        pr = go.Figure(go.Scatter(x=rec, y=prec, mode="lines", name="precision-recall"))
+        pr = go.Figure(go.Scatter(x=curves.recall, y=curves.precision, mode="lines", name="precision-recall"))
         pr.add_trace(
             go.Scatter(
                 x=[row["sensitivity"]], y=[row["ppv"]], mode="markers", marker_size=12, name="current operating point"
@@ -99,8 +101,8 @@ def per_finding(cohort, table) -> None:
         c2.plotly_chart(pr, key="pr_chart")
     else:
         st.info(
-            f"{finding}: only one class in the ground truth ({int(y.sum())} positive, {int((~y).sum())} "
-            "negative); ROC is undefined."
+            f"{finding}: only one class in the ground truth ({int(row['positives'])} positive, "
+            f"{int(row['negatives'])} negative); ROC is undefined."
         )
     st.write(
         f"At the current thresholds: TP {int(row['tp'])}, FP {int(row['fp'])}, "
@@ -189,10 +191,12 @@ def agreement(data) -> None:
         st.dataframe(kappa, hide_index=True, width="stretch")
 
 
-def over_time(cohort) -> None:
-    if cohort.meta.empty:
+def over_time(cohort, details: pd.DataFrame) -> None:
+    """Studies per day and each finding's scores over time; ``details`` holds each study's
+    upload time, in the cohort's order."""
+    if details.empty:
         return
-    days = pd.to_datetime(cohort.meta["created_at"]).dt.floor("D")
+    days = pd.to_datetime(details["created_at"]).dt.floor("D")
     st.subheader("Studies per day")
     st.bar_chart(days.value_counts().sort_index().rename("studies"))
     st.subheader("Score distribution over time")

@@ -32,8 +32,14 @@ def _columns(row_key: str, wanted: Sequence[str]) -> tuple[np.ndarray, np.ndarra
 def unpack_floats(blobs: Sequence[bytes], row_keys: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
     """(n, len(wanted)) float32 in ``wanted`` order; NaN where a row's label set lacks a label."""
     out = np.full((len(blobs), len(wanted)), np.nan, np.float32)
+    distinct = list(dict.fromkeys(row_keys))
+    if len(distinct) == 1:  # the usual case: every row written under one label set
+        cols, has = _columns(distinct[0], wanted)
+        values = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1)
+        out[:, has] = values[:, cols[has]]
+        return out
     keys = np.asarray(row_keys, dtype=object)
-    for key in dict.fromkeys(row_keys):  # usually one label set: one vectorised pass
+    for key in distinct:
         rows = np.flatnonzero(keys == key)
         n_labels = len(key.split(SEPARATOR))
         values = np.frombuffer(b"".join(blobs[int(i)] for i in rows), dtype="<f4").reshape(len(rows), n_labels)
@@ -46,7 +52,7 @@ def mask_of(present: Mapping[str, bool], labels: Sequence[str]) -> int:
     return sum(1 << j for j, lab in enumerate(labels) if present[lab])
 
 
-def unmask(masks: Sequence[int], row_keys: Sequence[str], wanted: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def unmask(masks: Sequence[int] | np.ndarray, row_keys: Sequence[str], wanted: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(present, known), both (n, len(wanted)) bool: a label the row was not written with is unknown."""
     packed = np.asarray(masks, dtype=np.int64)
     present = np.zeros((len(packed), len(wanted)), bool)

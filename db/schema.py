@@ -89,6 +89,7 @@ class Study(Base):
     __table_args__ = (
         Index("ix_studies_queue", "status", "priority", "id"),
         Index("ix_studies_triage", "status", "triage_score"),
+        Index("ix_studies_processed", "status", "processed_at"),  # the analytics cache key
         Index("ix_studies_created", "created_at"),
         Index("ix_studies_name", "original_name"),
         Index("ix_studies_uid", "study_instance_uid", unique=True),

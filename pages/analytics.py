@@ -5,7 +5,14 @@ import numpy as np
 import streamlit as st
 
 from dashboard import analytics_tabs as tabs
-from dashboard.analytics_data import compute, selection
+from dashboard.analytics_data import (
+    Selection,
+    cohort_details,
+    compute,
+    false_positive_tables,
+    roc_curves,
+    selection,
+)
 from dashboard.auth import require_user
 from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
 from services.analytics import data_stamp, model_versions
@@ -21,9 +28,9 @@ card = model_card_or_error(settings)
 if card is None:
     st.stop()
 flt, source, rule, rule_reviewer = selection(reviewers(engine), model_versions(engine))
-data, cohort, table, fps, n_boot = compute(
-    engine, data_stamp(engine), flt, tuple(card.labels), source, rule, rule_reviewer
-)
+chosen = Selection(data_stamp(engine), flt, tuple(card.labels), source, rule, rule_reviewer)
+figures = compute(engine, chosen)
+data, cohort, table, n_boot = figures.data, figures.cohort, figures.table, figures.n_boot
 if table.empty:
     st.info("No study in this selection has ground truth yet: review studies or import reference labels.")
     st.stop()
@@ -99,10 +106,10 @@ per_finding, false_pos, op_points, calibration, agreement, over_time, export = s
 )
 if per_finding.open:
     with per_finding:
-        tabs.per_finding(cohort, table)
+        tabs.per_finding(table, lambda finding: roc_curves(engine, chosen, finding))
 if false_pos.open:
     with false_pos:
-        tabs.false_positive_tab(*fps)
+        tabs.false_positive_tab(*false_positive_tables(engine, chosen))
 if op_points.open:
     with op_points:
         operating_points_section()
@@ -114,7 +121,7 @@ if agreement.open:
         tabs.agreement(data)
 if over_time.open:
     with over_time:
-        tabs.over_time(cohort)
+        tabs.over_time(cohort, cohort_details(engine, chosen))
 if export.open:
     with export:
         export_section()

@@ -10,7 +10,6 @@ import logging
 
 import numpy as np
 import pydicom
-from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import Engine
@@ -66,8 +65,9 @@ def queue_results(engine: Engine, settings: Settings, study_id: int, card: Model
             continue
         if source_id not in greys:
             greys[source_id] = to_uint8(decode_bytes(paths[source_id].read_bytes()).pixels)
-        png = np.asarray(Image.open(storage.safe_join(settings.data_dir, heat.path)), dtype=np.float32) / 255.0
-        rgb = overlay(greys[source_id], png, opacity=0.45)
+        grey = greys[source_id]
+        heatmap = storage.read_heatmap(settings.data_dir, heat.path, heat.label, grey.shape[1], grey.shape[0])
+        rgb = overlay(grey, heatmap, opacity=0.45)
         # the overlay copies the source's identifying header, never its pixels: the header read above serves
         objects.append(("overlay", overlay_image(headers[source_id], rgb, heat.label, n, series)))
     items = [

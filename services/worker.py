@@ -26,7 +26,6 @@ from core.analyzer_protocol import StudyAnalyzer
 from core.config import Settings, load_settings
 from core.decode import Limits, decode_bytes
 from core.errors import RejectedInput
-from core.pixel_transforms import to_uint8
 from core.study_views import combine
 from db import audit, heartbeats, queue
 from db import models as models_db
@@ -290,16 +289,9 @@ class Worker:
         card = self.model.card
         analysis, source = combine(analyses)
         labels = list(analysis.probabilities)
-        full_size = {lab: to_uint8(analyses[source[lab]].heatmap(labels.index(lab))) for lab in analysis.flagged}
         instance_of = {lab: records[source[lab]].id for lab in labels}
-        files = storage.write_heatmaps(
-            self.settings.data_dir,
-            study.id,
-            card.version,
-            labels,
-            analysis.cams,
-            full_size,
-            [instance_of[lab] for lab in labels],
+        maps_file = storage.write_heatmaps(
+            self.settings.data_dir, study.id, card.version, labels, analysis.cams, [instance_of[lab] for lab in labels]
         )
         score = self.triage.suspicion(analysis.probabilities, thresholds) if analysis.in_domain else 0.0
         result = StudyResult(
@@ -318,8 +310,9 @@ class Worker:
             abnormal=analysis.abnormal,
             in_domain=analysis.in_domain,
             domain_score=analysis.domain_score,
-            heatmap_files=files,
-            heatmap_instances={lab: instance_of[lab] for lab in files},
+            # a flagged finding's map, and the image it was computed on, is a PACS overlay
+            heatmap_files={lab: maps_file for lab in analysis.flagged},
+            heatmap_instances={lab: instance_of[lab] for lab in analysis.flagged},
             features={
                 record.id: np.asarray(a.features, dtype="<f2").tobytes()
                 for record, a in zip(records, analyses)

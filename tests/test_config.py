@@ -25,4 +25,4 @@ def test_paths_never_come_from_user_names(tmp_path):
         storage.original_relpath("../../etc/passwd", "png")
     with pytest.raises(ValueError):
         storage.safe_join(tmp_path, "../outside.png")
-    assert storage.heatmap_relpath(3, "v1/../..", "../Mass") == "heatmaps/3/v1/Mass.png"
+    assert storage.cams_relpath(3, "v1/../..") == "heatmaps/3/v1/cams.npz"

@@ -260,3 +260,23 @@ def test_false_positive_studies_list_each_studys_wrong_findings_and_age_band():
     assert "unknown" in set(table["age band"])
     empty = false_positive_studies(cohort, fps.iloc[:0])
     assert empty.empty and {"false-positive findings", "age band"} <= set(empty.columns)
+
+
+def test_poisson_counts_switch_exactly_at_the_cdf_boundaries():
+    upper = metrics._POISSON_UPPER.astype(np.int64)
+    below = metrics.poisson_one_counts((upper - 1).astype(np.uint32))
+    at = metrics.poisson_one_counts(upper.astype(np.uint32))
+    assert below.tolist() == list(range(len(upper)))
+    assert at.tolist() == list(range(1, len(upper) + 1))
+    u = np.random.default_rng(1).integers(0, 2**32, size=200_000, dtype=np.uint32)
+    assert np.array_equal(metrics.poisson_one_counts(u), np.searchsorted(metrics._POISSON_UPPER, u, side="right"))
+
+
+def test_poisson_draws_follow_the_poisson_one_distribution():
+    from scipy import stats
+
+    counts = metrics.poisson_one(np.random.default_rng(0), (400_000,))
+    observed = np.bincount(counts, minlength=6)[:6]
+    expected = stats.poisson.pmf(np.arange(6), 1.0) * counts.size
+    assert stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue > 0.001
+    assert abs(counts.mean() - 1.0) < 0.01 and abs(counts.var() - 1.0) < 0.02

@@ -134,8 +134,11 @@ def test_requeue_of_a_done_study_replaces_its_results(settings, db_engine, ident
         flagged = conn.execute(
             select(func.count()).select_from(Prediction).where(Prediction.study_id == sid, Prediction.flagged.is_(True))
         ).scalar_one()
-        heat = conn.execute(select(func.count()).select_from(Heatmap).where(Heatmap.study_id == sid)).scalar_one()
-        assert heat == flagged
+        paths = conn.execute(select(Heatmap.path).where(Heatmap.study_id == sid)).scalars().all()
+    assert len(paths) == flagged  # one overlay per flagged finding, all read from the study's small maps
+    maps = [p for p in (settings.data_dir / "heatmaps").rglob("*") if p.is_file()]
+    assert [p.name for p in maps] == [storage.CAMS_FILE]
+    assert {settings.data_dir / p for p in paths} <= set(maps)
 
 
 def test_poison_pixels_never_reach_the_queue(settings, db_engine):
