@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import numpy as np
 import pydicom
+from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import Engine
@@ -24,7 +26,7 @@ from core.pixel_transforms import to_uint8
 from db.outbound import NewOutbound, enqueue
 from db.results import stored_results
 from db.session import run_write
-from db.studies import analysed_instances
+from db.studies import InstanceRecord, analysed_instances
 
 log = logging.getLogger("cxr.pacs")
 
@@ -37,6 +39,18 @@ def _write(settings: Settings, study_id: int, ds) -> str:
     return rel
 
 
+def _grey(settings: Settings, record: InstanceRecord, path: Path) -> np.ndarray:
+    """The image an overlay is drawn on: the 8-bit preview ingest stored from its one
+    decode (modality LUT, VOI window, MONOCHROME1 inverted), so the PACS path never
+    decodes the DICOM again; decoded here only if the preview is missing or of another size."""
+    preview = storage.safe_join(settings.data_dir, storage.preview_relpath(record.sha256))
+    if preview.is_file():
+        grey = np.asarray(Image.open(preview).convert("L"))
+        if grey.shape == (record.height, record.width):
+            return grey
+    return to_uint8(decode_bytes(path.read_bytes()).pixels)
+
+
 def queue_results(engine: Engine, settings: Settings, study_id: int, card: ModelCard) -> int:
     """Build and queue the study's result objects; returns how many were queued."""
     results = stored_results(engine, study_id)
@@ -46,6 +60,7 @@ def queue_results(engine: Engine, settings: Settings, study_id: int, card: Model
     if not records:
         return 0
     paths = {r.id: storage.safe_join(settings.data_dir, r.stored_path) for r in records}
+    by_id = {r.id: r for r in records}
     headers = {r.id: pydicom.dcmread(paths[r.id], stop_before_pixels=True) for r in records}
     report = structured_report(
         list(headers.values()),
@@ -64,7 +79,7 @@ def queue_results(engine: Engine, settings: Settings, study_id: int, card: Model
             log.warning("study %s: the %s map names no analysed DICOM image; no overlay sent", study_id, heat.label)
             continue
         if source_id not in greys:
-            greys[source_id] = to_uint8(decode_bytes(paths[source_id].read_bytes()).pixels)
+            greys[source_id] = _grey(settings, by_id[source_id], paths[source_id])
         grey = greys[source_id]
         heatmap = storage.read_heatmap(settings.data_dir, heat.path, heat.label, grey.shape[1], grey.shape[0])
         rgb = overlay(grey, heatmap, opacity=0.45)

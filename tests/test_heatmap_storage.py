@@ -52,3 +52,22 @@ def test_a_label_without_a_map_and_a_path_outside_the_data_folder_are_refused(tm
         storage.read_heatmap(tmp_path, rel, "Hernia", 10, 10)
     with pytest.raises(ValueError):
         storage.read_heatmap(tmp_path, "../outside.npz", "Mass", 10, 10)
+
+
+def test_an_overlay_is_drawn_on_the_preview_ingest_stored_equal_to_a_fresh_decode(settings, db_engine):
+    """The PACS path reads the 8-bit preview written at ingest instead of decoding the
+    DICOM again; it holds the same pixels a decode gives."""
+    from core.decode import decode_bytes
+    from core.pixel_transforms import to_uint8
+    from db.studies import study_instances
+    from services.ingest import ingest_upload
+    from services.pacs_results import _grey
+    from tests.conftest import shared
+
+    data = shared("dicom", "cr_chest.dcm").read_bytes()
+    study_id = ingest_upload(db_engine, settings, "cr_chest.dcm", data)[0].study_id
+    (record,) = study_instances(db_engine, study_id)
+    path = storage.safe_join(settings.data_dir, record.stored_path)
+    np.testing.assert_array_equal(_grey(settings, record, path), to_uint8(decode_bytes(data).pixels))
+    storage.safe_join(settings.data_dir, storage.preview_relpath(record.sha256)).unlink()  # no preview: decoded
+    np.testing.assert_array_equal(_grey(settings, record, path), to_uint8(decode_bytes(data).pixels))
