@@ -136,10 +136,17 @@ def main() -> None:
         default=BASELINE_REV,
         help="the commit whose review page (Streamlit widgets, a page run per key) is the baseline",
     )
+    parser.add_argument("--keep", type=Path, default=None, help="a data folder to seed once and reuse")
+    parser.add_argument(
+        "--analytics-only", action="store_true", help="only the Analytics page (first load, cached), no baseline"
+    )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     image = require_shared() / "nih" / "full" / "00000001_000.png"
+    if args.analytics_only:
+        analytics_only(args.n, image, args.keep)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         os.environ["CXR_BENCH_DATA"] = str(data)
@@ -171,6 +178,54 @@ def main() -> None:
     for row in rows:
         row.setdefault("p95_s", float("nan"))  # single measurements have no 95th percentile
     table(rows, f"Chromium 1280x720, {args.n} studies in SQLite (median of {args.studies} where repeated)")
+
+
+def analytics_only(n: int, image: Path, keep: Path | None) -> None:
+    """The Analytics page alone at ``n`` studies (a data folder seeded once with --keep),
+    beside the Model page (no database work) in the same app."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = keep or Path(tmp) / "data"
+        if not (data / "cxr.sqlite3").is_file():
+            seed_site(data, n, image)
+        _reader(data)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+            proc, url = start_app(data)
+            try:
+                page = signed_in(browser, url)
+                nav = navigator(page)
+                first, cached = measure_analytics(page, nav)
+                model = []
+                for _ in range(3):
+                    t = time.perf_counter()
+                    nav("Model")
+                    page.get_by_role("heading", name="Model:").wait_for()
+                    idle(page)
+                    model.append(time.perf_counter() - t)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            browser.close()
+    rows = analytics_rows(first, cached)
+    rows.append({"step": "baseline: Model page (no database work)", "median_s": statistics.median(model)})
+    for row in rows:
+        row.setdefault("max_s", float("nan"))
+        row.setdefault("target_s", float("nan"))
+    table(rows, f"Chromium 1280x720, Analytics at {n} studies in SQLite")
+
+
+def _reader(data: Path) -> None:
+    """The bench's reader account, in a folder seeded without one."""
+    from bench.common import bench_settings
+    from db.bootstrap import open_database
+    from db.users import create_user, list_users
+
+    engine = open_database(bench_settings(data))
+    if "reader" not in {u.username for u in list_users(engine)}:
+        create_user(engine, "reader", "bench reader password", "admin", actor="bench")
+    engine.dispose()
 
 
 def signed_in(browser, url: str):
@@ -233,11 +288,49 @@ def measure_rerun_review(page, studies: int) -> list[dict]:
     ]
 
 
-def measure(page, studies: int) -> list[dict]:
+def navigator(page):
     def nav(title: str) -> None:
         if not page.get_by_test_id("stSidebarNav").is_visible():  # the reading screen folds the sidebar
             page.get_by_test_id("stExpandSidebarButton").click()
         page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+
+    return nav
+
+
+def measure_analytics(page, nav) -> tuple[float, list[float]]:
+    """Analytics opened for the first time since the data last changed (the cohort's
+    figures computed), then three reloads from Home with the data unchanged."""
+    nav("Analytics")
+    t = time.perf_counter()
+    page.get_by_text("studies with ground truth").first.wait_for()
+    idle(page)
+    first = time.perf_counter() - t
+    cached = []
+    for _ in range(3):
+        nav("Home")
+        page.get_by_text("Queued").first.wait_for()
+        t = time.perf_counter()
+        nav("Analytics")
+        page.get_by_text("studies with ground truth").first.wait_for()
+        idle(page)
+        cached.append(time.perf_counter() - t)
+    return first, cached
+
+
+def analytics_rows(first: float, cached: list[float]) -> list[dict]:
+    return [
+        {"step": "Analytics, first load (cohort metrics computed)", "median_s": first, "max_s": first, "target_s": 3.0},
+        {
+            "step": "Analytics, cached reload",
+            "median_s": statistics.median(cached),
+            "max_s": max(cached),
+            "target_s": 3.0,
+        },
+    ]
+
+
+def measure(page, studies: int) -> list[dict]:
+    nav = navigator(page)
 
     baseline = []
     for _ in range(5):
@@ -284,20 +377,7 @@ def measure(page, studies: int) -> list[dict]:
         submit.append(took / 1000)
         idle(page)
         page.evaluate(PANEL_CLOCK)  # the page run after a submission may remount the panel
-    nav("Analytics")
-    t = time.perf_counter()
-    page.get_by_text("studies with ground truth").first.wait_for()
-    idle(page)
-    first = time.perf_counter() - t
-    cached = []
-    for _ in range(3):
-        nav("Home")
-        page.get_by_text("Queued").first.wait_for()
-        t = time.perf_counter()
-        nav("Analytics")
-        page.get_by_text("studies with ground truth").first.wait_for()
-        idle(page)
-        cached.append(time.perf_counter() - t)
+    first, cached = measure_analytics(page, nav)
     keys_s = [k / 1000 for k in keys]
     return [
         {
@@ -321,13 +401,7 @@ def measure(page, studies: int) -> list[dict]:
             "p95_s": sorted(to_review)[int(0.95 * (len(to_review) - 1))],
             "target_s": 1.0,
         },
-        {"step": "Analytics, first load (cohort metrics computed)", "median_s": first, "max_s": first, "target_s": 3.0},
-        {
-            "step": "Analytics, cached reload",
-            "median_s": statistics.median(cached),
-            "max_s": max(cached),
-            "target_s": 3.0,
-        },
+        *analytics_rows(first, cached),
         {
             "step": "baseline: Model page (no database work)",
             "median_s": statistics.median(baseline),
