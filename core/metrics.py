@@ -45,6 +45,20 @@ def pr_points(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return precision_recall_curve(np.asarray(y_true).astype(int), scores)
 
 
+def thin_curve(x: np.ndarray, y: np.ndarray, step: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a curve in [0, 1]^2 a chart needs: the first point of each run that
+    stays in one step x step cell, and the last point (a curve of 100,000 thresholds drawn
+    at a few hundred pixels is the same line with a few thousand points; sending all of them
+    to the browser cost seconds)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.size <= 2:
+        return x, y
+    kx, ky = np.floor(x / step), np.floor(y / step)
+    keep = np.r_[True, (kx[1:] != kx[:-1]) | (ky[1:] != ky[:-1])]
+    keep[-1] = True
+    return x[keep], y[keep]
+
+
 MAX_EXACT_BINS = 1024  # up to this many distinct scores the bootstrap AUC is exact (above: within 1/2048)
 
 

@@ -93,15 +93,16 @@ def false_positive_tables(_engine, selection: Selection) -> tuple[pd.DataFrame, 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def roc_curves(_engine, selection: Selection, finding: str) -> RocCurves | None:
-    """A finding's ROC curve, its bootstrap band by patient and its precision-recall curve
-    (None when its truth has one class only)."""
+    """A finding's ROC curve, its bootstrap band by patient and its precision-recall curve,
+    thinned to what a chart draws (None when its truth has one class only)."""
     figures = compute(_engine, selection)
     y, s, _, _ = figures.cohort.label(finding)
     if not (y.any() and (~y).any()):
         return None
-    fpr, tpr, _ = metrics.roc_points(y, s)
+    fpr, tpr = metrics.thin_curve(*metrics.roc_points(y, s)[:2])
     grid, low, high = finding_roc_band(figures.cohort, finding, figures.resamples)
     precision, recall, _ = metrics.pr_points(y, s)
+    recall, precision = metrics.thin_curve(recall, precision)
     return RocCurves(fpr, tpr, grid, low, high, precision, recall)
 
 

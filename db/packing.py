@@ -52,7 +52,9 @@ def mask_of(present: Mapping[str, bool], labels: Sequence[str]) -> int:
     return sum(1 << j for j, lab in enumerate(labels) if present[lab])
 
 
-def unmask(masks: Sequence[int] | np.ndarray, row_keys: Sequence[str], wanted: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def unmask(
+    masks: Sequence[int] | np.ndarray, row_keys: Sequence[str], wanted: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """(present, known), both (n, len(wanted)) bool: a label the row was not written with is unknown."""
     packed = np.asarray(masks, dtype=np.int64)
     present = np.zeros((len(packed), len(wanted)), bool)

@@ -280,3 +280,17 @@ def test_poisson_draws_follow_the_poisson_one_distribution():
     expected = stats.poisson.pmf(np.arange(6), 1.0) * counts.size
     assert stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue > 0.001
     assert abs(counts.mean() - 1.0) < 0.01 and abs(counts.var() - 1.0) < 0.02
+
+
+def test_a_thinned_curve_keeps_its_ends_and_stays_within_a_step_of_every_point():
+    rng = np.random.default_rng(4)
+    y = rng.random(100_000) < 0.15
+    s = rng.normal(0.6 * y, 1.0)
+    fpr, tpr, _ = metrics.roc_points(y, s)
+    tx, ty = metrics.thin_curve(fpr, tpr, 1e-3)
+    assert len(tx) < 3000 < len(fpr)
+    assert (tx[0], ty[0], tx[-1], ty[-1]) == (fpr[0], tpr[0], fpr[-1], tpr[-1])
+    # every dropped point lies in the step-sized cell of a kept point before it
+    kept = np.searchsorted(tx, fpr, side="right") - 1
+    assert np.all(np.abs(fpr - tx[kept]) <= 1e-3 + 1e-12)
+    assert metrics.thin_curve(np.array([0.0, 1.0]), np.array([0.0, 1.0]))[0].tolist() == [0.0, 1.0]
