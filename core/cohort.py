@@ -218,14 +218,14 @@ def false_positives(cohort: Cohort) -> pd.DataFrame:
     )
 
 
-def false_positive_studies(cohort: Cohort, fps: pd.DataFrame, details: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per study with a false positive: its details (``details``, one row per
-    study with an ``id`` and a ``patient_age``; the cohort's meta by default), the findings
-    wrong on it and its age band (indexed by study id).
+def false_positive_studies(cohort: Cohort, fps: pd.DataFrame, details: pd.DataFrame) -> pd.DataFrame:
+    """One row per study with a false positive: its ``details`` (one row per study with an
+    ``id`` and a ``patient_age``: db.analytics.study_details), the findings wrong on it and
+    its age band (indexed by study id).
 
     The findings' text is made once per distinct set of wrong findings (a bit mask per
     study), not once per study: a few hundred sets cover 100,000 studies."""
-    studies = (cohort.meta if details is None else details).set_index("id")
+    studies = details.set_index("id")
     if fps.empty:
         table = studies.iloc[:0].copy()
         table["false-positive findings"] = pd.Series(dtype=object)

@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.gradcam import upsample
-
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "dicom": ".dcm"}
 
 
@@ -141,6 +139,8 @@ def write_heatmaps(
 def read_heatmap(data_dir: Path, relpath: str, label: str, width: int, height: int) -> np.ndarray:
     """One label's stored map at an image's size, in [0, 1]: upsampled from the small maps
     file, or read from a full-size PNG written before maps were stored small."""
+    from core.gradcam import upsample  # here: OpenCV is not loaded by every user of storage
+
     path = safe_join(data_dir, relpath)
     if path.suffix == ".png":
         pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0

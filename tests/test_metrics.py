@@ -252,13 +252,13 @@ def test_false_positive_studies_list_each_studys_wrong_findings_and_age_band():
         LABELS,
     )
     fps = false_positives(cohort)
-    table = false_positive_studies(cohort, fps)
+    table = false_positive_studies(cohort, fps, cohort.meta)
     expected = fps.sort_values("label").groupby("study_id")["label"].agg(", ".join)
     assert sorted(table.index) == sorted(expected.index)
     assert (table.loc[expected.index, "false-positive findings"] == expected).all()
     assert (table["age band"] == table["patient_age"].map(age_band)).all()
     assert "unknown" in set(table["age band"])
-    empty = false_positive_studies(cohort, fps.iloc[:0])
+    empty = false_positive_studies(cohort, fps.iloc[:0], cohort.meta)
     assert empty.empty and {"false-positive findings", "age band"} <= set(empty.columns)
 
 
