@@ -60,9 +60,11 @@ def states(page) -> dict[str, str]:
 def status(page) -> str:
     """The reading component's status line; once nothing waits for the reader (the panel is
     gone), the page's own message of what became of the last submission."""
-    line = page.get_by_test_id("reader-status")
-    if line.count():
-        return line.inner_text()
+    # read without waiting: between a count and a read the component may remount after a
+    # save, and a waiting read of the detached line then hung for Playwright's 30 s
+    line = page.get_by_test_id("reader-status").all_inner_texts()
+    if line:
+        return " ".join(line)
     alerts = page.get_by_test_id("stAlert")
     return " ".join(alerts.all_inner_texts()) if alerts.count() else ""
 
