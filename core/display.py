@@ -28,7 +28,8 @@ class DisplayImage:
 
 def load_dicom_display(data: bytes) -> DisplayImage:
     """Read modality values and the file's default window (or the full range)."""
-    from core.decode import dicom_default_window, dicom_modality_values, pixel_spacing, read_dicom
+    from core.dicom_attributes import dicom_default_window, pixel_spacing
+    from core.dicom_decode import dicom_modality_values, read_dicom
 
     ds = read_dicom(data)
     values = dicom_modality_values(ds)

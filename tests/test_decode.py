@@ -5,12 +5,8 @@ import pytest
 from PIL import Image
 
 from core import pixel_transforms as px
-from core.decode import (
-    decode_bytes,
-    dicom_modality_values,
-    dicom_voi_to_unit,
-    read_dicom,
-)
+from core.decode import decode_bytes
+from core.dicom_decode import dicom_modality_values, dicom_voi_to_unit, read_dicom
 from core.errors import NotARadiograph
 from tests.conftest import real_image_files, shared
 from tests.dicom_factory import JPEG2000Lossless, JPEGLSLossless, make_dicom
@@ -222,7 +218,8 @@ def test_code_string_attributes_with_markup_or_links_read_as_absent():
     absent, so it never reaches the database or a screen."""
     import numpy as np
 
-    from core.decode import code_string, decode_bytes
+    from core.decode import decode_bytes
+    from core.dicom_attributes import code_string
     from tests.dicom_factory import make_dicom
 
     assert code_string("PA") == "PA" and code_string(" AP ") == "AP" and code_string("LL") == "LL"

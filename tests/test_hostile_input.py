@@ -11,9 +11,11 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from core.decode import codestream_size, decode_bytes, high_bit_depth_scale
+from core.decode import decode_bytes
+from core.dicom_decode import codestream_size
 from core.errors import ModelCardMismatch, RejectedInput
 from core.export import neutralise_cell, safe_csv
+from core.raster_decode import high_bit_depth_scale
 from dashboard.text import plain
 from tests.conftest import DEFAULT_MODEL, shared
 from tests.dicom_factory import make_dicom
