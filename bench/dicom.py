@@ -68,7 +68,7 @@ def receive_rate(files: list[Path], tmp: Path) -> tuple[float, float]:
     from pynetdicom import AE
 
     from db.bootstrap import open_database
-    from services.receiver import start_receiver
+    from services.pacs.receiver import start_receiver
 
     port = free_port()
     settings = bench_settings(tmp / "rx", dicom_port=port, dicom_allowed_callers=("BENCH",), dicom_quiet_seconds=60)
@@ -100,7 +100,8 @@ def round_trip(cr: Path, tmp: Path, studies: int, quiet: float) -> list[float]:
     """Seconds from Orthanc's C-STORE of a study's last instance to the SR listed in Orthanc."""
     from core.inference import Analyzer
     from db.bootstrap import open_database
-    from services.receiver import start_receiver
+    from services.pacs.receiver import start_receiver
+    from services.pacs.service import PacsResultsService
     from services.worker import Worker
 
     receiver_port = free_port()
@@ -132,6 +133,7 @@ def round_trip(cr: Path, tmp: Path, studies: int, quiet: float) -> list[float]:
     worker = Worker(settings, engine, Analyzer(settings.model_dir), worker_id="bench")
     thread = threading.Thread(target=worker.run_forever, kwargs={"idle_sleep": 0.2}, daemon=True)
     thread.start()
+    results = PacsResultsService(engine, settings, "bench", interval_s=0.2).start()
     times = []
     try:
         for path in copies(cr, tmp / "rt_files", studies, per_study=1):
@@ -150,6 +152,7 @@ def round_trip(cr: Path, tmp: Path, studies: int, quiet: float) -> list[float]:
     finally:
         worker.stop_event.set()
         thread.join(timeout=60)
+        results.stop()
         server.shutdown()
         subprocess.run(["kill", str(pid)], check=False)
     return times
@@ -279,7 +282,7 @@ def outage(tmp: Path, minutes: float = 30.0, results: int = 10) -> tuple[int, in
     from db.outbound import NewOutbound, enqueue, failing, for_study
     from db.schema import Study, utcnow
     from db.session import run_write
-    from services.pacs_sender import send_due
+    from services.pacs.sender import send_due
     from tests.dicom_factory import make_dicom
 
     port = free_port()
@@ -297,7 +300,7 @@ def outage(tmp: Path, minutes: float = 30.0, results: int = 10) -> tuple[int, in
             rel = f"outbound/{study.id}/{sha[:16]}.dcm"
             storage.atomic_write(storage.safe_join(settings.data_dir, rel), data)
             kind = SecondaryCaptureImageStorage
-            enqueue(session, [NewOutbound(study.id, "sr", generate_uid(), kind, rel, settings.dicom_destination)])
+            enqueue(session, [NewOutbound(study.id, "sr", generate_uid(), kind, rel, settings.dicom_destination)], "bench")
             return study.id
 
         ids.append(run_write(engine, work))

@@ -22,8 +22,9 @@ class Verb:
 
 VERBS: dict[str, Verb] = {
     "ingest": Verb("services.ingest", "queue files, folders and zips for analysis"),
-    "worker": Verb("services.worker", "process the queue (and send results to the PACS)"),
-    "receiver": Verb("services.receiver", "DICOM Storage SCP (C-STORE, C-ECHO)"),
+    "worker": Verb("services.worker", "process the queue: analyse studies, store their results"),
+    "pacs": Verb("services.pacs.service", "the PACS service: receiver, results built and sent to the PACS"),
+    "receiver": Verb("services.pacs.receiver", "DICOM Storage SCP alone (C-STORE, C-ECHO)"),
     "outbox": Verb("cli.outbox", "results for the PACS that failed: list, resend"),
     "predict": Verb("cli.predict", "run the model on files and print JSON"),
     "labels": Verb("services.reference_labels", "import reference labels (NIH format)"),

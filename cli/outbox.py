@@ -9,7 +9,7 @@ import sys
 
 from core.config import load_settings
 from db.bootstrap import open_database
-from services.outbox import failing_results, resend_results
+from services.pacs.outbox import failing_results, resend_results
 
 
 def main(argv: list[str] | None = None) -> int:

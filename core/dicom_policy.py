@@ -1,5 +1,5 @@
 """Who may associate with the DICOM node and what a received instance must be: pure
-rules (no network, no database) that services.receiver applies.
+rules (no network, no database) that services.pacs.receiver applies.
 
 An allow-list entry is ``TITLE`` (any address, as before) or ``TITLE@ADDRESS`` with an
 IPv4/IPv6 address or CIDR block. AE titles are compared exactly, after removing the

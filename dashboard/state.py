@@ -57,12 +57,23 @@ def _embedded_worker(url: str, data_dir: str):
     return start_background_worker(current, engine)
 
 
+@st.cache_resource(show_spinner=False)
+def _embedded_pacs_results(url: str, data_dir: str):
+    from services.pacs.service import PacsResultsService
+
+    current, engine = settings_and_engine()
+    return PacsResultsService(engine, current).start()
+
+
 def ensure_worker() -> None:
-    """The embedded default runs one worker thread in the app process (once per server);
-    CXR_EMBEDDED_WORKER=0 when workers run as separate processes (GPU machines)."""
+    """The embedded default runs one worker thread in the app process (once per server)
+    and, where a PACS destination is configured, the PACS service's results loop beside it;
+    CXR_EMBEDDED_WORKER=0 when workers and ``cxr pacs`` run as separate processes."""
     current = settings()
     if current.embedded_worker:
         _embedded_worker(current.database_url, str(current.data_dir))
+        if current.destination is not None:
+            _embedded_pacs_results(current.database_url, str(current.data_dir))
 
 
 # modules the analytics and review pages need that take seconds to import (scikit-learn's
@@ -88,7 +99,7 @@ def warm_imports() -> threading.Thread:
 
 @st.cache_resource(show_spinner=False)
 def _embedded_receiver(url: str, data_dir: str):
-    from services.receiver import start_receiver
+    from services.pacs.receiver import start_receiver
 
     current, engine = settings_and_engine()
     return start_receiver(current, engine)

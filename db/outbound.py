@@ -58,7 +58,7 @@ class OutboundItem:
     next_attempt_at: datetime
 
 
-def enqueue(session: Session, items: list[NewOutbound]) -> None:
+def enqueue(session: Session, items: list[NewOutbound], actor: str) -> None:
     """Queue a study's new result objects; objects of its earlier analysis not yet sent are
     superseded (the PACS gets the current results, not both)."""
     if not items:
@@ -80,7 +80,7 @@ def enqueue(session: Session, items: list[NewOutbound]) -> None:
                 retry_until=now + RETRY_WINDOW,
             )
         )
-    audit.record(session, "results_prepared", "worker", items[0].study_id, objects=[i.kind for i in items])
+    audit.record(session, "results_prepared", actor, items[0].study_id, objects=[i.kind for i in items])
 
 
 def _items(engine: Engine, *conditions, limit: int | None = None) -> list[OutboundItem]:

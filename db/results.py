@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from db import audit
+from db import audit, pacs_result_jobs
 from db.packing import label_key, pack_floats
 from db.schema import (
     Heatmap,
@@ -50,6 +50,7 @@ class StudyResult:
     heatmap_files: dict[str, str] = field(default_factory=dict)  # label -> path in the data folder
     heatmap_instances: dict[str, int] = field(default_factory=dict)  # label -> image the map was computed on
     features: dict[int, bytes] = field(default_factory=dict)  # analysed image -> float16 pooled trunk features
+    for_pacs: bool = False  # a DICOM study with a PACS to send to: its result objects are to be built
 
 
 def store_results(session: Session, results: Sequence[StudyResult], worker_id: str | None) -> list[int]:
@@ -146,6 +147,9 @@ def store_results(session: Session, results: Sequence[StudyResult], worker_id: s
             for r in written
         ],
     )
+    for r in written:
+        if r.for_pacs:  # with the results, never after them: the PACS service cannot miss one
+            pacs_result_jobs.record(session, r.study_id, r.model_version)
     return [r.study_id for r in written]
 
 

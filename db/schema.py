@@ -139,6 +139,24 @@ class Outbound(Base):
     __table_args__ = (Index("ix_outbound_due", "status", "next_attempt_at"),)
 
 
+class PacsResultJob(Base):
+    """A study whose results were stored and whose DICOM result objects (SR, overlays) the
+    PACS service has still to build: written in the transaction that stores the results,
+    so a crash between the two never loses a study's results for the PACS."""
+
+    __tablename__ = "pacs_result_jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    done_at: Mapped[datetime | None] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_pacs_result_jobs_open", "done_at", "id"),)
+
+
 class Prediction(Base):
     __tablename__ = "predictions"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -13,7 +13,7 @@ from dashboard.text import plain
 from services.accounts import ROLES, create_user, list_users, reset_password, set_active, set_role
 from services.exports import audit_csv, audit_frame, record_export
 from services.operations import audit_actions, audit_events, failed_studies, requeue
-from services.outbox import failing_results, resend_results
+from services.pacs.outbox import failing_results, resend_results
 from services.reference_labels import import_labels
 
 

@@ -8,7 +8,7 @@ from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
 from dashboard.text import plain
 from dashboard.widgets import queue_and_workers
 from services.operations import latest_device
-from services.outbox import results_failing
+from services.pacs.outbox import results_failing
 from services.worklist import longest_waiting
 
 require_user()

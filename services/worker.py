@@ -1,8 +1,12 @@
-"""The queue worker: claims studies, runs the model, stores results in one transaction.
+"""The queue worker: claims a batch of studies, decodes their frontal images, runs the model
+on them in one batch and stores each study's results (services.study_results).
 
-``cxr worker [--once]`` runs one worker (a GPU machine runs it on its own);
-the app starts one in a background thread on the embedded default. SIGTERM and SIGINT
-finish the current batch and stop cleanly.
+``cxr worker [--once]`` runs one worker (a GPU machine runs it on its own); the app starts
+one in a background thread on the embedded default. SIGTERM and SIGINT finish the current
+batch and stop cleanly. Results for the PACS are not this process's work: a DICOM study's
+stored results carry a job in the PACS outbox, which the PACS service (``cxr pacs``)
+consumes; leases (services.leases) and retraining jobs (services.retraining_jobs) have
+their own modules.
 """
 
 from __future__ import annotations
@@ -26,16 +30,16 @@ from core.analyzer_protocol import StudyAnalyzer
 from core.config import Settings, load_settings
 from core.decode import Limits, decode_bytes
 from core.errors import RejectedInput
-from core.study_views import combine
 from db import audit, heartbeats, queue
-from db import models as models_db
 from db.bootstrap import open_database
-from db.results import StudyResult, active_thresholds, store_results
 from db.schema import StudyStatus, utcnow
 from db.session import run_write
 from db.studies import analysed_instances
 from services import shadow_runs
+from services.leases import LeaseKeeper
+from services.retraining_jobs import RetrainingJobs
 from services.shadow_runs import ShadowScorers
+from services.study_results import Storing, store_study, thresholds_in_force
 
 log = logging.getLogger("cxr.worker")
 NO_FRONTAL = (
@@ -52,12 +56,6 @@ class BatchReport:
     lost: int = 0
 
 
-def thresholds_in_force(engine: Engine, card) -> tuple[dict[str, float], str]:
-    """The admin-saved threshold set for this model if any, else the card's own."""
-    saved = active_thresholds(engine, card.version)
-    return saved if saved else (dict(card.thresholds), card.threshold_version)
-
-
 class Worker:
     """One worker; several may run against one database (threads or processes)."""
 
@@ -72,7 +70,7 @@ class Worker:
         self.processed = 0
         self.last_error: str | None = None
         self.triage = settings.triage()
-        self._job_thread: threading.Thread | None = None
+        self.jobs = RetrainingJobs(engine, settings, self.worker_id)
         self._shadow = ShadowScorers()
 
     # ------------------------------------------------------------------ loop
@@ -102,22 +100,8 @@ class Worker:
     def run_forever(self, idle_sleep: float = 1.0) -> None:
         self.announce_model()
         self._heartbeat("idle", None)
-        sender = self._start_sender()
-        try:
-            self._loop(idle_sleep)
-        finally:
-            if sender is not None:
-                sender.stop()
+        self._loop(idle_sleep)
         self._heartbeat("stopped", None)
-
-    def _start_sender(self):
-        """Results go to the PACS from their own thread: a destination that is down never
-        holds up analysis."""
-        if self.settings.destination is None:
-            return None
-        from services.pacs_sender import ResultSender
-
-        return ResultSender(self.engine, self.settings, self.worker_id).start()
 
     @property
     def model(self) -> StudyAnalyzer:
@@ -141,43 +125,11 @@ class Worker:
         self.announce_model()
         return True
 
-    def _maybe_start_job(self) -> None:
-        """Run a queued retraining job in a thread of this process: analysis goes on beside it."""
-        if self._job_thread is not None and self._job_thread.is_alive():
-            return
-        job = models_db.claim_job(self.engine, self.worker_id)
-        if job is None:
-            return
-        self._job_thread = threading.Thread(target=self._run_job, args=(job,), name="cxr-retrain", daemon=True)
-        self._job_thread.start()
-
-    def _run_job(self, job) -> None:
-        from services.retraining import Cancelled, retrain
-
-        out = self.settings.data_dir / "models" / f"candidate-{job.id}"
-        try:
-            result = retrain(
-                self.engine,
-                self.settings,
-                out,
-                actor=job.requested_by or self.worker_id,
-                progress=lambda fraction, message: models_db.report_progress(self.engine, job.id, fraction, message),
-            )
-        except Cancelled:
-            models_db.finish_job(self.engine, job.id, models_db.JobStatus.CANCELLED, "cancelled; nothing was written")
-        except Exception as exc:  # noqa: BLE001 - a failed job is reported on the Model page
-            log.exception("retraining job %s failed", job.id)
-            models_db.finish_job(self.engine, job.id, models_db.JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
-        else:
-            verdict = "passes the gate" if result.gate.passed else "does not pass the gate"
-            message = f"candidate {result.card.name} written; it {verdict}"
-            models_db.finish_job(self.engine, job.id, models_db.JobStatus.DONE, message, str(result.folder))
-
     def _loop(self, idle_sleep: float) -> None:
         while not self.stop_event.is_set():
             try:
                 self.follow_current_model()
-                self._maybe_start_job()
+                self.jobs.start_next()
                 report = self.run_once()
             except Exception as exc:  # noqa: BLE001 - the loop outlives any one batch
                 log.exception("worker %s: batch failed", self.worker_id)
@@ -234,6 +186,14 @@ class Worker:
         if not ready:
             return
         thresholds, threshold_version = thresholds_in_force(self.engine, self.model.card)
+        how = Storing(
+            self.model.card,
+            thresholds,
+            threshold_version,
+            self.triage,
+            self.worker_id,
+            self.settings.destination is not None,
+        )
         try:
             analyses = self.model.analyse(images, thresholds)
         except Exception as exc:  # noqa: BLE001 - a model failure must not leave studies stuck
@@ -248,26 +208,15 @@ class Worker:
                 self._fail(study.id, problem, report, permanent=True)
                 continue
             try:
-                stored = self._store(study, records, mine, thresholds, threshold_version)
+                stored = store_study(self.engine, self.settings.data_dir, how, study, records, mine)
             except Exception as exc:  # noqa: BLE001 - disk full, constraint, database error: this study only
                 log.exception("study %s: results not stored", study.id)
                 self._fail(study.id, f"Results could not be stored: {type(exc).__name__}: {exc}", report)
                 continue
-            report.done += int(stored)
-            report.lost += int(not stored)
-            if stored:
-                self._send_results(study.id)
-
-    def _send_results(self, study_id: int) -> None:
-        """Queue the study's DICOM result objects for the PACS; never fails the study."""
-        if self.settings.destination is None:
-            return
-        try:
-            from services.pacs_results import queue_results
-
-            queue_results(self.engine, self.settings, study_id, self.model.card)
-        except Exception:  # noqa: BLE001 - results for the PACS are best effort, logged
-            log.exception("study %s: DICOM results not prepared", study_id)
+            report.done += int(stored is not None)
+            report.lost += int(stored is None)
+            if stored is not None:
+                self._score_in_shadow(study.id, stored.model_version, stored.features)
 
     def _fail(self, study_id: int, reason: str, report: BatchReport, permanent: bool = False) -> None:
         """Record a failure and free the lease; a failure to record it is logged, never raised."""
@@ -279,52 +228,6 @@ class Worker:
             )
         except Exception:  # noqa: BLE001 - the lease expires and the study is claimed again
             log.exception("study %s: failure could not be recorded", study_id)
-
-    # ------------------------------------------------------------------ results
-    def _store(
-        self, study, records: list, analyses: list, thresholds: dict[str, float], threshold_version: str
-    ) -> bool:
-        """Heatmap files first (idempotent), then every row and the status in one
-        transaction, fenced on our lease (False: lost to another worker, discarded)."""
-        card = self.model.card
-        analysis, source = combine(analyses)
-        labels = list(analysis.probabilities)
-        instance_of = {lab: records[source[lab]].id for lab in labels}
-        maps_file = storage.write_heatmaps(
-            self.settings.data_dir, study.id, card.version, labels, analysis.cams, [instance_of[lab] for lab in labels]
-        )
-        score = self.triage.suspicion(analysis.probabilities, thresholds) if analysis.in_domain else 0.0
-        result = StudyResult(
-            study_id=study.id,
-            model_name=card.name,
-            model_version=card.version,
-            labels=tuple(card.labels),
-            probabilities=analysis.probabilities,
-            spread=analysis.spread,
-            thresholds=thresholds,
-            threshold_version=threshold_version,
-            flagged=frozenset(analysis.flagged),
-            tta_views=analysis.tta_views,
-            triage_score=score,
-            priority=self.triage.key(score, study.created_at),
-            abnormal=analysis.abnormal,
-            in_domain=analysis.in_domain,
-            domain_score=analysis.domain_score,
-            # a flagged finding's map, and the image it was computed on, is a PACS overlay
-            heatmap_files={lab: maps_file for lab in analysis.flagged},
-            heatmap_instances={lab: instance_of[lab] for lab in analysis.flagged},
-            features={
-                record.id: np.asarray(a.features, dtype="<f2").tobytes()
-                for record, a in zip(records, analyses)
-                if a.features is not None
-            },
-        )
-        stored = run_write(self.engine, lambda session: store_results(session, [result], self.worker_id))
-        if not stored:
-            log.warning("study %s: lease lost to another worker (or a new image arrived); result discarded", study.id)
-            return False
-        self._score_in_shadow(study.id, card.version, result.features)
-        return True
 
     def _score_in_shadow(self, study_id: int, version: str, features: dict[int, bytes]) -> None:
         """The shadow model's scores for the images just stored (never shown, never triage);
@@ -350,34 +253,6 @@ class Worker:
             heartbeats.beat(self.engine, status)
         except Exception:  # a heartbeat is informative only: never stop work for it
             log.debug("heartbeat not written", exc_info=True)
-
-
-class LeaseKeeper:
-    """Renews a batch's leases every third of the lease time while the batch runs, so a
-    batch slower than the lease is never claimed and computed by a second worker."""
-
-    def __init__(self, engine: Engine, worker_id: str, ids: list[int], lease_seconds: float) -> None:
-        self.engine, self.worker_id, self.ids, self.lease_seconds = engine, worker_id, ids, lease_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cxr-lease", daemon=True)
-        self.renewals = 0
-
-    def _run(self) -> None:
-        interval = max(0.2, self.lease_seconds / 3.0)
-        while not self._stop.wait(interval):
-            try:
-                queue.renew_leases(self.engine, self.worker_id, self.ids, self.lease_seconds)
-                self.renewals += 1
-            except Exception:  # noqa: BLE001 - a missed renewal only risks duplicate work
-                log.warning("lease renewal failed", exc_info=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def start_background_worker(settings: Settings, engine: Engine) -> threading.Thread:
@@ -444,10 +319,6 @@ def main(argv: list[str] | None = None) -> int:
                 if counts[StudyStatus.PROCESSING] == 0 and counts[StudyStatus.QUEUED] == 0:
                     break
                 worker.stop_event.wait(1.0)  # others' leases may expire, a quiet period may end
-        if settings.destination is not None:
-            from services.pacs_sender import send_due
-
-            send_due(engine, settings, worker.worker_id)  # one round; what fails is retried by the next run
         worker._heartbeat("stopped", None)
     else:
         worker.run_forever()

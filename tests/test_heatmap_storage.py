@@ -61,7 +61,7 @@ def test_an_overlay_is_drawn_on_the_preview_ingest_stored_equal_to_a_fresh_decod
     from core.pixel_transforms import to_uint8
     from db.studies import study_instances
     from services.ingest import ingest_upload
-    from services.pacs_results import _grey
+    from services.pacs.results import _grey
     from tests.conftest import shared
 
     data = shared("dicom", "cr_chest.dcm").read_bytes()

@@ -54,6 +54,7 @@ def _queue_result(settings, engine) -> int:
                     study.id, "sr", generate_uid(), SecondaryCaptureImageStorage, rel, settings.dicom_destination
                 )
             ],
+            "test",
         )
         return study.id
 
@@ -75,7 +76,7 @@ def _advance_through_outage(engine, settings, start, minutes: float):
     """Run the sender at each retry time across an outage of ``minutes``; returns the clock."""
     from db.outbound import for_study
     from db.schema import Outbound  # noqa: F401 - the table the items live in
-    from services.pacs_sender import send_due
+    from services.pacs.sender import send_due
 
     now, end = start, start + timedelta(minutes=minutes)
     while now < end:
@@ -97,7 +98,7 @@ def _study(engine) -> int:
 def test_a_thirty_minute_outage_then_every_result_arrives(site):
     from db.outbound import for_study
     from db.schema import utcnow
-    from services.pacs_sender import send_due
+    from services.pacs.sender import send_due
 
     settings, engine, port = site
     sid = _queue_result(settings, engine)
@@ -118,8 +119,8 @@ def test_a_thirty_minute_outage_then_every_result_arrives(site):
 def test_after_twenty_four_hours_a_result_is_failed_listed_and_resent(site):
     from db.outbound import for_study
     from db.schema import utcnow
-    from services.outbox import failing_results, resend_results
-    from services.pacs_sender import send_due
+    from services.pacs.outbox import failing_results, resend_results
+    from services.pacs.sender import send_due
 
     settings, engine, port = site
     sid = _queue_result(settings, engine)

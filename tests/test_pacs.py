@@ -123,7 +123,7 @@ def nih_dicom(name: str, study_uid: str, view: str, accession: str = "ACC1") -> 
 def node(tmp_path_factory, identity_analyzer):
     """Orthanc + our receiver (in this process) + a worker that sends results to Orthanc."""
     from db.bootstrap import open_database
-    from services.receiver import start_receiver
+    from services.pacs.receiver import start_receiver
 
     receiver_port = free_port()
     orthanc = Orthanc(tmp_path_factory.mktemp("orthanc"), receiver_port)
@@ -159,6 +159,13 @@ def analyse_all(node) -> None:
     wait_until(drained, 120, "the queue to drain", interval=0.5)
 
 
+def pacs_round(node):
+    """One round of the PACS service: build the results the worker stored, send what is due."""
+    from services.pacs.service import PacsResultsService
+
+    return PacsResultsService(node["engine"], node["settings"], "test").run_round()
+
+
 def send_via_orthanc(node, files: list[bytes]) -> str:
     orthanc = node["orthanc"]
     ids = [orthanc.rest("/instances", data)["ParentStudy"] for data in files]
@@ -173,7 +180,6 @@ def test_study_from_orthanc_is_grouped_analysed_and_results_return(node):
     from db.outbound import for_study
     from db.studies import study_instances
     from db.worklist import WorklistFilter, worklist
-    from services.pacs_sender import send_due
 
     study_uid = generate_uid()
     frontal = nih_dicom("00000001_000.png", study_uid, "PA")
@@ -197,7 +203,7 @@ def test_study_from_orthanc_is_grouped_analysed_and_results_return(node):
     analyse_all(node)
     wait_until(
         lambda: (
-            send_due(engine, node["settings"], "test").sent >= 0
+            pacs_round(node).sent is not None
             and all(o.status == "sent" for o in for_study(engine, sid))
             and for_study(engine, sid)
         ),
@@ -242,7 +248,6 @@ def test_two_frontal_images_each_overlay_is_drawn_on_and_cites_its_own_image(nod
     from db.outbound import for_study
     from db.results import stored_results
     from db.studies import study_instances
-    from services.pacs_sender import send_due
 
     engine = node["engine"]
     study_uid = generate_uid()
@@ -257,7 +262,7 @@ def test_two_frontal_images_each_overlay_is_drawn_on_and_cites_its_own_image(nod
     wait_until(lambda: len(study_instances(engine, sid)) == 2, 60, "both instances")
     analyse_all(node)
     wait_until(
-        lambda: send_due(engine, node["settings"], "test") and all(o.status == "sent" for o in for_study(engine, sid)),
+        lambda: pacs_round(node) and all(o.status == "sent" for o in for_study(engine, sid)),
         60,
         "results sent",
     )
@@ -369,7 +374,6 @@ def test_destination_down_then_up_gets_the_result_by_retry(node):
 
     from db.outbound import for_study
     from db.schema import Outbound
-    from services.pacs_sender import send_due
 
     orthanc, engine = node["orthanc"], node["engine"]
     study_uid = generate_uid()
@@ -379,14 +383,14 @@ def test_destination_down_then_up_gets_the_result_by_retry(node):
     wait_until(lambda: _study_of(engine, study_uid), 30, "the study")
     analyse_all(node)  # analysis does not wait for the PACS
     sid = _study_of(engine, study_uid)
-    assert send_due(engine, node["settings"], "test").failed >= 1
+    assert pacs_round(node).sent.failed >= 1
     items = for_study(engine, sid)
     assert items and all(i.status == "pending" and i.attempts == 1 and i.last_error for i in items)
     orthanc.start(http, dicom)
     with engine.begin() as conn:  # the back-off has not run out yet: make the retry due now
         conn.execute(update(Outbound).where(Outbound.study_id == sid).values(next_attempt_at=Outbound.created_at))
     wait_until(
-        lambda: send_due(engine, node["settings"], "test") and all(i.status == "sent" for i in for_study(engine, sid)),
+        lambda: pacs_round(node) and all(i.status == "sent" for i in for_study(engine, sid)),
         60,
         "the retry to deliver",
     )

@@ -32,7 +32,7 @@ def _free_port() -> int:
 @pytest.fixture
 def receiver(tmp_path):
     from db.bootstrap import open_database
-    from services.receiver import start_receiver
+    from services.pacs.receiver import start_receiver
 
     port = _free_port()
     settings = make_settings(
@@ -199,7 +199,7 @@ def test_an_instance_growing_past_the_limit_is_aborted_while_it_arrives(tmp_path
 
     from db.bootstrap import open_database
     from db.schema import AuditEvent, Instance
-    from services.receiver import start_receiver
+    from services.pacs.receiver import start_receiver
 
     port = _free_port()
     settings = make_settings(

@@ -13,7 +13,8 @@ from core import storage
 from db import queue
 from db.schema import Heatmap, Prediction, Study, StudyScores, WorkerHeartbeat
 from services.ingest import ingest_upload
-from services.worker import LeaseKeeper, Worker
+from services.leases import LeaseKeeper
+from services.worker import Worker
 from tests.conftest import shared
 
 

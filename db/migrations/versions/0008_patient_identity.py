@@ -25,7 +25,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("patient_identity", sa.String(64), nullable=True))
     # heatmaps were stored without their image (db.results never wrote it); where the study
     # has one analysed image that image is certainly the map's, elsewhere it stays unknown
-    # and no overlay is drawn for it (services.pacs_results)
+    # and no overlay is drawn for it (services.pacs.results)
     op.execute(
         """
         UPDATE heatmaps SET instance_id = (

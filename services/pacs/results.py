@@ -1,6 +1,6 @@
 """Results back to the PACS: after the worker stores a study's results, its SR and the
 Grad-CAM overlays of its flagged findings are written to the data folder and queued for
-C-STORE (services.pacs_sender sends them). Studies that did not come as DICOM (PNG/JPEG
+C-STORE (services.pacs.sender sends them). Studies that did not come as DICOM (PNG/JPEG
 uploads) have no PACS study to attach results to and get none."""
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ from core.config import Settings
 from core.decode import decode_bytes
 from core.dicom_results import LabelResult, overlay_image, structured_report
 from core.gradcam import overlay
-from core.model_card import ModelCard
 from core.pixel_transforms import to_uint8
-from db.outbound import NewOutbound, enqueue
+from db.outbound import NewOutbound
 from db.results import stored_results
-from db.session import run_write
 from db.studies import InstanceRecord, analysed_instances
 
 log = logging.getLogger("cxr.pacs")
@@ -51,21 +49,22 @@ def _grey(settings: Settings, record: InstanceRecord, path: Path) -> np.ndarray:
     return to_uint8(decode_bytes(path.read_bytes()).pixels)
 
 
-def queue_results(engine: Engine, settings: Settings, study_id: int, card: ModelCard) -> int:
-    """Build and queue the study's result objects; returns how many were queued."""
+def build_result_objects(engine: Engine, settings: Settings, study_id: int) -> list[NewOutbound]:
+    """Write the study's result objects to the data folder; returns them for the outbound
+    queue (none for a study with no DICOM image or no PACS to send to)."""
     results = stored_results(engine, study_id)
     if results is None or not results.study_instance_uid or not settings.dicom_destination:
-        return 0
+        return []
     records = [r for r in analysed_instances(engine, [study_id])[study_id] if r.file_format == "dicom"]
     if not records:
-        return 0
+        return []
     paths = {r.id: storage.safe_join(settings.data_dir, r.stored_path) for r in records}
     by_id = {r.id: r for r in records}
     headers = {r.id: pydicom.dcmread(paths[r.id], stop_before_pixels=True) for r in records}
     report = structured_report(
         list(headers.values()),
         [LabelResult(p.label, p.probability, p.threshold, p.flagged) for p in results.predictions],
-        results.model_name or card.name,
+        results.model_name or results.model_version,
         results.model_version,
         results.in_domain,
         results.domain_score,
@@ -85,7 +84,7 @@ def queue_results(engine: Engine, settings: Settings, study_id: int, card: Model
         rgb = overlay(grey, heatmap, opacity=0.45)
         # the overlay copies the source's identifying header, never its pixels: the header read above serves
         objects.append(("overlay", overlay_image(headers[source_id], rgb, heat.label, n, series)))
-    items = [
+    return [
         NewOutbound(
             study_id,
             kind,
@@ -96,6 +95,3 @@ def queue_results(engine: Engine, settings: Settings, study_id: int, card: Model
         )
         for kind, ds in objects
     ]
-    run_write(engine, lambda session: enqueue(session, items))
-    log.info("study %s: %d result objects queued for %s", study_id, len(items), settings.dicom_destination)
-    return len(items)
