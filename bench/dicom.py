@@ -300,7 +300,9 @@ def outage(tmp: Path, minutes: float = 30.0, results: int = 10) -> tuple[int, in
             rel = f"outbound/{study.id}/{sha[:16]}.dcm"
             storage.atomic_write(storage.safe_join(settings.data_dir, rel), data)
             kind = SecondaryCaptureImageStorage
-            enqueue(session, [NewOutbound(study.id, "sr", generate_uid(), kind, rel, settings.dicom_destination)], "bench")
+            enqueue(
+                session, [NewOutbound(study.id, "sr", generate_uid(), kind, rel, settings.dicom_destination)], "bench"
+            )
             return study.id
 
         ids.append(run_write(engine, work))

@@ -6,14 +6,12 @@ import shutil
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 
 from core.decode import decode_bytes
 from core.errors import ModelCardMismatch
 from core.gradcam import grad_cam_numpy, overlay
-from core.inference import head_cams
 from core.tta import AVAILABLE_VIEWS, resolve_views
 from tests.conftest import DEFAULT_MODEL, NIH_LABELS, ROOT, real_image_files, shared
 
@@ -31,6 +29,10 @@ def _numpy_conv_relu(x, w, b):
 
 
 def test_grad_cam_equals_numpy_formula_on_known_weights():
+    import keras
+
+    from core.inference import head_cams
+
     rng = np.random.default_rng(3)
     conv = keras.layers.Conv2D(5, 3, activation="relu")
     pool = keras.layers.GlobalAveragePooling2D()

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from tests.conftest import DEFAULT_MODEL, NIH_LABELS, shared
-from training.train import official_split, patient_split
+from training.splits import official_split, patient_split
 
 
 def _table(n_patients=50, per=3):
