@@ -18,6 +18,7 @@ from db.session import affected, run_write
 
 MAX_ATTEMPTS = 5
 SUPERSEDED = "superseded by a newer analysis of the study"
+NOTHING_TO_SEND = "no DICOM image or no destination: nothing to send"
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,19 @@ def open_jobs(engine: Engine) -> int:
     """Jobs not yet done (waiting, claimed or in back-off)."""
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).where(PacsResultJob.done_at.is_(None))).scalar_one())
+
+
+def given_up(engine: Engine) -> int:
+    """Jobs given up after their attempts (closed with an error, never built): the study's
+    results never reached the PACS. Home counts them with the failed sends."""
+    query = select(func.count()).where(
+        PacsResultJob.done_at.is_not(None),
+        PacsResultJob.attempts >= MAX_ATTEMPTS,
+        PacsResultJob.last_error.is_not(None),
+        PacsResultJob.last_error.not_in([SUPERSEDED, NOTHING_TO_SEND]),
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def jobs_of(engine: Engine, study_id: int) -> list[tuple[str, int, str | None, bool]]:

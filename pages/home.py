@@ -19,8 +19,8 @@ queue_and_workers(engine)
 failing = results_failing(engine)
 if failing:
     st.error(
-        f"{failing} result(s) for the PACS have not been delivered (retrying or failed): "
-        "see Administration → PACS outbox, or `cxr outbox list`."
+        f"{failing} result(s) for the PACS have not been delivered (retrying, failed, or never built): "
+        "see Administration → PACS outbox or `cxr outbox list`, and the audit trail (pacs_results_failed)."
     )
 
 card = model_card_or_error(settings)

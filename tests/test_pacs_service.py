@@ -212,3 +212,6 @@ def test_a_failing_build_is_retried_after_back_off_then_given_up_and_audited(sit
     with engine.connect() as conn:
         events = conn.execute(select(AuditEvent.study_id).where(AuditEvent.action == "pacs_results_failed")).all()
     assert events == [(sid,)]
+    from services.pacs.outbox import results_failing
+
+    assert results_failing(engine) == 1  # Home warns

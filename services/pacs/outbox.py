@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine
 
-from db import outbound
+from db import outbound, pacs_result_jobs
 
 
 @dataclass(frozen=True)
@@ -47,5 +47,6 @@ def resend_results(engine: Engine, ids: list[int] | None, actor: str) -> int:
 
 
 def results_failing(engine: Engine) -> int:
-    """How many results are not being delivered (Home warns while this is above zero)."""
-    return outbound.failing_count(engine)
+    """How many results are not being delivered (Home warns while this is above zero): sends
+    failed for good, and studies whose result objects could not be built (given up)."""
+    return outbound.failing_count(engine) + pacs_result_jobs.given_up(engine)

@@ -79,7 +79,7 @@ class PacsResultsService:
         items = build_result_objects(self.engine, self.settings, job.study_id)
 
         def work(session) -> None:
-            outcome = None if items else "no DICOM image or no destination: nothing to send"
+            outcome = None if items else pacs_result_jobs.NOTHING_TO_SEND
             if not pacs_result_jobs.close(session, job, self.consumer, outcome):
                 raise ClaimLost(job.id)
             outbound.enqueue(session, items, self.consumer)
