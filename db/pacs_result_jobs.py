@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from db import audit
 from db.schema import PacsResultJob, utcnow
-from db.session import affected, run_write
+from db.session import affected, run_write, skipping_locked
 
 MAX_ATTEMPTS = 5
 SUPERSEDED = "superseded by a newer analysis of the study"
@@ -58,8 +58,7 @@ def claim(
     def work(session: Session) -> list[ResultJob]:
         at = now or utcnow()
         query = select(PacsResultJob.id).where(*_claimable(at)).order_by(PacsResultJob.id).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        query = skipping_locked(session, query)
         ids = list(session.execute(query).scalars())
         if not ids:
             return []

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from db import audit
 from db.schema import Study, StudyStatus, Verdict, utcnow
-from db.session import affected, run_write
+from db.session import affected, run_write, skipping_locked
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,7 @@ def claim_batch(
         now = utcnow()
         _fail_exhausted(session, now, max_attempts)
         query = select(Study.id).where(_claimable(now)).order_by(Study.priority.desc(), Study.id).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        query = skipping_locked(session, query)
         ids = list(session.execute(query).scalars())
         if not ids:
             return []

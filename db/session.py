@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, Select, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -115,3 +115,12 @@ def run_write(engine: Engine, work: Callable[[Session], T], deadline_s: float = 
                 ) from exc
             time.sleep(min(2.0, 0.05 * 2**attempt, max(0.0, deadline_s - waited)) * (0.5 + random.random()))
             attempt += 1
+
+
+def skipping_locked(session: Session, query: Select[Any]) -> Select[Any]:
+    """A claim's candidate rows: on PostgreSQL rows another claimer has locked are skipped
+    (FOR UPDATE SKIP LOCKED), so concurrent claimers take different rows; SQLite serialises
+    writers with BEGIN IMMEDIATE and needs nothing."""
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
