@@ -49,6 +49,26 @@ def _claimable(now: datetime):
     )
 
 
+def _give_up_exhausted(session: Session, now: datetime) -> None:
+    """Jobs whose consumer stopped during their last attempt (claim expired, attempts spent)
+    are given up, audited, rather than left open where nothing claims or counts them."""
+    rows = session.execute(
+        select(PacsResultJob.id, PacsResultJob.study_id, PacsResultJob.attempts).where(
+            PacsResultJob.done_at.is_(None),
+            PacsResultJob.attempts >= MAX_ATTEMPTS,
+            PacsResultJob.claim_expires_at <= now,
+        )
+    ).all()
+    for job_id, study_id, attempts in rows:
+        error = f"the build did not finish after {attempts} attempts (consumer lost or timed out)"
+        session.execute(
+            update(PacsResultJob)
+            .where(PacsResultJob.id == job_id)
+            .values(done_at=now, claimed_by=None, last_error=error)
+        )
+        audit.record(session, "pacs_results_failed", "pacs", study_id, attempts=attempts, error=error)
+
+
 def claim(
     engine: Engine, consumer: str, limit: int, lease_seconds: float, now: datetime | None = None
 ) -> list[ResultJob]:
@@ -57,6 +77,7 @@ def claim(
 
     def work(session: Session) -> list[ResultJob]:
         at = now or utcnow()
+        _give_up_exhausted(session, at)
         query = select(PacsResultJob.id).where(*_claimable(at)).order_by(PacsResultJob.id).limit(limit)
         query = skipping_locked(session, query)
         ids = list(session.execute(query).scalars())
@@ -119,12 +140,6 @@ def fail(engine: Engine, job: ResultJob, consumer: str, error: str, retry_after:
     return given_up
 
 
-def open_jobs(engine: Engine) -> int:
-    """Jobs not yet done (waiting, claimed or in back-off)."""
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).where(PacsResultJob.done_at.is_(None))).scalar_one())
-
-
 def given_up(engine: Engine) -> int:
     """Jobs given up after their attempts (closed with an error, never built): the study's
     results never reached the PACS. Home counts them with the failed sends."""
@@ -136,14 +151,3 @@ def given_up(engine: Engine) -> int:
     )
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
-
-
-def jobs_of(engine: Engine, study_id: int) -> list[tuple[str, int, str | None, bool]]:
-    """(model version, attempts, last error, done) of every job of a study, oldest first."""
-    query = (
-        select(PacsResultJob.model_version, PacsResultJob.attempts, PacsResultJob.last_error, PacsResultJob.done_at)
-        .where(PacsResultJob.study_id == study_id)
-        .order_by(PacsResultJob.id)
-    )
-    with engine.connect() as conn:
-        return [(v, a, e, d is not None) for v, a, e, d in conn.execute(query).all()]

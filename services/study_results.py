@@ -44,11 +44,17 @@ def thresholds_in_force(engine: Engine, card: ModelCard) -> tuple[dict[str, floa
 
 
 def study_result(
-    how: Storing, study: ClaimedStudy, records: list[InstanceRecord], analyses: list[Analysis], maps_file: str
+    how: Storing,
+    study: ClaimedStudy,
+    records: list[InstanceRecord],
+    analyses: list[Analysis],
+    combined: tuple[Analysis, dict[str, int]],
+    maps_file: str,
 ) -> StudyResult:
-    """The rows of one study: its images' analyses combined (core.study_views), triaged,
-    each flagged finding's map tied to the image it was computed on."""
-    analysis, source = combine(analyses)  # pure and cheap: a maximum per label over the images
+    """The rows of one study from its images' analyses and their combination
+    (core.study_views.combine): triaged, each flagged finding's map tied to the image it
+    was computed on."""
+    analysis, source = combined
     instance_of = {lab: records[source[lab]].id for lab in analysis.probabilities}
     score = how.triage.suspicion(analysis.probabilities, how.thresholds) if analysis.in_domain else 0.0
     return StudyResult(
@@ -89,12 +95,13 @@ def store_study(
 ) -> StudyResult | None:
     """Heatmap file first (idempotent), then the rows in one transaction fenced on the
     lease; None when the lease was lost to another worker (the result is discarded)."""
-    analysis, source = combine(analyses)
+    combined = combine(analyses)
+    analysis, source = combined
     labels = list(analysis.probabilities)
     maps_file = storage.write_heatmaps(
         data_dir, study.id, how.card.version, labels, analysis.cams, [records[source[lab]].id for lab in labels]
     )
-    result = study_result(how, study, records, analyses, maps_file)
+    result = study_result(how, study, records, analyses, combined, maps_file)
     if not run_write(engine, lambda session: store_results(session, [result], how.worker_id)):
         log.warning("study %s: lease lost to another worker (or a new image arrived); result discarded", study.id)
         return None

@@ -215,3 +215,28 @@ def test_a_failing_build_is_retried_after_back_off_then_given_up_and_audited(sit
     from services.pacs.outbox import results_failing
 
     assert results_failing(engine) == 1  # Home warns
+
+
+def test_a_job_whose_consumer_died_on_its_last_attempt_is_given_up_and_audited(site):
+    from db import pacs_result_jobs
+    from db.schema import AuditEvent, PacsResultJob
+    from services.pacs.outbox import results_failing
+
+    settings, engine = site
+    sid = _ingest(settings, engine)
+    _analyse(settings, engine)
+    with engine.begin() as conn:  # its last claim ran out with no outcome recorded
+        conn.execute(
+            update(PacsResultJob).values(
+                attempts=pacs_result_jobs.MAX_ATTEMPTS,
+                claimed_by="dead",
+                claim_expires_at=PacsResultJob.created_at - timedelta(seconds=1),
+            )
+        )
+    assert pacs_result_jobs.claim(engine, "A", 10, 60) == []
+    [(_, done, error)] = _jobs(engine)
+    assert done is not None and "did not finish" in error
+    assert results_failing(engine) == 1
+    with engine.connect() as conn:
+        events = conn.execute(select(AuditEvent.study_id).where(AuditEvent.action == "pacs_results_failed")).all()
+    assert events == [(sid,)]

@@ -1,6 +1,7 @@
-"""Results back to the PACS: after the worker stores a study's results, its SR and the
-Grad-CAM overlays of its flagged findings are written to the data folder and queued for
-C-STORE (services.pacs.sender sends them). Studies that did not come as DICOM (PNG/JPEG
+"""A study's result objects for the PACS, built from the results the worker stored: its SR
+(TID 1500) and the Grad-CAM overlays of its flagged findings, each drawn on the image its
+map was computed on, written to the data folder (services.pacs.service queues them for
+C-STORE, services.pacs.sender sends them). Studies that did not come as DICOM (PNG/JPEG
 uploads) have no PACS study to attach results to and get none."""
 
 from __future__ import annotations

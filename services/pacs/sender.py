@@ -1,11 +1,10 @@
 """Sends queued result objects to the configured PACS by C-STORE, with retries and
 exponential back-off. A destination that is down only delays its own queue: analysis and
-review never wait for it (the worker runs this in its own thread)."""
+review never wait for it (the PACS service, services.pacs.service, runs the rounds)."""
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -78,28 +77,3 @@ def send_due(
 def _failed(engine: Engine, item: OutboundItem, error: str, actor: str, now: datetime | None = None) -> None:
     status = mark_failed_attempt(engine, item, error, actor, backoff(item.attempts + 1), now)
     log.warning("result %s for study %s not sent (%s): %s", item.kind, item.study_id, status, error)
-
-
-class ResultSender:
-    """A thread that sends due results every ``interval_s`` until stopped."""
-
-    def __init__(self, engine: Engine, settings: Settings, actor: str, interval_s: float = 2.0) -> None:
-        self.engine, self.settings, self.actor, self.interval_s = engine, settings, actor, interval_s
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="cxr-sender", daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                send_due(self.engine, self.settings, self.actor)
-            except Exception:  # noqa: BLE001 - the next round tries again
-                log.exception("sending results failed")
-            self.stop_event.wait(self.interval_s)
-
-    def start(self) -> ResultSender:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=30)
