@@ -58,11 +58,12 @@ def measure(engine) -> list[dict]:
     from core.metrics import pr_points, roc_points
     from dashboard.analytics_data import Selection, compute, false_positive_tables, roc_curves
     from db.analytics import CohortFilter, data_stamp, load_cohort, study_details
+    from services.analytics import with_truth
 
     flt = CohortFilter()
     stamp, t_stamp = _timed(lambda: data_stamp(engine))
     data, t_load = _timed(lambda: load_cohort(engine, flt, LABELS, with_reference=False))
-    cohort, t_truth = _timed(lambda: data.cohort("verdicts", "majority"))
+    cohort, t_truth = _timed(lambda: with_truth(data, "verdicts", "majority"))
     n_boot = default_boot_count(len(cohort.study_ids))
     shared, t_draw = _timed(lambda: resampling(cohort, n_boot))
     table_, t_table = _timed(lambda: finding_table(cohort, shared=shared))

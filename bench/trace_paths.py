@@ -116,6 +116,7 @@ def trace(action: Callable[[], object]) -> Trace:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.trace_paths")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--edges", action="store_true", help="also print which file calls into which")
     parser.add_argument("--studies", type=int, default=6, help="real NIH images uploaded (default 6)")
     args = parser.parse_args(argv)
     from bench.common import bench_settings, require_shared
@@ -138,11 +139,18 @@ def main(argv: list[str] | None = None) -> int:
             "verdict to ROC": trace(lambda: read_and_chart(settings, engine, admin, studies)),
         }
         engine.dispose()
-    report = {name: {"run": by_layer(got.files), "followed": by_layer(got.spine)} for name, got in paths.items()}
+    report: dict[str, dict] = {
+        name: {"run": by_layer(got.files), "followed": by_layer(got.spine)} for name, got in paths.items()
+    }
+    if args.edges:
+        for name, got in paths.items():
+            report[name]["edges"] = sorted(f"{a} -> {b}" for a, b in got.calls)
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
     for name, parts in report.items():
+        for edge in parts.pop("edges", []):
+            print(f"  {name}: {edge}")
         for part, layers in parts.items():
             what = "files whose code runs" if part == "run" else "files one follows (they call into another)"
             print(f"\n{name}, {what}: {sum(map(len, layers.values()))}")

@@ -27,7 +27,7 @@ from core.cohort import (
     finding_table,
     resampling,
 )
-from services.analytics import CohortData, CohortFilter, load_cohort, study_details
+from services.analytics import CohortData, CohortFilter, load_cohort, study_details, with_truth
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class RocCurves:
 def compute(_engine, selection: Selection) -> CohortFigures:
     """The cohort and the per-finding table (what the page's first tab shows)."""
     data = load_cohort(_engine, selection.flt, selection.labels, with_reference=selection.source == "reference")
-    cohort = data.cohort(selection.source, selection.rule, selection.rule_reviewer)
+    cohort = with_truth(data, selection.source, selection.rule, selection.rule_reviewer)
     n_known = int((~np.isnan(cohort.truth)).any(axis=1).sum())
     resamples = resampling(cohort, default_boot_count(n_known))
     return CohortFigures(data, cohort, finding_table(cohort, shared=resamples), resamples)

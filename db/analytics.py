@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, String, and_, func, select, type_coerce
 
-from core.cohort import Cohort, TruthRule, TruthSource, truth_from_finding_labels, truth_from_votes
 from db.packing import unmask, unpack_floats
 from db.schema import (
     ReferenceLabel,
@@ -50,33 +49,6 @@ class CohortData:
     vote_present: np.ndarray  # (m, L)
     vote_known: np.ndarray  # (m, L): False where the verdict set has no verdict for the label
     vote_adjudicator: np.ndarray  # (m,)
-
-    def cohort(
-        self, source: str = TruthSource.VERDICTS, rule: str = TruthRule.MAJORITY, chosen: int | None = None
-    ) -> Cohort:
-        n = len(self.meta)
-        if TruthSource(source) is TruthSource.REFERENCE:
-            truth = truth_from_finding_labels(list(self.meta["reference"]), self.labels)
-        else:
-            truth = truth_from_votes(
-                self.vote_pos,
-                self.vote_present,
-                n,
-                rule,
-                self.vote_reviewer,
-                chosen,
-                self.vote_adjudicator,
-                self.vote_known,
-            )
-        return Cohort(
-            self.meta["id"].to_numpy(),
-            self.probs,
-            self.thresholds,
-            truth,
-            self.meta["groups"].to_numpy(),
-            self.meta,
-            tuple(self.labels),
-        )
 
 
 def _conditions(flt: CohortFilter) -> list:

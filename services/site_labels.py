@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from core.cohort import truth_from_finding_labels
-from db.analytics import CohortFilter, load_cohort
+from services.analytics import CohortFilter, load_cohort, with_truth
 from training.site_cohort import SiteLabels, site_labels
 
 
@@ -23,10 +23,10 @@ def site_cohort(
     if data.meta.empty:  # nothing analysed by this version: an empty cohort, not an error
         return site_labels(np.zeros(0, int), np.zeros(0, str), np.zeros((0, len(labels))), labels)
     if source != "reference" and len(data.vote_pos) == 0:  # no reader has read any: reference labels only
-        cohort = data.cohort("reference", rule)
+        cohort = with_truth(data, "reference", rule)
         truth = np.full(cohort.truth.shape, np.nan)
     else:
-        cohort = data.cohort(source, rule)
+        cohort = with_truth(data, source, rule)
         truth = np.array(cohort.truth, dtype=np.float64)
     if source != "reference":  # studies no reader has read yet count with their imported reference labels
         reference = truth_from_finding_labels(list(data.meta["reference"]), labels)
