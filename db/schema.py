@@ -157,6 +157,17 @@ class PacsResultJob(Base):
     __table_args__ = (Index("ix_pacs_result_jobs_open", "done_at", "id"),)
 
 
+class SiteSetting(Base):
+    """A fact about the site that every process reads from here rather than from its own
+    environment (the PACS destination the PACS service sends to)."""
+
+    __tablename__ = "site_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(500))
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Prediction(Base):
     __tablename__ = "predictions"
     id: Mapped[int] = mapped_column(primary_key=True)

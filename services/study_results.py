@@ -14,9 +14,11 @@ from sqlalchemy import Engine
 
 from core import storage
 from core.analysis import Analysis
+from core.config import Settings
 from core.model_card import ModelCard
 from core.study_views import combine
 from core.triage import TriagePolicy
+from db import site_settings
 from db.queue import ClaimedStudy
 from db.results import StudyResult, active_thresholds, store_results
 from db.session import run_write
@@ -34,7 +36,14 @@ class Storing:
     threshold_version: str
     triage: TriagePolicy
     worker_id: str
-    to_pacs: bool  # a destination is configured: a DICOM study's result objects are to be sent
+    to_pacs: bool  # results_go_to_pacs: a DICOM study's result objects are to be sent
+
+
+def results_go_to_pacs(engine: Engine, settings: Settings) -> bool:
+    """Whether a DICOM study's results are to be sent back: this process has a destination,
+    or a PACS service has recorded the site's (a worker started without the variable still
+    records the job the service waits for)."""
+    return settings.destination is not None or site_settings.value(engine, site_settings.PACS_DESTINATION) is not None
 
 
 def thresholds_in_force(engine: Engine, card: ModelCard) -> tuple[dict[str, float], str]:

@@ -39,7 +39,7 @@ from services import shadow_runs
 from services.leases import LeaseKeeper
 from services.retraining_jobs import RetrainingJobs
 from services.shadow_runs import ShadowScorers
-from services.study_results import Storing, store_study, thresholds_in_force
+from services.study_results import Storing, results_go_to_pacs, store_study, thresholds_in_force
 
 log = logging.getLogger("cxr.worker")
 NO_FRONTAL = (
@@ -192,7 +192,7 @@ class Worker:
             threshold_version,
             self.triage,
             self.worker_id,
-            self.settings.destination is not None,
+            results_go_to_pacs(self.engine, self.settings),
         )
         try:
             analyses = self.model.analyse(images, thresholds)

@@ -45,7 +45,7 @@ def test_sqlite_pragmas_and_schema_at_head(db_engine):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10000
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0014"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0015"
 
 
 def test_audit_log_is_append_only(db_engine):

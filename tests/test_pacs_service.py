@@ -240,3 +240,18 @@ def test_a_job_whose_consumer_died_on_its_last_attempt_is_given_up_and_audited(s
     with engine.connect() as conn:
         events = conn.execute(select(AuditEvent.study_id).where(AuditEvent.action == "pacs_results_failed")).all()
     assert events == [(sid,)]
+
+
+def test_a_worker_without_the_destination_records_the_job_once_the_pacs_service_has_announced_it(settings, site):
+    """The worker and ``cxr pacs`` run apart: a worker started without CXR_DICOM_DESTINATION
+    records a DICOM study's job as soon as a PACS service has recorded the site's."""
+    from services.pacs.service import PacsResultsService
+    from services.study_results import results_go_to_pacs
+
+    with_destination, engine = site
+    assert not results_go_to_pacs(engine, settings)  # nothing configured anywhere yet
+    assert results_go_to_pacs(engine, with_destination)
+    PacsResultsService(engine, with_destination).run_round()
+    assert results_go_to_pacs(engine, settings)  # the bare worker now follows the site
+    PacsResultsService(engine, with_destination, consumer="second").announce()  # a second service: no conflict
+    assert results_go_to_pacs(engine, settings)

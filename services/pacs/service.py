@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from core.config import Settings, load_settings
-from db import outbound, pacs_result_jobs
+from db import outbound, pacs_result_jobs, site_settings
 from db.bootstrap import open_database
 from db.pacs_result_jobs import ResultJob
 from db.session import run_write
@@ -58,6 +58,16 @@ class PacsResultsService:
         self.consumer = consumer or f"pacs:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
+        self._announced = False
+
+    def announce(self) -> None:
+        """Record the site's destination in the database, so that every worker records a
+        DICOM study's result job whatever its own environment says (once per service)."""
+        if self.settings.destination is not None and not self._announced:
+            site_settings.record(
+                self.engine, site_settings.PACS_DESTINATION, self.settings.dicom_destination, self.consumer
+            )
+            self._announced = True
 
     def build_due(self, limit: int = 20) -> RoundReport:
         """Build and queue the result objects of up to ``limit`` studies whose results are stored."""
@@ -90,6 +100,7 @@ class PacsResultsService:
         return len(items)
 
     def run_round(self) -> RoundReport:
+        self.announce()
         report = self.build_due()
         report.sent = send_due(self.engine, self.settings, self.consumer)
         return report

@@ -1,0 +1,33 @@
+"""Facts about the site that every process agrees on, read from the database rather than
+from each process's environment (the worker and the PACS service run apart)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from db.schema import SiteSetting, utcnow
+from db.session import run_write
+
+PACS_DESTINATION = "pacs_destination"  # "AE@host:port" the PACS service sends results to
+
+
+def record(engine: Engine, key: str, value: str, by: str) -> None:
+    """Set ``key`` to ``value`` (bounded to the column), noting who set it and when."""
+
+    def work(session) -> None:
+        row = session.get(SiteSetting, key)
+        if row is None:
+            session.add(SiteSetting(key=key, value=value[:500], updated_by=by[:100], updated_at=utcnow()))
+        elif row.value != value[:500]:
+            row.value, row.updated_by, row.updated_at = value[:500], by[:100], utcnow()
+
+    try:
+        run_write(engine, work)
+    except IntegrityError:  # another process inserted the key first: now it is an update
+        run_write(engine, work)
+
+
+def value(engine: Engine, key: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(select(SiteSetting.value).where(SiteSetting.key == key)).scalar_one_or_none()
