@@ -10,11 +10,37 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # each xdist worker has a core of its own: thread pools sized to the machine would make
+    # the workers' threads take the cores from each other (OpenBLAS's threads spin after
+    # each product); one thread each for NumPy's BLAS, TensorFlow and the ONNX analyzer
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("CXR_RUNTIME_THREADS", "1")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # in case NumPy was loaded before this file
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CXR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 NIH_LABELS = SHARED / "nih" / "labels" / "Data_Entry_2017_v2020.csv.gz"
 DEFAULT_MODEL = ROOT / "models" / "default"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing():
+    """Argon2id at its lowest cost in this process (1 pass over 1 MiB, one lane) instead
+    of the app's 3 passes over 64 MiB: the hashes and checks are as real, and the fast
+    loop's 68 hashes take well under a second instead of 12 s of CPU. The app and the
+    processes the tests start keep the real cost."""
+    from argon2 import PasswordHasher
+
+    from db import users
+
+    real = users._hasher
+    users._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    users._hasher = real
 
 
 def shared(*parts: str) -> Path:
