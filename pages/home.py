@@ -8,7 +8,7 @@ from dashboard.state import DISCLAIMER, model_card_or_error, settings_and_engine
 from dashboard.text import plain
 from dashboard.widgets import queue_and_workers
 from services.operations import latest_device
-from services.pacs.outbox import results_failing
+from services.pacs.outbox import results_failing, site_destination
 from services.worklist import longest_waiting
 
 require_user()
@@ -16,6 +16,12 @@ settings, engine = settings_and_engine()
 st.title("Chest X-ray review")
 st.warning(DISCLAIMER, icon="⚠️")
 queue_and_workers(engine)
+destination = site_destination(engine)
+st.caption(
+    f"DICOM results (SR and overlays) go back to the PACS at {plain(destination)}."
+    if destination
+    else "No PACS service has recorded a destination: DICOM results stay here (see `cxr pacs`)."
+)
 failing = results_failing(engine)
 if failing:
     st.error(

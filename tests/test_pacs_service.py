@@ -255,3 +255,27 @@ def test_a_worker_without_the_destination_records_the_job_once_the_pacs_service_
     assert results_go_to_pacs(engine, settings)  # the bare worker now follows the site
     PacsResultsService(engine, with_destination, consumer="second").announce()  # a second service: no conflict
     assert results_go_to_pacs(engine, settings)
+
+
+def test_home_says_where_dicom_results_go_once_a_pacs_service_has_recorded_it(settings, site):
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.text import plain
+    from db.users import create_user
+    from services.pacs.service import PacsResultsService
+    from tests.conftest import ROOT, app_settings
+
+    with_destination, engine = site
+    admin = create_user(engine, "root", "correct horse battery", "admin")
+
+    def home_captions() -> str:
+        with app_settings(settings):  # the app itself has no destination of its own
+            home = AppTest.from_file(str(ROOT / "pages" / "home.py"), default_timeout=60)
+            home.session_state["user_id"] = admin.id
+            home.run()
+            assert not home.exception
+            return " ".join(c.value for c in home.caption)
+
+    assert "No PACS service has recorded a destination" in home_captions()
+    PacsResultsService(engine, with_destination).run_round()
+    assert f"go back to the PACS at {plain(DESTINATION)}." in home_captions()  # as inert markdown

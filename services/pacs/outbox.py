@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine
 
-from db import outbound, pacs_result_jobs
+from db import outbound, pacs_result_jobs, site_settings
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,9 @@ def results_failing(engine: Engine) -> int:
     """How many results are not being delivered (Home warns while this is above zero): sends
     failed for good, and studies whose result objects could not be built (given up)."""
     return outbound.failing_count(engine) + pacs_result_jobs.given_up(engine)
+
+
+def site_destination(engine: Engine) -> str | None:
+    """The destination a PACS service recorded for the site ("AE@host:port"), or None while
+    no service with one has run: results then stay here."""
+    return site_settings.value(engine, site_settings.PACS_DESTINATION)
