@@ -14,13 +14,14 @@ PACS_DESTINATION = "pacs_destination"  # "AE@host:port" the PACS service sends r
 
 def record(engine: Engine, key: str, value: str, by: str) -> None:
     """Set ``key`` to ``value`` (bounded to the column), noting who set it and when."""
+    value, by = value[:500], by[:100]
 
     def work(session) -> None:
         row = session.get(SiteSetting, key)
         if row is None:
-            session.add(SiteSetting(key=key, value=value[:500], updated_by=by[:100], updated_at=utcnow()))
-        elif row.value != value[:500]:
-            row.value, row.updated_by, row.updated_at = value[:500], by[:100], utcnow()
+            session.add(SiteSetting(key=key, value=value, updated_by=by, updated_at=utcnow()))
+        elif row.value != value:
+            row.value, row.updated_by, row.updated_at = value, by, utcnow()
 
     try:
         run_write(engine, work)
@@ -31,3 +32,8 @@ def record(engine: Engine, key: str, value: str, by: str) -> None:
 def value(engine: Engine, key: str) -> str | None:
     with engine.connect() as conn:
         return conn.execute(select(SiteSetting.value).where(SiteSetting.key == key)).scalar_one_or_none()
+
+
+def pacs_destination(engine: Engine) -> str | None:
+    """The destination a PACS service recorded for the site ("AE@host:port"), or None."""
+    return value(engine, PACS_DESTINATION)

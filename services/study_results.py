@@ -43,7 +43,7 @@ def results_go_to_pacs(engine: Engine, settings: Settings) -> bool:
     """Whether a DICOM study's results are to be sent back: this process has a destination,
     or a PACS service has recorded the site's (a worker started without the variable still
     records the job the service waits for)."""
-    return settings.destination is not None or site_settings.value(engine, site_settings.PACS_DESTINATION) is not None
+    return settings.destination is not None or site_settings.pacs_destination(engine) is not None
 
 
 def thresholds_in_force(engine: Engine, card: ModelCard) -> tuple[dict[str, float], str]:

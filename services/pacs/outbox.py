@@ -55,4 +55,4 @@ def results_failing(engine: Engine) -> int:
 def site_destination(engine: Engine) -> str | None:
     """The destination a PACS service recorded for the site ("AE@host:port"), or None while
     no service with one has run: results then stay here."""
-    return site_settings.value(engine, site_settings.PACS_DESTINATION)
+    return site_settings.pacs_destination(engine)
