@@ -36,6 +36,15 @@ def wait_study(page, sid: int | None = None) -> int:
     return int(panel(page).get_attribute("data-study"))
 
 
+def press_read_next(page) -> None:
+    """Press J on the worklist once its "Read next" button is drawn and the script run is over:
+    the worklist's heading is drawn before the button, and a key pressed before the button's
+    shortcut is bound does nothing."""
+    page.get_by_role("button", name=re.compile(r"^Read next")).wait_for()
+    wait_idle(page)
+    page.keyboard.press("j")
+
+
 def open_study(page, site, sid: int) -> None:
     page.goto(f"{site['url']}/review?study={sid}")
     page.get_by_role("heading", name=f"Review: study {sid}", exact=True).wait_for()

@@ -26,6 +26,7 @@ from tests.reader_page import (
     labels,
     open_study,
     panel,
+    press_read_next,
     reader_page,
     states,
     viewport,
@@ -222,7 +223,7 @@ def test_double_press_on_normal_cannot_save_the_next(site, browser):
     on "Normal" never records verdicts for the study it opens."""
     context, page = _page(browser, site)
     go(page, "Worklist", "Worklist")
-    page.keyboard.press("j")  # Read next
+    press_read_next(page)
     first = wait_study(page)
     wait_idle(page)
     page.wait_for_timeout(1100)  # a reader looks at the image before saving
@@ -254,8 +255,7 @@ def test_second_readers_read_next_never_returns_a_study_they_read(site, browser)
     heading = page.get_by_role("heading", name=HEADING)
     for _ in range(len(site["done"]) + 5):
         go(page, "Worklist", "Worklist")
-        wait_idle(page)
-        page.keyboard.press("j")
+        press_read_next(page)
         assert poll(lambda: nothing.count() > 0 or heading.count() > 0, 20)
         if nothing.count():
             break
