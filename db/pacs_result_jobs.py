@@ -19,6 +19,7 @@ from db.session import affected, run_write, skipping_locked
 MAX_ATTEMPTS = 5
 SUPERSEDED = "superseded by a newer analysis of the study"
 NOTHING_TO_SEND = "no DICOM image or no destination: nothing to send"
+DESTINATION_CLEARED = "the site's PACS destination was cleared: nothing to send"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,22 @@ def record(session: Session, study_id: int, model_version: str) -> None:
         .values(done_at=now, last_error=SUPERSEDED, claimed_by=None, claim_expires_at=None)
     )
     session.add(PacsResultJob(study_id=study_id, model_version=model_version, created_at=now, attempts=0))
+
+
+def close_open(session: Session) -> int:
+    """In the caller's transaction (the site stops sending results): every open job is closed
+    as having nothing to send, so none waits for a service that no longer runs. Jobs a
+    service holds right now are left to it."""
+    now = utcnow()
+    done = session.execute(
+        update(PacsResultJob)
+        .where(
+            PacsResultJob.done_at.is_(None),
+            or_(PacsResultJob.claim_expires_at.is_(None), PacsResultJob.claim_expires_at <= now),
+        )
+        .values(done_at=now, claimed_by=None, claim_expires_at=None, last_error=DESTINATION_CLEARED)
+    )
+    return affected(done)
 
 
 def _claimable(now: datetime):
@@ -147,7 +164,7 @@ def given_up(engine: Engine) -> int:
         PacsResultJob.done_at.is_not(None),
         PacsResultJob.attempts >= MAX_ATTEMPTS,
         PacsResultJob.last_error.is_not(None),
-        PacsResultJob.last_error.not_in([SUPERSEDED, NOTHING_TO_SEND]),
+        PacsResultJob.last_error.not_in([SUPERSEDED, NOTHING_TO_SEND, DESTINATION_CLEARED]),
     )
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())

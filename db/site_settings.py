@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from db import audit, pacs_result_jobs
 from db.schema import SiteSetting, utcnow
 from db.session import run_write
 
@@ -37,3 +39,21 @@ def value(engine: Engine, key: str) -> str | None:
 def pacs_destination(engine: Engine) -> str | None:
     """The destination a PACS service recorded for the site ("AE@host:port"), or None."""
     return value(engine, PACS_DESTINATION)
+
+
+def clear_pacs_destination(engine: Engine, by: str) -> tuple[str | None, int]:
+    """The site stops sending results to its PACS: the recorded destination is removed and
+    the result jobs still open are closed with nothing to send, in one audited transaction.
+    Returns the destination removed (None when none was recorded) and the jobs closed."""
+
+    def work(session: Session) -> tuple[str | None, int]:
+        row = session.get(SiteSetting, PACS_DESTINATION)
+        removed = None if row is None else row.value
+        if row is not None:
+            session.delete(row)
+        closed = pacs_result_jobs.close_open(session)
+        if removed is not None or closed:
+            audit.record(session, "pacs_destination_cleared", by, destination=removed, jobs_closed=closed)
+        return removed, closed
+
+    return run_write(engine, work)

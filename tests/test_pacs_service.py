@@ -67,15 +67,16 @@ def _analysis(flagged: tuple[str, ...]):
     return Analysis(probabilities, dict.fromkeys(LABELS, 0.0), list(flagged), cams, 224, 256, 1)
 
 
-def _analyse(settings, engine, worker: str = "W", flagged=("Mass", "Effusion")):
-    """Claim every queued study and store results for it the way the worker does."""
+def _analyse(settings, engine, worker: str = "W", flagged=("Mass", "Effusion"), to_pacs: bool = True):
+    """Claim every queued study and store results for it the way the worker does (``to_pacs``:
+    the worker's ``results_go_to_pacs``)."""
     from core.model_card import ModelCard
     from db import queue
     from db.studies import analysed_instances
     from services.study_results import Storing, store_study
 
     card = ModelCard.load(settings.model_dir)
-    how = Storing(card, dict(card.thresholds), card.threshold_version, settings.triage(), worker, True)
+    how = Storing(card, dict(card.thresholds), card.threshold_version, settings.triage(), worker, to_pacs)
     claimed = queue.claim_batch(engine, worker, 10, 60, 3)
     images = analysed_instances(engine, [c.id for c in claimed])
     return [
@@ -279,3 +280,52 @@ def test_home_says_where_dicom_results_go_once_a_pacs_service_has_recorded_it(se
     assert "No PACS service has recorded a destination" in home_captions()
     PacsResultsService(engine, with_destination).run_round()
     assert f"go back to the PACS at {plain(DESTINATION)}." in home_captions()  # as inert markdown
+
+
+def test_cxr_outbox_destination_clear_stops_recording_jobs_and_closes_the_open_ones(
+    settings, site, capsys, monkeypatch
+):
+    """A retired PACS service's destination is forgotten with ``cxr outbox destination
+    --clear``: a bare worker records no more result jobs, the open ones close with nothing
+    to send (not counted as failed on Home), one a live service holds is left to it, and
+    the clearing is audited."""
+    from cli.main import main
+    from db import pacs_result_jobs
+    from db.schema import AuditEvent, PacsResultJob, utcnow
+    from services.pacs.outbox import results_failing, site_destination
+    from services.pacs.service import PacsResultsService
+    from services.study_results import results_go_to_pacs
+    from tests.conftest import settings_env
+
+    with_destination, engine = site
+    for key, value in settings_env(settings).items():  # the command runs without a destination of its own
+        monkeypatch.setenv(key, value)
+    PacsResultsService(engine, with_destination).announce()
+    waiting, held = _ingest(settings, engine), _ingest(settings, engine)
+    _analyse(settings, engine, to_pacs=results_go_to_pacs(engine, settings))
+    with engine.begin() as conn:  # a live service is building one of them right now
+        conn.execute(
+            update(PacsResultJob)
+            .where(PacsResultJob.study_id == held)
+            .values(claimed_by="live", claim_expires_at=utcnow() + timedelta(minutes=5))
+        )
+    assert main(["outbox", "destination"]) == 0
+    assert capsys.readouterr().out.strip() == DESTINATION
+    assert main(["outbox", "destination", "--clear"]) == 0
+    out = capsys.readouterr().out
+    assert f"forgot {DESTINATION}" in out and "1 open result job(s) closed" in out
+    assert site_destination(engine) is None and not results_go_to_pacs(engine, settings)
+    jobs = {sid: (done, error) for sid, done, error in _jobs(engine)}
+    assert jobs[waiting][0] is not None and jobs[waiting][1] == pacs_result_jobs.DESTINATION_CLEARED
+    assert jobs[held] == (None, None)
+    assert results_failing(engine) == 0
+    _ingest(settings, engine)
+    _analyse(settings, engine, to_pacs=results_go_to_pacs(engine, settings))  # the site no longer sends: no job
+    assert len(_jobs(engine)) == 2
+    with engine.connect() as conn:
+        [detail] = conn.execute(select(AuditEvent.detail).where(AuditEvent.action == "pacs_destination_cleared")).all()
+    assert detail[0] == {"destination": DESTINATION, "jobs_closed": 1}
+    assert main(["outbox", "destination", "--clear"]) == 0  # twice: nothing left, nothing audited
+    assert "no PACS destination was recorded" in capsys.readouterr().out
+    assert main(["outbox", "destination"]) == 0
+    assert "no PACS destination recorded" in capsys.readouterr().out

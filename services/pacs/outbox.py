@@ -56,3 +56,11 @@ def site_destination(engine: Engine) -> str | None:
     """The destination a PACS service recorded for the site ("AE@host:port"), or None while
     no service with one has run: results then stay here."""
     return site_settings.pacs_destination(engine)
+
+
+def stop_sending_results(engine: Engine, actor: str) -> tuple[str | None, int]:
+    """The site no longer sends results to a PACS (its service retired): forget the recorded
+    destination, so workers stop recording result jobs, and close the jobs still open, so
+    none waits for a service that will not come. Returns (destination forgotten, jobs closed).
+    A PACS service started again with a destination records it again."""
+    return site_settings.clear_pacs_destination(engine, actor)
