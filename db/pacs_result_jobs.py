@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, and_, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from db import audit
@@ -44,15 +44,14 @@ def record(session: Session, study_id: int, model_version: str) -> None:
 
 def close_open(session: Session) -> int:
     """In the caller's transaction (the site stops sending results): every open job is closed
-    as having nothing to send, so none waits for a service that no longer runs. Jobs a
-    service holds right now are left to it."""
+    as having nothing to send, so none waits for a service that no longer runs; one waiting
+    out its back-off too (no consumer, ``claim_expires_at`` its retry time). Jobs a service
+    holds right now (a consumer whose claim has not expired) are left to it."""
     now = utcnow()
+    held = and_(PacsResultJob.claimed_by.is_not(None), PacsResultJob.claim_expires_at > now)
     done = session.execute(
         update(PacsResultJob)
-        .where(
-            PacsResultJob.done_at.is_(None),
-            or_(PacsResultJob.claim_expires_at.is_(None), PacsResultJob.claim_expires_at <= now),
-        )
+        .where(PacsResultJob.done_at.is_(None), not_(held))
         .values(done_at=now, claimed_by=None, claim_expires_at=None, last_error=DESTINATION_CLEARED)
     )
     return affected(done)

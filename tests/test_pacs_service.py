@@ -287,8 +287,8 @@ def test_cxr_outbox_destination_clear_stops_recording_jobs_and_closes_the_open_o
 ):
     """A retired PACS service's destination is forgotten with ``cxr outbox destination
     --clear``: a bare worker records no more result jobs, the open ones close with nothing
-    to send (not counted as failed on Home), one a live service holds is left to it, and
-    the clearing is audited."""
+    to send (not counted as failed on Home), one waiting out its back-off too, one a live
+    service holds is left to it, and the clearing is audited."""
     from cli.main import main
     from db import pacs_result_jobs
     from db.schema import AuditEvent, PacsResultJob, utcnow
@@ -301,7 +301,7 @@ def test_cxr_outbox_destination_clear_stops_recording_jobs_and_closes_the_open_o
     for key, value in settings_env(settings).items():  # the command runs without a destination of its own
         monkeypatch.setenv(key, value)
     PacsResultsService(engine, with_destination).announce()
-    waiting, held = _ingest(settings, engine), _ingest(settings, engine)
+    waiting, retrying, held = _ingest(settings, engine), _ingest(settings, engine), _ingest(settings, engine)
     _analyse(settings, engine, to_pacs=results_go_to_pacs(engine, settings))
     with engine.begin() as conn:  # a live service is building one of them right now
         conn.execute(
@@ -309,22 +309,28 @@ def test_cxr_outbox_destination_clear_stops_recording_jobs_and_closes_the_open_o
             .where(PacsResultJob.study_id == held)
             .values(claimed_by="live", claim_expires_at=utcnow() + timedelta(minutes=5))
         )
+        conn.execute(  # another failed once and waits out its back-off (as pacs_result_jobs.fail leaves it)
+            update(PacsResultJob)
+            .where(PacsResultJob.study_id == retrying)
+            .values(claimed_by=None, attempts=1, claim_expires_at=utcnow() + timedelta(minutes=5))
+        )
     assert main(["outbox", "destination"]) == 0
     assert capsys.readouterr().out.strip() == DESTINATION
     assert main(["outbox", "destination", "--clear"]) == 0
     out = capsys.readouterr().out
-    assert f"forgot {DESTINATION}" in out and "1 open result job(s) closed" in out
+    assert f"forgot {DESTINATION}" in out and "2 open result job(s) closed" in out
     assert site_destination(engine) is None and not results_go_to_pacs(engine, settings)
     jobs = {sid: (done, error) for sid, done, error in _jobs(engine)}
-    assert jobs[waiting][0] is not None and jobs[waiting][1] == pacs_result_jobs.DESTINATION_CLEARED
+    for closed in (waiting, retrying):
+        assert jobs[closed][0] is not None and jobs[closed][1] == pacs_result_jobs.DESTINATION_CLEARED
     assert jobs[held] == (None, None)
     assert results_failing(engine) == 0
     _ingest(settings, engine)
     _analyse(settings, engine, to_pacs=results_go_to_pacs(engine, settings))  # the site no longer sends: no job
-    assert len(_jobs(engine)) == 2
+    assert len(_jobs(engine)) == 3
     with engine.connect() as conn:
         [detail] = conn.execute(select(AuditEvent.detail).where(AuditEvent.action == "pacs_destination_cleared")).all()
-    assert detail[0] == {"destination": DESTINATION, "jobs_closed": 1}
+    assert detail[0] == {"destination": DESTINATION, "jobs_closed": 2}
     assert main(["outbox", "destination", "--clear"]) == 0  # twice: nothing left, nothing audited
     assert "no PACS destination was recorded" in capsys.readouterr().out
     assert main(["outbox", "destination"]) == 0
